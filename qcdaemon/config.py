@@ -1,0 +1,287 @@
+"""Configuration: one TOML file read once at start-up into frozen dataclasses.
+
+Every key is documented in ``config.example.toml``; ``tests/test_config.py`` checks that the
+example names every field defined here.  Unknown keys and bad values raise :class:`ConfigError`
+naming the key, so a typo stops start-up instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+
+from .errors import ConfigError
+
+APP = "qcdaemon"
+Mode = Literal["foreground", "service"]
+
+DEFAULT_RAWTOOLS_ARGS = "-p -q -x -u -l -m -r TMT11 -chro 12TB"
+
+
+def default_data_dir(mode: Mode = "foreground") -> Path:
+    """User data dir in the foreground, the machine-wide state dir for a system service."""
+    if mode == "service":
+        return Path(platformdirs.site_data_path(APP) if os.name == "nt" else "/var/lib/qcdaemon")
+    return platformdirs.user_data_path(APP)
+
+
+def default_log_dir(mode: Mode = "foreground") -> Path:
+    if mode == "service":
+        if os.name == "nt":
+            return Path(platformdirs.site_data_path(APP)) / "logs"
+        return Path("/var/log/qcdaemon")
+    return platformdirs.user_log_path(APP)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tls_cert: str = ""
+    tls_key: str = ""
+    allow_insecure_http: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    max_upload_mb: int = 20480
+    session_hours: int = 336
+    login_attempts_per_minute: int = 10
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    data_dir: str = ""
+    log_dir: str = ""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    memory_limit: str = "512MB"
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class ToolConfig:
+    command: tuple[str, ...] = ()
+    timeout_seconds: int = 3600
+    max_parallel: int = 1
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class MaxQuantConfig(ToolConfig):
+    timeout_seconds: int = 6 * 3600
+    threads: int = 1
+    runtime: str = "auto"  # auto | mono | dotnet | none
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    native: bool = True
+    nice: int = 10
+    shutdown_timeout: int = 30
+    rawtools: ToolConfig = field(default_factory=lambda: ToolConfig(timeout_seconds=1800, max_parallel=1))
+    maxquant: MaxQuantConfig = field(default_factory=MaxQuantConfig)
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    path: str
+    pipeline: str
+    owner: str
+    patterns: tuple[str, ...] = ("*.raw",)
+    recursive: bool = True
+    polling: bool = False
+    settle_seconds: float = 60.0
+    poll_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"  # auto | console | json
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    sweep_minutes: float = 5.0
+    checkpoint_hour: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    watch: tuple[WatchConfig, ...] = ()
+    log: LogConfig = field(default_factory=LogConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    mode: Mode = "foreground"
+    source: str = ""  # the file this was read from ("" = embedded defaults)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.paths.data_dir) if self.paths.data_dir else default_data_dir(self.mode)
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.paths.log_dir) if self.paths.log_dir else default_log_dir(self.mode)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "qcdaemon.duckdb"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def _coerce(key: str, value: Any, ftype: Any) -> Any:
+    """Check one value against the dataclass field type, converting lists to tuples."""
+    t = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
+    if t.startswith("tuple[str"):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if t == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if t == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if t == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if t == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported value {value!r}")  # pragma: no cover
+
+
+def _build(cls: type, table: Any, prefix: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix}: expected a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}.{key}"
+        f = fields.get(key)
+        if f is None:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{name}: unknown key (known keys: {known})")
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            pass  # pragma: no cover
+        sub = _SUBTABLES.get((cls, key))
+        kwargs[key] = _build(sub, value, name) if sub else _coerce(name, value, f.type)
+    missing = [
+        n for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{prefix}.{missing[0]}: required key missing")
+    return cls(**kwargs)
+
+
+_SUBTABLES: dict[tuple[type, str], type] = {
+    (EngineConfig, "rawtools"): ToolConfig,
+    (EngineConfig, "maxquant"): MaxQuantConfig,
+}
+
+
+def _validate(cfg: Config) -> None:
+    s = cfg.server
+    if not 0 < s.port < 65536:
+        raise ConfigError(f"server.port: {s.port} is not a TCP port")
+    if bool(s.tls_cert) != bool(s.tls_key):
+        raise ConfigError("server.tls_cert: tls_cert and tls_key must be given together")
+    for key in ("tls_cert", "tls_key"):
+        p = getattr(s, key)
+        if p and not Path(p).is_file():
+            raise ConfigError(f"server.{key}: file {p} does not exist")
+    if s.max_upload_mb <= 0:
+        raise ConfigError("server.max_upload_mb: must be positive")
+    if cfg.store.threads < 1:
+        raise ConfigError("store.threads: must be at least 1")
+    import re
+
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)", cfg.store.memory_limit):
+        raise ConfigError(f"store.memory_limit: {cfg.store.memory_limit!r} is not a size like '512MB'")
+    for name in ("rawtools", "maxquant"):
+        tool: ToolConfig = getattr(cfg.engine, name)
+        if tool.timeout_seconds <= 0:
+            raise ConfigError(f"engine.{name}.timeout_seconds: must be positive")
+        if tool.max_parallel < 1:
+            raise ConfigError(f"engine.{name}.max_parallel: must be at least 1")
+        if tool.attempts < 1:
+            raise ConfigError(f"engine.{name}.attempts: must be at least 1")
+    if cfg.engine.maxquant.runtime not in ("auto", "mono", "dotnet", "none"):
+        raise ConfigError("engine.maxquant.runtime: must be one of auto, mono, dotnet, none")
+    if not -20 <= cfg.engine.nice <= 19:
+        raise ConfigError("engine.nice: must be between -20 and 19")
+    if cfg.log.level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log.level: {cfg.log.level!r} is not one of debug, info, warning, error")
+    if cfg.log.format not in ("auto", "console", "json"):
+        raise ConfigError(f"log.format: {cfg.log.format!r} is not one of auto, console, json")
+    for i, w in enumerate(cfg.watch):
+        key = f"watch[{i}]"
+        if not w.path:
+            raise ConfigError(f"{key}.path: must not be empty")
+        if not w.pipeline:
+            raise ConfigError(f"{key}.pipeline: must name 'project-slug/pipeline-slug' or a pipeline uuid")
+        if "@" not in w.owner:
+            raise ConfigError(f"{key}.owner: must be the e-mail of an existing user")
+        if w.settle_seconds < 0:
+            raise ConfigError(f"{key}.settle_seconds: must not be negative")
+        if w.poll_interval <= 0:
+            raise ConfigError(f"{key}.poll_interval: must be positive")
+        if not w.patterns:
+            raise ConfigError(f"{key}.patterns: must name at least one pattern")
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, mode: Mode = "foreground") -> Config:
+    """Read ``path`` (or use the embedded defaults when None) and validate it."""
+    if path is None:
+        cfg = Config(mode=mode)
+        _validate(cfg)
+        return cfg
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p}: {exc}") from None
+    return config_from_dict(data, mode=mode, source=str(p.resolve()))
+
+
+def config_from_dict(data: dict[str, Any], *, mode: Mode = "foreground", source: str = "") -> Config:
+    sections = {
+        "server": ServerConfig, "paths": PathsConfig, "store": StoreConfig, "engine": EngineConfig,
+        "log": LogConfig, "scheduler": SchedulerConfig,
+    }
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "watch":
+            if isinstance(value, dict):
+                value = [value]
+            if not isinstance(value, list):
+                raise ConfigError("watch: expected [[watch]] tables")
+            kwargs["watch"] = tuple(_build(WatchConfig, v, f"watch[{i}]") for i, v in enumerate(value))
+        elif key in sections:
+            kwargs[key] = _build(sections[key], value, key)
+        else:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted([*sections, 'watch']))})")
+    cfg = Config(**kwargs, mode=mode, source=source)
+    _validate(cfg)
+    return cfg
