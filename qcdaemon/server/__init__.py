@@ -1,0 +1,53 @@
+"""The embedded HTTP server (aiohttp): the only package that knows HTTP."""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from ..config import Config, ServerConfig
+from .app import create_app
+
+__all__ = ["create_app", "serve", "is_loopback", "url_of"]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_of(cfg: ServerConfig) -> str:
+    scheme = "https" if cfg.tls_cert else "http"
+    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "") else ("[::1]" if cfg.host == "::" else cfg.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{cfg.port}"
+
+
+def ssl_context(cfg: ServerConfig) -> ssl.SSLContext | None:
+    if not cfg.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    return ctx
+
+
+@asynccontextmanager
+async def serve(app: web.Application, cfg: Config) -> AsyncIterator[web.AppRunner]:
+    runner = web.AppRunner(app, shutdown_timeout=10.0, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host=cfg.server.host, port=cfg.server.port, ssl_context=ssl_context(cfg.server))
+    try:
+        await site.start()
+        yield runner
+    finally:
+        await runner.cleanup()

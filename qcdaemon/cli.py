@@ -1,0 +1,320 @@
+"""The ``qcdaemon`` command line: thin wrappers over the daemon, the parsers and the admin operations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .config import Config, load_config
+from .errors import ConfigError, QcdaemonError, StoreBusy
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config, mode="service" if getattr(args, "service", False) else "foreground")
+
+
+def _read_password(args: argparse.Namespace, *, required: bool) -> str | None:
+    if getattr(args, "password_stdin", False):
+        pw = sys.stdin.readline().rstrip("\r\n")
+        if not pw:
+            raise QcdaemonError("no password on standard input")
+        return pw
+    if not required:
+        return None
+    if not sys.stdin.isatty():
+        raise QcdaemonError("no terminal to ask for a password: use --password-stdin")
+    pw = getpass.getpass("Password: ")
+    if pw != getpass.getpass("Again: "):
+        raise QcdaemonError("the passwords differ")
+    if len(pw) < 8:
+        raise QcdaemonError("use at least 8 characters")
+    return pw
+
+
+# -- admin operations: directly on the store, or through the running daemon ---------------------
+
+
+async def _op_direct(cfg: Config, op: str, args: dict[str, Any]) -> Any:
+    from .adminops import OPS
+    from .security import load_or_create_key
+    from .service import QcService
+    from .store import AsyncStore
+
+    store = await asyncio.to_thread(AsyncStore, cfg.db_path, cfg.store)
+    try:
+        svc = QcService(store, cfg, load_or_create_key(cfg.data_dir / "secret.key"))
+        return await OPS[op](svc, **args)
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+def _op_via_daemon(cfg: Config, op: str, args: dict[str, Any], busy: StoreBusy) -> Any:
+    import ssl
+
+    from .adminops import read_daemon_info
+
+    info = read_daemon_info(cfg.data_dir)
+    secret_file = cfg.data_dir / "admin.secret"
+    if info is None or not secret_file.exists():
+        raise QcdaemonError(f"{busy}; and no running qcdaemon answers for {cfg.data_dir}. Stop the other process.")
+    try:
+        secret = secret_file.read_text().strip()
+    except PermissionError:
+        raise QcdaemonError(
+            f"the daemon is running but {secret_file} is not readable by this user: run the command as the "
+            "daemon's user (e.g. sudo -u qcdaemon qcdaemon ...)"
+        ) from None
+    req = urllib.request.Request(
+        info["admin_url"], data=json.dumps({"op": op, "args": args}).encode(), method="POST",
+        headers={"X-Qcdaemon-Admin": secret, "Content-Type": "application/json", "Host": "127.0.0.1"},
+    )
+    ctx = ssl._create_unverified_context() if info["admin_url"].startswith("https") else None  # loopback only
+    try:
+        with urllib.request.urlopen(req, timeout=120, context=ctx) as resp:
+            return json.loads(resp.read())["result"]
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read()).get("detail")
+        except ValueError:
+            detail = exc.reason
+        raise QcdaemonError(f"the running daemon refused: {detail}") from None
+    except urllib.error.URLError as exc:
+        raise QcdaemonError(f"{busy}; the daemon at {info['admin_url']} does not answer ({exc.reason})") from None
+
+
+def run_op(cfg: Config, op: str, **args: Any) -> Any:
+    try:
+        return asyncio.run(_op_direct(cfg, op, args))
+    except StoreBusy as busy:
+        return _op_via_daemon(cfg, op, args, busy)
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import run_forever
+
+    return run_forever(_config(args), service=args.service)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    print(f"configuration OK ({cfg.source or 'embedded defaults'}); data in {cfg.data_dir}")
+    return 0
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    if args.kind == "maxquant":
+        from .engine.maxquant_parse import parse_maxquant
+
+        _print(parse_maxquant(Path(args.path)))
+    elif args.kind == "rawtools":
+        from .engine.rawtools_parse import parse_rawtools
+
+        p = Path(args.path)
+        qc = p / "rawtools_qc" if (p / "rawtools_qc").is_dir() else None
+        _print(parse_rawtools(p / "rawtools" if (p / "rawtools").is_dir() else p, qc))
+    else:
+        from .engine.native_cli import main_parse_raw
+
+        return main_parse_raw(args.path, chromatograms=args.chromatograms)
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    _print(run_op(cfg, "user_add", email=args.email, password=_read_password(args, required=True),
+                  admin=args.admin))
+    return 0
+
+
+def cmd_project_add(args: argparse.Namespace) -> int:
+    _print(run_op(_config(args), "project_add", name=args.name, description=args.description,
+                  members=args.member or []))
+    return 0
+
+
+def cmd_pipeline_add(args: argparse.Namespace) -> int:
+    _print(run_op(_config(args), "pipeline_add", project=args.project, name=args.name, fasta=args.fasta,
+                  mqpar=args.mqpar, rawtools_args=args.rawtools_args))
+    return 0
+
+
+def cmd_member_add(args: argparse.Namespace) -> int:
+    _print(run_op(_config(args), "member_add", project=args.project, email=args.email))
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    print(run_op(_config(args), "token_create", email=args.email)["token"])
+    return 0
+
+
+def cmd_bootstrap_demo(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    report = run_op(cfg, "bootstrap_demo", email=args.user, password=_read_password(args, required=False))
+    pw = report.pop("generated_password", None)
+    if pw:
+        from .adminops import write_private
+
+        write_private(cfg.data_dir / "demo-password.txt", pw + "\n")
+    _print(report)
+    saved = cfg.data_dir / "demo-password.txt"
+    if pw or saved.exists():
+        print(f"\nDemo sign-in: {args.user} / {pw or saved.read_text().strip()}   (kept in {saved})")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = run_op(_config(args), "runs", project=args.project, pipeline=args.pipeline, limit=args.limit)
+    if args.json:
+        _print(runs)
+        return 0
+    print(f"{'run':<7} {'state':<11} {'project/pipeline':<32} {'file':<40} stages")
+    for r in runs:
+        stages = "  ".join(f"{s['stage']}:{s['state']}" for s in r["stages"])
+        print(f"{r['run_key']:<7} {r['state']:<11} {r['project'] + '/' + r['pipeline']:<32} {r['name'][:40]:<40} {stages}")
+        for s in r["stages"]:
+            if s["state"] == "failed" and s["error"]:
+                print(f"{'':<7} {s['stage']} failed: " + s["error"].strip().splitlines()[0][:150])
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    _print(run_op(_config(args), "retry", run_key=args.run_key, stages=args.stage or None))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    _print(run_op(_config(args), "cancel", run_key=args.run_key))
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    _print(run_op(_config(args), "snapshot", target=str(Path(args.target).resolve())))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .svc.doctor import run_doctor
+
+    return run_doctor(_config(args))
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from . import svc
+
+    if args.action == "install":
+        return svc.install(args.config, args.user, args.dry_run)
+    if args.action == "uninstall":
+        return svc.uninstall(args.purge, args.dry_run)
+    return svc.status()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qcdaemon", description="Instrument-side QC daemon for Thermo RAW files.")
+    p.add_argument("--version", action="version", version=f"qcdaemon {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--config", help="configuration file (TOML); default: embedded defaults")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("run", cmd_run, "run the daemon in the foreground")
+    sp.add_argument("--service", action="store_true", help="service mode: site-wide dirs, JSON logs to file")
+    add("check-config", cmd_check_config, "validate the configuration and exit")
+    sp = add("parse", cmd_parse, "print one run's QC values as JSON")
+    sp.add_argument("kind", choices=["maxquant", "rawtools", "raw"])
+    sp.add_argument("path")
+    sp.add_argument("--chromatograms", action="store_true", help="(raw) include the chromatogram points")
+
+    grp = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
+    sp = grp.add_parser("add", help="add a user")
+    sp.add_argument("email")
+    sp.add_argument("--admin", action="store_true")
+    sp.add_argument("--password-stdin", action="store_true")
+    sp.add_argument("--config")
+    sp.set_defaults(func=cmd_user_add)
+
+    grp = sub.add_parser("project", help="projects").add_subparsers(dest="sub", required=True)
+    sp = grp.add_parser("add", help="add a project")
+    sp.add_argument("name")
+    sp.add_argument("--description", default="")
+    sp.add_argument("--member", action="append", help="e-mail of a member (repeatable)")
+    sp.add_argument("--config")
+    sp.set_defaults(func=cmd_project_add)
+    sp = grp.add_parser("add-member", help="add a member to a project")
+    sp.add_argument("project", help="project slug")
+    sp.add_argument("email")
+    sp.add_argument("--config")
+    sp.set_defaults(func=cmd_member_add)
+
+    grp = sub.add_parser("pipeline", help="pipelines").add_subparsers(dest="sub", required=True)
+    sp = grp.add_parser("add", help="add a pipeline to a project")
+    sp.add_argument("--project", required=True, help="project slug")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--fasta")
+    sp.add_argument("--mqpar", help="MaxQuant parameter template (mqpar.xml)")
+    sp.add_argument("--rawtools-args")
+    sp.add_argument("--config")
+    sp.set_defaults(func=cmd_pipeline_add)
+
+    grp = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
+    sp = grp.add_parser("create", help="print the user's API token (creating it if needed)")
+    sp.add_argument("email")
+    sp.add_argument("--config")
+    sp.set_defaults(func=cmd_token_create)
+
+    sp = add("bootstrap-demo", cmd_bootstrap_demo, "create the seeded demo project (idempotent)")
+    sp.add_argument("--user", default="user@email.com")
+    sp.add_argument("--password-stdin", action="store_true")
+
+    sp = add("runs", cmd_runs, "list runs with their stage states")
+    sp.add_argument("--project")
+    sp.add_argument("--pipeline")
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--json", action="store_true")
+    sp = add("retry", cmd_retry, "re-queue a run's failed stages")
+    sp.add_argument("run_key")
+    sp.add_argument("--stage", action="append")
+    sp = add("cancel", cmd_cancel, "cancel a run's queued and running stages")
+    sp.add_argument("run_key")
+    sp = add("snapshot", cmd_snapshot, "write a consistent copy of the database (works while running)")
+    sp.add_argument("target")
+    add("doctor", cmd_doctor, "check the installation and print a table")
+
+    sp = add("service", cmd_service, "install, remove or inspect the system service")
+    sp.add_argument("action", choices=["install", "uninstall", "status"])
+    sp.add_argument("--user", help="(install) the account the service runs as")
+    sp.add_argument("--dry-run", action="store_true")
+    sp.add_argument("--purge", action="store_true", help="(uninstall) also remove data, logs and config")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"qcdaemon: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except QcdaemonError as exc:
+        print(f"qcdaemon: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,183 @@
+"""The composition root: builds store, service, engine, watcher, scheduler and server, in that order,
+and takes them down in reverse.  ``run_forever`` is what ``qcdaemon run`` calls.
+
+Signals only flip flags: the first SIGTERM/SIGINT starts a graceful stop (no new files, running
+stages may finish within ``engine.shutdown_timeout``, then are stopped and re-queued); a second
+one forces the stop at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from . import __version__
+from .adminops import daemon_info_path, write_private
+from .config import Config
+from .errors import ConfigError, StoreBusy
+from .ingest import Ingest
+from .processing import Engine
+from .security import load_or_create_key
+from .server import create_app, is_loopback, serve, url_of
+from .server.app import STATE
+from .service import QcService
+from .store import AsyncStore
+
+log = structlog.get_logger("qcdaemon")
+
+
+class Daemon:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.stop_event = asyncio.Event()
+        self.force_event = asyncio.Event()
+        self.started = time.time()
+        self.watcher: Any = None
+        self.engine: Engine | None = None
+        self.store: AsyncStore | None = None
+
+    def request_stop(self) -> None:
+        if self.stop_event.is_set():
+            log.warning("stop_forced")
+            self.force_event.set()
+            if self.engine is not None:
+                self.engine.force()
+        else:
+            log.info("stop_requested")
+        self.stop_event.set()
+
+    def check_transport(self) -> None:
+        s = self.cfg.server
+        if is_loopback(s.host) or s.tls_cert:
+            return
+        if not s.allow_insecure_http:
+            raise ConfigError(
+                f"server.host: {s.host} is reachable from other machines; set server.tls_cert and server.tls_key "
+                "to serve HTTPS, or server.allow_insecure_http = true to accept plain HTTP"
+            )
+        log.warning("insecure_http", host=s.host, port=s.port,
+                    detail="plain HTTP on a non-loopback address: passwords and tokens cross the network in clear")
+
+    async def run(self) -> int:
+        cfg = self.cfg
+        self.check_transport()
+        data = cfg.data_dir
+        await asyncio.to_thread(data.mkdir, parents=True, exist_ok=True)
+        try:
+            self.store = await asyncio.to_thread(AsyncStore, cfg.db_path, cfg.store)
+        except StoreBusy as exc:
+            log.error("store_busy", detail=str(exc))
+            print(f"qcdaemon: {exc}: is another qcdaemon running with the same data directory?")
+            return 1
+        try:
+            return await self._run_with_store(self.store)
+        finally:
+            await asyncio.to_thread(self.store.close)
+            log.info("store_closed")
+
+    async def _run_with_store(self, store: AsyncStore) -> int:
+        cfg = self.cfg
+        svc = QcService(store, cfg, load_or_create_key(cfg.data_dir / "secret.key"))
+        ingest = Ingest(svc, cfg)
+        await ingest.resolve()
+        self.engine = engine = Engine(svc, cfg)
+        await engine.start()
+        from .svc.sdnotify import sd_notify, watchdog_interval
+        from .watcher import FolderWatcher
+
+        self.watcher = FolderWatcher(cfg.watch, ingest.on_event)
+        scheduler = self._scheduler(svc)
+        app = create_app(svc, cfg, status=self._status)
+        admin_secret = secrets.token_hex(32)
+        app[STATE]["admin_secret"] = admin_secret
+        async with serve(app, cfg):
+            write_private(cfg.data_dir / "admin.secret", admin_secret + "\n")
+            info = {"pid": os.getpid(), "url": url_of(cfg.server), "admin_url": url_of(cfg.server) + "/_admin/op",
+                    "version": __version__}
+            write_private(daemon_info_path(cfg.data_dir), json.dumps(info))
+            log.info("serving", url=url_of(cfg.server), data_dir=str(cfg.data_dir), version=__version__)
+            await self.watcher.start()
+            scheduler.start()
+            sd_notify("READY=1\nSTATUS=serving")
+            pinger = asyncio.create_task(self._watchdog(watchdog_interval(), sd_notify))
+            await self.stop_event.wait()
+            sd_notify("STOPPING=1")
+            pinger.cancel()
+            scheduler.shutdown(wait=False)
+            await self.watcher.stop()
+            timeout = 0 if self.force_event.is_set() else cfg.engine.shutdown_timeout
+            await engine.stop(timeout)
+            for f in (cfg.data_dir / "admin.secret", daemon_info_path(cfg.data_dir)):
+                f.unlink(missing_ok=True)
+        log.info("stopped")
+        return 0
+
+    async def _watchdog(self, interval: float | None, notify: Any) -> None:
+        if not interval:
+            return
+        while True:
+            await asyncio.sleep(interval / 2)
+            notify("WATCHDOG=1")
+
+    def _scheduler(self, svc: QcService) -> Any:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        sched = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
+        sched.add_job(self.watcher.sweep, "interval", minutes=self.cfg.scheduler.sweep_minutes, id="sweep")
+        sched.add_job(svc.store.checkpoint, "cron", hour=self.cfg.scheduler.checkpoint_hour, id="checkpoint")
+        sched.add_job(svc.store.purge_sessions, "interval", hours=6, id="purge_sessions")
+        return sched
+
+    async def _status(self) -> dict[str, Any]:
+        return {
+            "uptime_seconds": round(time.time() - self.started, 1),
+            "watched_folders": self.watcher.status() if self.watcher else [],
+            "running_stages": self.engine.busy() if self.engine else 0,
+            "stopping": self.stop_event.is_set(),
+        }
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, daemon: Daemon) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, daemon.request_stop)
+        except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(daemon.request_stop))
+
+
+def run_forever(cfg: Config, *, service: bool = False, stop: threading.Event | None = None) -> int:
+    """Run until a signal (or ``stop``, set by the Windows service) asks the daemon to end."""
+    from .log import configure_logging
+
+    configure_logging(cfg, service=service)
+
+    async def main() -> int:
+        daemon = Daemon(cfg)
+        loop = asyncio.get_running_loop()
+        if stop is None:
+            _install_signals(loop, daemon)
+        else:
+            threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(daemon.request_stop)),
+                             daemon=True).start()
+        return await daemon.run()
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:
+        log.error("config_error", detail=str(exc))
+        print(f"qcdaemon: configuration error: {exc}")
+        return 2
+
+
+def run_service(cfg: Config, stop_event: threading.Event) -> int:
+    """Entry for the Windows service: runs until ``stop_event`` is set."""
+    return run_forever(cfg, service=True, stop=stop_event)
+

@@ -1,0 +1,161 @@
+"""The engine queue: workers claim stages from the store, run them, and record the outcome.
+
+Jobs live in the store (table ``stages``), so the queue survives crashes: on start-up every stage
+left ``running`` is re-queued and re-run; results are written idempotently (a re-run replaces the
+stage's values), so nothing is lost and nothing is doubled.  Workers sleep on an event when the
+queue is empty: no polling while idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .config import Config
+from .errors import ParseError, QcdaemonError, ToolError
+from .service import QcService
+
+log = structlog.get_logger("qcdaemon.engine")
+
+STAGES = ("native", "rawtools", "maxquant")
+
+
+class Interrupted(Exception):
+    """The daemon is stopping: the stage goes back to the queue instead of failing."""
+
+
+class Engine:
+    def __init__(self, svc: QcService, cfg: Config) -> None:
+        self.svc = svc
+        self.store = svc.store
+        self.cfg = cfg
+        self.events = {s: asyncio.Event() for s in STAGES}
+        self.cancels: dict[tuple[int, str], asyncio.Event] = {}
+        self.shutdown_cancels: set[tuple[int, str]] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.stopping = False
+        svc.engine = self
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        requeued = await self.store.requeue_interrupted()
+        for run_id, stage in requeued:
+            log.info("stage_requeued_after_restart", run_key=f"rf{run_id}", stage=stage)
+        limits = {"native": 1, "rawtools": self.cfg.engine.rawtools.max_parallel,
+                  "maxquant": self.cfg.engine.maxquant.max_parallel}
+        for stage, n in limits.items():
+            for i in range(n):
+                self.tasks.append(asyncio.create_task(self._worker(stage), name=f"engine-{stage}-{i}"))
+
+    def wake(self) -> None:
+        for ev in self.events.values():
+            ev.set()
+
+    def cancel(self, run_id: int) -> None:
+        for (rid, stage), ev in self.cancels.items():
+            if rid == run_id:
+                ev.set()
+
+    def busy(self) -> int:
+        return len(self.cancels)
+
+    async def stop(self, timeout: float) -> None:
+        """Take no new stages; let running ones finish within ``timeout``; then stop them (re-queued)."""
+        self.stopping = True
+        self.wake()
+        done, pending = await asyncio.wait(self.tasks, timeout=timeout) if self.tasks else (set(), set())
+        if pending:
+            log.warning("engine_stop_forcing", running=[f"rf{r}:{s}" for r, s in self.cancels])
+            self.force()
+            await asyncio.wait(pending, timeout=15)
+        for t in pending:
+            t.cancel()
+
+    def force(self) -> None:
+        for key, ev in self.cancels.items():
+            self.shutdown_cancels.add(key)
+            ev.set()
+
+    # -- workers ----------------------------------------------------------------------------
+
+    async def _worker(self, stage: str) -> None:
+        event = self.events[stage]
+        while not self.stopping:
+            event.clear()
+            try:
+                job = await self.store.claim_stage(stage)
+            except Exception:  # the store failing must not kill the worker silently
+                log.exception("claim_failed", stage=stage)
+                await asyncio.sleep(5)
+                continue
+            if job is None:
+                await event.wait()
+                continue
+            await self._run_job(job)
+            self.wake()  # a finished first stage unlocks the run's other stages
+
+    async def _run_job(self, job: dict[str, Any]) -> None:
+        run_id, stage = job["run_id"], job["stage"]
+        key = (run_id, stage)
+        cancel = self.cancels[key] = asyncio.Event()
+        run = await self.store.run(run_id)
+        log.info("stage_started", run_key=run["run_key"], stage=stage, attempt=job["attempts"], file=run["name"])
+        work = self.cfg.data_dir / "work" / run["run_key"]
+        try:
+            from . import stages
+
+            outcome = await stages.RUNNERS[stage](self, run, work, cancel)
+        except Interrupted:
+            await self.store.requeue_stage(run_id, stage)
+            log.info("stage_interrupted", run_key=run["run_key"], stage=stage)
+            return
+        except (ParseError, ToolError, QcdaemonError, OSError) as exc:
+            outcome = stages_failed(str(exc))
+        except Exception as exc:  # a bug in a stage: record it, keep the daemon going
+            log.exception("stage_crashed", run_key=run["run_key"], stage=stage)
+            outcome = stages_failed(f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self.cancels.pop(key, None)
+        if key in self.shutdown_cancels:
+            self.shutdown_cancels.discard(key)
+            await self.store.requeue_stage(run_id, stage)
+            log.info("stage_interrupted", run_key=run["run_key"], stage=stage)
+            return
+        state = outcome["state"]
+        if cancel.is_set() and state != "done":
+            state, outcome["error"] = "cancelled", "cancelled by user"
+        await self.store.finish_stage(
+            run_id, stage, state, error=outcome.get("error"), exit_code=outcome.get("exit_code"),
+            log_dir=outcome.get("log_dir"),
+        )
+        event = {"done": "stage_done", "skipped": "stage_skipped", "cancelled": "stage_cancelled"}.get(state, "stage_failed")
+        (log.info if state != "failed" else log.warning)(
+            event, run_key=run["run_key"], stage=stage, error=(outcome.get("error") or "")[:300] or None
+        )
+
+
+def stages_failed(error: str, **extra: Any) -> dict[str, Any]:
+    return {"state": "failed", "error": error, **extra}
+
+
+def as_datetime(value: Any) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value).replace(tzinfo=None)
+        except ValueError:
+            return None
+    return None
+
+
+def raw_path_of(run: dict[str, Any]) -> Path:
+    path = Path(run["stored_path"] or "")
+    if not run["stored_path"] or not path.is_file():
+        raise ToolError(f"the RAW file {run['stored_path']} is no longer there")
+    return path

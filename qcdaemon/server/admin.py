@@ -1,0 +1,45 @@
+"""The local admin endpoint through which the CLI works while the daemon holds the database."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from aiohttp import web
+
+from .. import security
+from ..adminops import OPS
+from ..errors import BadRequest, Forbidden, NotFound
+from .app import SERVICE, STATE
+from .jsonout import json_response
+
+
+def _loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+async def admin_op(request: web.Request) -> web.Response:
+    secret = request.app[STATE].get("admin_secret")
+    if not secret or not _loopback(request.remote):
+        raise NotFound("Not Found")
+    if not security.same(request.headers.get("X-Qcdaemon-Admin"), secret):
+        raise Forbidden("bad admin secret")
+    try:
+        payload: Any = json.loads(await request.read())
+    except ValueError:
+        raise BadRequest("the admin request is not JSON") from None
+    if not isinstance(payload, dict) or payload.get("op") not in OPS or not isinstance(payload.get("args"), dict):
+        raise BadRequest("expected {op, args} with a known op")
+    try:
+        result = await OPS[payload["op"]](request.app[SERVICE], **payload["args"])
+    except TypeError as exc:
+        raise BadRequest(f"bad arguments: {exc}") from None
+    return json_response({"result": result})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/_admin/op", admin_op)

@@ -1,0 +1,191 @@
+"""The ``/api/*`` handlers: parse the body, call the service, answer JSON.  Thin by design."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..errors import BadRequest
+from .app import CONFIG, SERVICE, STATE, require_user
+from .body import Body
+from .jsonout import json_response
+
+
+async def _body(request: web.Request) -> Body:
+    body = await Body.read(request)
+    request["qcd_form_csrf"] = body.text("csrfmiddlewaretoken") if body.form else None
+    return body
+
+
+async def projects(request: web.Request) -> web.Response:
+    await _body(request)
+    user = require_user(request)
+    return json_response(await request.app[SERVICE].projects(user))
+
+
+async def pipelines(request: web.Request) -> web.Response:
+    body = await _body(request)
+    user = require_user(request)
+    return json_response(await request.app[SERVICE].pipelines(user, body.text("project")))
+
+
+async def pipeline_uploaders(request: web.Request) -> web.Response:
+    body = await _body(request)
+    user = require_user(request)
+    svc = request.app[SERVICE]
+    return json_response(await svc.pipeline_uploaders(user, body.text("project"), body.text("pipeline")))
+
+
+def _scope(body: Body) -> tuple[str, str]:
+    return body.text("project", required=True), body.text("pipeline", required=True)  # type: ignore[return-value]
+
+
+async def qc_data(request: web.Request) -> web.Response:
+    body = await _body(request)
+    user = require_user(request)
+    project, pipeline = _scope(body)
+    columns = body.list("columns")
+    data = await request.app[SERVICE].qc_data(
+        user, project, pipeline, body.int_or_none("data_range"), [str(c) for c in columns] if columns else None
+    )
+    return json_response(data)
+
+
+async def protein_names(request: web.Request) -> web.Response:
+    body = await _body(request)
+    user = require_user(request)
+    project, pipeline = _scope(body)
+    data = await request.app[SERVICE].protein_names(
+        user, project, pipeline, body.int_or_none("data_range"), body.list("raw_files"),
+        body.flag("remove_contaminants"), body.flag("remove_reversed_sequences"),
+    )
+    return json_response(data)
+
+
+async def protein_groups(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    user = require_user(request)
+    if "columns" not in body or "protein_names" not in body:
+        return web.Response(text="alive", content_type="text/plain")
+    project, pipeline = _scope(body)
+    names = body.list("protein_names") or []
+    columns = body.list("columns") or []
+    data = await request.app[SERVICE].protein_groups(
+        user, project, pipeline, body.int_or_none("data_range"), body.list("raw_files"),
+        [str(n) for n in names], [str(c) for c in columns],
+    )
+    return json_response(data)
+
+
+def _selector(body: Body) -> dict[str, Any]:
+    sel = {"run_keys": body.list("run_keys"), "raw_file_ids": body.list("raw_file_ids"),
+           "raw_files": body.list("raw_files")}
+    given = [k for k, v in sel.items() if v is not None]
+    if len(given) > 1:
+        raise BadRequest(f"give only one of run_keys, raw_file_ids, raw_files (got {', '.join(given)})")
+    return sel
+
+
+async def rawfile(request: web.Request) -> web.Response:
+    body = await _body(request)
+    user = require_user(request)
+    project, pipeline = _scope(body)
+    action = body.text("action", required=True)
+    result = await request.app[SERVICE].rawfile_action(user, project, pipeline, action, **_selector(body))
+    return json_response(result)
+
+
+def _flag_handler(action: str):  # type: ignore[no-untyped-def]
+    async def handler(request: web.Request) -> web.Response:
+        body = await _body(request)
+        user = require_user(request)
+        project, pipeline = _scope(body)
+        result = await request.app[SERVICE].rawfile_action(user, project, pipeline, action, **_selector(body))
+        return json_response(result)
+
+    return handler
+
+
+async def token_create(request: web.Request) -> web.Response:
+    await _body(request)
+    user = require_user(request)
+    token, created = await request.app[SERVICE].token_create(user)
+    return json_response({"token": token, "created": created}, status=201 if created else 200)
+
+
+async def token_delete(request: web.Request) -> web.Response:
+    await _body(request)
+    user = require_user(request)
+    revoked = await request.app[SERVICE].token_revoke(user)
+    return json_response({"revoked": revoked})
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def status(request: web.Request) -> web.Response:
+    require_user(request)
+    state = request.app[STATE]
+    svc = request.app[SERVICE]
+    info: dict[str, Any] = {
+        "version": __version__,
+        "uptime_seconds": round(time.time() - state["started"], 1),
+        "queue": await svc.store.queue_depth(),
+        "last_error": await svc.store.last_error(),
+        "watched_folders": [],
+        "data_dir": str(request.app[CONFIG].data_dir),
+    }
+    if state["status"] is not None:
+        info.update(await state["status"]())
+    return json_response(info)
+
+
+async def runs(request: web.Request) -> web.Response:
+    body = await _body(request) if request.method == "POST" else None
+    user = require_user(request)
+    project = body.text("project") if body else request.query.get("project")
+    pipeline = body.text("pipeline") if body else request.query.get("pipeline")
+    limit = (body.int_or_none("limit") if body else None) or int(request.query.get("limit", "100") or 100)
+    data = await request.app[SERVICE].runs_overview(user, project, pipeline, min(limit, 1000))
+    return json_response(data)
+
+
+async def run_retry(request: web.Request) -> web.Response:
+    body = await _body(request)
+    user = require_user(request)
+    stages = body.list("stages")
+    return json_response(await request.app[SERVICE].retry(user, body.text("run_key", required=True), stages))
+
+
+async def run_cancel(request: web.Request) -> web.Response:
+    body = await _body(request)
+    user = require_user(request)
+    return json_response(await request.app[SERVICE].cancel(user, body.text("run_key", required=True)))
+
+
+def add_routes(app: web.Application) -> None:
+    post = {
+        "/api/projects": projects,
+        "/api/pipelines": pipelines,
+        "/api/pipeline-uploaders": pipeline_uploaders,
+        "/api/qc-data": qc_data,
+        "/api/protein-names": protein_names,
+        "/api/protein-groups": protein_groups,
+        "/api/rawfile": rawfile,
+        "/api/flag/create": _flag_handler("flag"),
+        "/api/flag/delete": _flag_handler("unflag"),
+        "/api/runs/retry": run_retry,
+        "/api/runs/cancel": run_cancel,
+    }
+    for path, handler in post.items():
+        app.router.add_post(path, handler)
+    app.router.add_post("/api/token", token_create)
+    app.router.add_delete("/api/token", token_delete)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/api/status", status)
+    app.router.add_get("/api/runs", runs)
+    app.router.add_post("/api/runs", runs)

@@ -1,0 +1,178 @@
+"""The aiohttp application: keys, middlewares (errors, Host, identity, CSRF) and the route table."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import defaultdict, deque
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+
+from .. import security
+from ..config import Config
+from ..errors import BadRequest, Forbidden, QcdaemonError, Unauthorized
+from ..service import QcService
+
+log = structlog.get_logger("qcdaemon.server")
+
+SERVICE = web.AppKey("service", QcService)
+CONFIG = web.AppKey("config", Config)
+STATE = web.AppKey("state", dict)
+USER = "qcd_user"
+SESSION = "qcd_session"
+AUTH_KIND = "qcd_auth_kind"
+COOKIE = "qcd_session"
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"detail": detail}, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as JSON ``{"detail": ...}``; nothing a client sends gives a 500."""
+    try:
+        return await handler(request)
+    except Unauthorized as exc:
+        return json_error(401, str(exc), {"WWW-Authenticate": "Token"})
+    except QcdaemonError as exc:
+        status = exc.status if 400 <= exc.status < 500 else 500
+        return json_error(status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate", "location")}
+        reason = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        return json_error(exc.status, reason, headers)
+    except Exception:
+        log.exception("request_failed", method=request.method, path=request.path)
+        return json_error(500, "internal error; the daemon's log has the details")
+
+
+def allowed_hosts(cfg: Config) -> set[str]:
+    names = {"localhost", "127.0.0.1", "::1", "[::1]", cfg.server.host, *cfg.server.allowed_hosts}
+    if cfg.server.host not in ("127.0.0.1", "localhost", "::1"):
+        host = socket.gethostname()
+        names |= {host, host.lower()}
+        if cfg.server.host in ("0.0.0.0", "::"):
+            try:
+                names |= {a[4][0] for a in socket.getaddrinfo(host, None)}
+            except OSError:
+                pass
+    return {n.lower() for n in names if n}
+
+
+def _host_only(value: str) -> str:
+    if value.startswith("["):
+        return value[: value.find("]") + 1].lower()
+    return value.rsplit(":", 1)[0].lower() if value.count(":") == 1 else value.lower()
+
+
+@web.middleware
+async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse requests for Host names this daemon does not serve (DNS rebinding)."""
+    hosts: set[str] = request.app[STATE]["hosts"]
+    if _host_only(request.host or "") not in hosts:
+        return json_error(400, f"Host {request.host!r} is not served here; add it to [server] allowed_hosts")
+    return await handler(request)
+
+
+@web.middleware
+async def identity_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Attach the user from ``Authorization: Token`` or the session cookie; enforce CSRF on cookies."""
+    svc = request.app[SERVICE]
+    request[USER] = None
+    request[SESSION] = None
+    request[AUTH_KIND] = None
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("token", "bearer") or not token.strip():
+            raise Unauthorized("Invalid Authorization header: use 'Authorization: Token <token>'.")
+        user = await svc.user_for_token(token.strip())
+        if user is None:
+            raise Unauthorized("Invalid token.")
+        request[USER], request[AUTH_KIND] = user, "token"
+        return await handler(request)
+    sid = request.cookies.get(COOKIE)
+    if sid:
+        session = await svc.store.session(security.digest(sid))
+        if session:
+            request[SESSION] = session
+            if session["user_id"] is not None:
+                request[USER] = await svc.store.user(session["user_id"])
+                request[AUTH_KIND] = "session" if request[USER] else None
+    return await handler(request)
+
+
+def check_csrf(request: web.Request, form_token: str | None = None) -> None:
+    """Cookie-authenticated unsafe requests need the session's CSRF token and a same-origin source."""
+    session = request[SESSION]
+    given = request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token") or form_token
+    if session is None or not security.same(given, session["csrf"]):
+        raise Forbidden("CSRF Failed: CSRF token missing or incorrect.")
+    site = request.headers.get("Sec-Fetch-Site")
+    if site and site not in ("same-origin", "none"):
+        raise Forbidden("CSRF Failed: cross-site request.")
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source:
+        raise Forbidden("CSRF Failed: Referer checking failed - no Referer.")
+    if urlsplit(source).netloc.lower() != (request.host or "").lower():
+        raise Forbidden(f"CSRF Failed: Referer checking failed - {source} does not match the host.")
+
+
+def require_user(request: web.Request) -> dict[str, Any]:
+    """The authenticated user of an API request (with CSRF checked for cookie sessions)."""
+    user = request[USER]
+    if user is None:
+        raise Unauthorized("Authentication credentials were not provided.")
+    if request[AUTH_KIND] == "session" and request.method in UNSAFE:
+        check_csrf(request, request.get("qcd_form_csrf"))
+    return user
+
+
+class LoginLimiter:
+    """Failed logins per client address within a sliding minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def blocked(self, addr: str) -> bool:
+        q = self.failures[addr]
+        now = time.monotonic()
+        while q and now - q[0] > 60:
+            q.popleft()
+        return len(q) >= self.per_minute
+
+    def failed(self, addr: str) -> None:
+        self.failures[addr].append(time.monotonic())
+
+
+def create_app(service: QcService, cfg: Config, *, status: Callable[[], Awaitable[dict]] | None = None) -> web.Application:
+    from . import admin, api, pages, uploads
+
+    app = web.Application(
+        middlewares=[error_middleware, host_middleware, identity_middleware],
+        client_max_size=20 * 1024 * 1024,
+    )
+    app[SERVICE] = service
+    app[CONFIG] = cfg
+    app[STATE] = {
+        "hosts": allowed_hosts(cfg),
+        "started": time.time(),
+        "limiter": LoginLimiter(cfg.server.login_attempts_per_minute),
+        "status": status,
+        "admin_secret": None,
+    }
+    pages.add_routes(app)
+    api.add_routes(app)
+    uploads.add_routes(app)
+    admin.add_routes(app)
+    return app

@@ -1,0 +1,156 @@
+"""``POST /api/upload/raw``: stream a RAW file to disk (never whole in memory), validate, queue a run.
+
+The bytes go to a ``.part`` file under ``<data_dir>/incoming``, hashed while
+they arrive; only a complete, valid upload is moved to ``inputs/<id>/<name>`` and recorded.  On any
+failure the partial file is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from ..errors import BadRequest, Forbidden, TooLarge
+from ..rawfile import RAW_MAGIC_LEN, looks_like_thermo_raw
+from .app import CONFIG, SERVICE, USER, check_csrf, require_user
+from .jsonout import json_response
+
+CHUNK = 1 << 20
+
+
+def safe_name(filename: str | None) -> str:
+    """The client's file name reduced to a plain, safe base name ending in .raw (any case)."""
+    if not filename:
+        raise BadRequest("orig_file: a file is required")
+    base = re.split(r"[\\/]", filename)[-1]
+    base = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*').strip().strip(".")
+    if not base or not base.lower().endswith(".raw") or len(base) > 255:
+        raise BadRequest(f"orig_file: {filename!r} is not a .raw file")
+    return base
+
+
+class _Sink:
+    """A temporary file written and hashed off the event loop."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.size = 0
+        self.head = b""
+        self.sha = hashlib.sha256()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(path, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise TooLarge(f"orig_file: the upload is larger than the limit of {self.limit // (1 << 20)} MiB")
+        if len(self.head) < RAW_MAGIC_LEN:
+            self.head += chunk[: RAW_MAGIC_LEN - len(self.head)]
+        self.sha.update(chunk)
+        self.f.write(chunk)
+
+    def finish(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+
+    def discard(self) -> None:
+        if not self.f.closed:
+            self.f.close()
+        self.path.unlink(missing_ok=True)
+
+
+async def _pipeline_for(request: web.Request, pid: str | None) -> dict[str, Any]:
+    if not pid or not pid.strip():
+        raise BadRequest("pid: this field is required (the pipeline uuid)")
+    user = request[USER]
+    p = await request.app[SERVICE].store.visible_pipeline_by_uuid(user, pid.strip())
+    if p is None:
+        raise Forbidden("Missing permissions for requested pipeline.")
+    if p["read_only"]:
+        raise Forbidden("this pipeline is read-only (the seeded demo); upload to a pipeline of your own")
+    return p
+
+
+async def upload_raw(request: web.Request) -> web.Response:
+    if request[USER] is None:
+        require_user(request)  # 401
+    session_auth = request["qcd_auth_kind"] == "session"
+    if session_auth and request.headers.get("X-CSRFToken"):
+        check_csrf(request)
+    cfg = request.app[CONFIG]
+    limit = cfg.server.max_upload_mb * (1 << 20)
+    if request.content_length is not None and request.content_length > limit + (1 << 20):
+        raise TooLarge(f"orig_file: the upload is larger than the limit of {cfg.server.max_upload_mb} MiB")
+    if request.content_type != "multipart/form-data":
+        raise BadRequest("the upload must be multipart/form-data with fields pid and orig_file")
+    loop = asyncio.get_running_loop()
+    reader = await request.multipart()
+    pipeline: dict[str, Any] | None = None
+    pid: str | None = None
+    form_csrf: str | None = None
+    sink: _Sink | None = None
+    name = None
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "orig_file" and sink is None:
+                name = safe_name(part.filename)
+                if pid is not None:
+                    pipeline = await _pipeline_for(request, pid)
+                incoming = Path(cfg.data_dir) / "incoming"
+                sink = await loop.run_in_executor(None, _Sink, incoming / f"{uuid.uuid4().hex}.part", limit)
+                while chunk := await part.read_chunk(CHUNK):
+                    await loop.run_in_executor(None, sink.write, chunk)
+            elif part.name in ("pid", "csrfmiddlewaretoken"):
+                text = (await part.read(decode=True))[:4096].decode("utf-8", "replace")
+                if part.name == "pid":
+                    pid = text
+                else:
+                    form_csrf = text
+            else:
+                await part.release()
+        if session_auth and not request.headers.get("X-CSRFToken"):
+            check_csrf(request, form_csrf)
+        if pipeline is None:
+            pipeline = await _pipeline_for(request, pid)
+        if sink is None or name is None:
+            raise BadRequest("orig_file: a file is required")
+        await loop.run_in_executor(None, sink.finish)
+        if not looks_like_thermo_raw(sink.head):
+            raise BadRequest(f"orig_file: {name} is not a Thermo RAW file (its first bytes do not match)")
+        final = Path(pipeline["path"]) / "inputs" / uuid.uuid4().hex / name
+        await loop.run_in_executor(None, _move, sink.path, final)
+        sha256, size = sink.sha.hexdigest(), sink.size
+        sink = None
+    finally:
+        if sink is not None:
+            await loop.run_in_executor(None, sink.discard)
+    run = await request.app[SERVICE].new_run(
+        pipeline, name, source="upload", owner_id=request[USER]["id"], stored_path=str(final), size=size,
+        sha256=sha256,
+    )
+    return json_response(
+        {"run_key": run["run_key"], "raw_file_id": run["id"], "name": name, "pipeline": pipeline["uuid"],
+         "status": run["state"]},
+        status=201,
+    )
+
+
+def _move(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(src, dst)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/upload/raw", upload_raw)

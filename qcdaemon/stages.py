@@ -1,0 +1,121 @@
+"""The three stages of a run: native metrics, RawTools, MaxQuant.
+
+Each returns an outcome dict (``state``, optional ``error``, ``exit_code``, ``log_dir``) and writes
+its values to the store; the engine records the outcome.  Tools run as low-priority subprocesses
+in the run's own work folder; the instrument's folder is only ever read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from .engine import maxquant as mq
+from .engine import rawtools as rt
+from .engine.maxquant_parse import parse_maxquant, parse_protein_groups
+from .engine.native import compute_native_metrics
+from .engine.rawtools_parse import parse_rawtools
+from .engine.runner import run_tool
+from .processing import as_datetime, raw_path_of, stages_failed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .processing import Engine
+
+Runner = Callable[["Engine", dict[str, Any], Path, asyncio.Event], Awaitable[dict[str, Any]]]
+
+
+def _fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def _record_scan_values(engine: "Engine", run: dict[str, Any], source: str, values: dict[str, Any]) -> None:
+    store = engine.store
+    await store.put_qc_values(run["id"], source, values)
+    fields: dict[str, Any] = {}
+    acquired = as_datetime(values.get("DateAcquired"))
+    if acquired is not None:
+        fields["acquired_at"] = acquired
+    current = (await store.run(run["id"]))["metrics_engine"]
+    if source == "rawtools" or current is None:
+        fields["metrics_engine"] = source
+    await store.set_run_fields([run["id"]], **fields)
+
+
+async def native_stage(engine: "Engine", run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
+    raw = raw_path_of(run)
+    result = await asyncio.to_thread(compute_native_metrics, raw)
+    await _record_scan_values(engine, run, "native", dict(result.values))
+    if result.chromatograms:
+        await engine.store.put_chromatograms(run["id"], result.chromatograms)
+    return {"state": "done"}
+
+
+async def rawtools_stage(engine: "Engine", run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
+    tool = engine.cfg.engine.rawtools
+    if not tool.command:
+        return {"state": "skipped", "error": "RawTools is not configured ([engine.rawtools] command)"}
+    raw = raw_path_of(run)
+    pipeline = await engine.store.pipeline(run["pipeline_id"])
+    base = work / "rawtools-stage"
+    _fresh(base)
+    logs = base / "logs"
+    staged = await asyncio.to_thread(rt.stage_raw, raw, base / "input")
+    deadline = time.monotonic() + tool.timeout_seconds
+    for name, argv in rt.rawtools_jobs(tool.command, staged, base, pipeline["rawtools_args"]):
+        res = await run_tool(
+            argv, cwd=base, log_dir=logs, name=name, timeout=max(deadline - time.monotonic(), 1),
+            nice=engine.cfg.engine.nice, cancel=cancel,
+        )
+        if not res.ok:
+            return stages_failed(f"{name}: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(logs))
+    reason = rt.rawtools_outputs_ok(base)
+    if reason:
+        return stages_failed(f"RawTools wrote no usable output: {reason}", exit_code=0, log_dir=str(logs))
+    values = await asyncio.to_thread(parse_rawtools, base / "rawtools", base / "rawtools_qc")
+    await _record_scan_values(engine, run, "rawtools", values)
+    return {"state": "done", "exit_code": 0, "log_dir": str(logs)}
+
+
+async def maxquant_stage(engine: "Engine", run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
+    tool = engine.cfg.engine.maxquant
+    if not tool.command:
+        return {"state": "skipped", "error": "MaxQuant is not configured ([engine.maxquant] command)"}
+    pipeline = await engine.store.pipeline(run["pipeline_id"])
+    if not pipeline["fasta_path"] or not pipeline["mqpar_path"]:
+        return {"state": "skipped", "error": "the pipeline has no fasta or mqpar file"}
+    raw = raw_path_of(run)
+    base = work / "maxquant-stage"
+    _fresh(base)
+    logs = base / "logs"
+    staged = await asyncio.to_thread(rt.stage_raw, raw, base / "input")
+    mqpar = base / "mqpar.xml"
+    label = Path(run["name"]).stem
+    await asyncio.to_thread(
+        mq.write_mqpar, Path(pipeline["mqpar_path"]), mqpar, raw=staged, fasta=Path(pipeline["fasta_path"]),
+        label=label, threads=tool.threads, combined_dir=base / "combined",
+    )
+    argv = mq.maxquant_argv(tool.command, mqpar, tool.runtime)
+    res = await run_tool(argv, cwd=base, log_dir=logs, name="maxquant", timeout=tool.timeout_seconds,
+                         nice=engine.cfg.engine.nice, cancel=cancel)
+    if not res.ok:
+        return stages_failed(f"maxquant: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(logs))
+    txt = mq.find_txt_dir(base)
+    if txt is None:
+        return stages_failed("MaxQuant exited 0 but wrote no combined/txt folder", exit_code=0, log_dir=str(logs))
+
+    def parse() -> tuple[dict[str, Any], list[Any]]:
+        groups = parse_protein_groups(txt / "proteinGroups.txt") if (txt / "proteinGroups.txt").exists() else []
+        return parse_maxquant(txt), groups
+
+    values, groups = await asyncio.to_thread(parse)
+    await engine.store.put_qc_values(run["id"], "maxquant", values)
+    await engine.store.put_protein_groups(run["id"], groups)
+    return {"state": "done", "exit_code": 0, "log_dir": str(logs)}
+
+
+RUNNERS: dict[str, Runner] = {"native": native_stage, "rawtools": rawtools_stage, "maxquant": maxquant_stage}

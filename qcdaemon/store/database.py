@@ -1,0 +1,130 @@
+"""The synchronous DuckDB store: one connection, used from one thread only (see ``gate.py``).
+
+Every public method is one use of the database and returns plain dicts/lists, so callers never
+hold a DuckDB result open.  Methods that change several rows run in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import duckdb
+
+from ..config import StoreConfig
+from ..errors import StoreBusy
+from .schema import MIGRATIONS
+from .queries_auth import AuthQueries
+from .queries_jobs import JobQueries
+from .queries_runs import RunQueries
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Store(AuthQueries, RunQueries, JobQueries):
+    """All of qcdaemon's persistent state in one DuckDB file."""
+
+    def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:
+        cfg = cfg or StoreConfig()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(
+                str(path),
+                config={
+                    "threads": cfg.threads,
+                    "memory_limit": cfg.memory_limit,
+                    "autoinstall_known_extensions": False,
+                    "autoload_known_extensions": False,
+                },
+            )
+        except duckdb.IOException as exc:
+            msg = str(exc)
+            if "lock" in msg.lower() or "being used by another process" in msg:
+                pid = re.search(r"PID (\d+)", msg)
+                raise StoreBusy(
+                    f"the database {path} is in use by another process"
+                    + (f" (pid {pid.group(1)})" if pid else "")
+                ) from None
+            raise
+        self.path = path
+        self.migrate()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, name VARCHAR, applied_at TIMESTAMP)"
+        )
+        done = self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+            if version <= done:
+                continue
+            with self.transaction():
+                self.con.execute(sql)
+                self.con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, utcnow()])
+
+    def schema_version(self) -> int:
+        return self.con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+
+    def transaction(self) -> "_Tx":
+        return _Tx(self.con)
+
+    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql, list(params))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def row(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
+        rows = self.rows(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        r = self.con.execute(sql, list(params)).fetchone()
+        return r[0] if r else None
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
+        self.con.execute(sql, list(params))
+
+    def next_id(self, seq: str) -> int:
+        return int(self.scalar(f"SELECT nextval('{seq}')"))
+
+    def checkpoint(self) -> None:
+        self.con.execute("FORCE CHECKPOINT")
+
+    def snapshot(self, target: Path) -> None:
+        """A consistent copy of the whole database into ``target`` while the daemon runs."""
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        db = self.scalar("SELECT current_database()")
+        self.con.execute(f"ATTACH '{_sql_str(str(tmp))}' AS qcd_snapshot")
+        try:
+            self.con.execute(f'COPY FROM DATABASE "{db}" TO qcd_snapshot')
+        finally:
+            self.con.execute("DETACH qcd_snapshot")
+        tmp.replace(target)
+
+    def close(self) -> None:
+        try:
+            self.con.execute("CHECKPOINT")
+        finally:
+            self.con.close()
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")
+
+
+class _Tx:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.con.execute("BEGIN TRANSACTION")
+        return self.con
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,227 @@
+"""The persistent job queue (one row per run and stage) and the ledger of files seen in watched folders.
+
+Stage states: queued -> running -> done | failed | skipped | cancelled.  A run's own state is
+derived from its stages after every change (``_refresh_run``): queued, processing, done, failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..errors import Conflict, NotFound
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .database import Store
+
+FIRST_STAGE = "native"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class JobQueries:
+    # -- stages -----------------------------------------------------------------------------
+
+    def stages(self: "Store", run_id: int) -> list[dict[str, Any]]:
+        return self.rows("SELECT * FROM stages WHERE run_id = ? ORDER BY seq", [run_id])
+
+    def claim_stage(self: "Store", stage: str) -> dict[str, Any] | None:
+        """Mark the oldest runnable queued ``stage`` as running and return it (with its run).
+
+        A stage other than the first one runs only once the run's first stage (``native``)
+        has finished successfully or was skipped; this is what keeps heavy tools off corrupt files.
+        """
+        with self.transaction():
+            row = self.row(
+                "SELECT s.run_id FROM stages s WHERE s.stage = ? AND s.state = 'queued' AND NOT EXISTS ("
+                "  SELECT 1 FROM stages f WHERE f.run_id = s.run_id AND f.seq < s.seq AND f.stage = ?"
+                "  AND f.state NOT IN ('done', 'skipped'))"
+                " ORDER BY s.queued_at, s.run_id LIMIT 1",
+                [stage, FIRST_STAGE],
+            )
+            if row is None:
+                return None
+            self.execute(
+                "UPDATE stages SET state = 'running', attempts = attempts + 1, started_at = ?, ended_at = NULL,"
+                " exit_code = NULL, error = NULL WHERE run_id = ? AND stage = ?",
+                [_now(), row["run_id"], stage],
+            )
+            self._refresh_run(row["run_id"])
+        return self.row("SELECT * FROM stages WHERE run_id = ? AND stage = ?", [row["run_id"], stage])
+
+    def finish_stage(
+        self: "Store",
+        run_id: int,
+        stage: str,
+        state: str,
+        *,
+        error: str | None = None,
+        exit_code: int | None = None,
+        log_dir: str | None = None,
+    ) -> None:
+        with self.transaction():
+            self.execute(
+                "UPDATE stages SET state = ?, ended_at = ?, error = ?, exit_code = ?, log_dir = coalesce(?, log_dir)"
+                " WHERE run_id = ? AND stage = ?",
+                [state, _now(), error, exit_code, log_dir, run_id, stage],
+            )
+            if stage == FIRST_STAGE and state == "failed":
+                self.execute(
+                    "UPDATE stages SET state = 'skipped', ended_at = ?, error = ? WHERE run_id = ? AND state = 'queued'",
+                    [_now(), f"not run: the {FIRST_STAGE} stage failed", run_id],
+                )
+            self._refresh_run(run_id)
+
+    def requeue_stage(self: "Store", run_id: int, stage: str) -> None:
+        with self.transaction():
+            self.execute(
+                "UPDATE stages SET state = 'queued', queued_at = ?, started_at = NULL WHERE run_id = ? AND stage = ?",
+                [_now(), run_id, stage],
+            )
+            self._refresh_run(run_id)
+
+    def requeue_interrupted(self: "Store") -> list[tuple[int, str]]:
+        """Stages left 'running' by a crash or kill go back to the queue (they are re-run)."""
+        rows = self.rows("SELECT run_id, stage FROM stages WHERE state = 'running'")
+        for r in rows:
+            self.requeue_stage(r["run_id"], r["stage"])
+        return [(r["run_id"], r["stage"]) for r in rows]
+
+    def retry_run(self: "Store", run_id: int, stages: Sequence[str] | None = None) -> list[str]:
+        """Re-queue the run's failed/cancelled/skipped stages (or the named ones, unless running)."""
+        current = {s["stage"]: s for s in self.stages(run_id)}
+        if not current:
+            raise NotFound(f"run rf{run_id} has no stages")
+        if any(s["state"] == "running" for s in current.values()):
+            raise Conflict(f"run rf{run_id} is running; cancel it first")
+        wanted = list(stages) if stages else [
+            n for n, s in current.items() if s["state"] in ("failed", "cancelled", "skipped")
+        ]
+        unknown = [n for n in wanted if n not in current]
+        if unknown:
+            raise NotFound(f"run rf{run_id} has no stage {unknown[0]!r}")
+        with self.transaction():
+            for n in wanted:
+                self.execute(
+                    "UPDATE stages SET state = 'queued', queued_at = ?, started_at = NULL, ended_at = NULL,"
+                    " error = NULL, exit_code = NULL WHERE run_id = ? AND stage = ?",
+                    [_now(), run_id, n],
+                )
+            self._refresh_run(run_id)
+        return wanted
+
+    def cancel_run(self: "Store", run_id: int) -> list[str]:
+        """Queued stages become cancelled now; running ones are returned for the engine to stop."""
+        with self.transaction():
+            self.execute(
+                "UPDATE stages SET state = 'cancelled', ended_at = ?, error = 'cancelled by user'"
+                " WHERE run_id = ? AND state = 'queued'",
+                [_now(), run_id],
+            )
+            self._refresh_run(run_id)
+        return [s["stage"] for s in self.stages(run_id) if s["state"] == "running"]
+
+    def queue_depth(self: "Store") -> dict[str, int]:
+        rows = self.rows("SELECT state, count(*) AS n FROM stages WHERE state IN ('queued', 'running') GROUP BY state")
+        out = {"queued": 0, "running": 0}
+        out.update({r["state"]: int(r["n"]) for r in rows})
+        return out
+
+    def last_error(self: "Store") -> dict[str, Any] | None:
+        return self.row(
+            "SELECT 'rf' || run_id AS run_key, stage, error, ended_at FROM stages WHERE state = 'failed'"
+            " ORDER BY ended_at DESC NULLS LAST LIMIT 1"
+        )
+
+    def runs_overview(self: "Store", pipeline_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        where = "WHERE r.pipeline_id = ?" if pipeline_id is not None else ""
+        params: list[Any] = [pipeline_id] if pipeline_id is not None else []
+        runs = self.rows(
+            "SELECT r.id, 'rf' || r.id AS run_key, r.name, r.state, r.source, r.created_at, r.acquired_at,"
+            " r.flagged, r.use_downstream, r.metrics_engine, u.email AS owner, p.slug AS project, pl.slug AS pipeline"
+            " FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id JOIN projects p ON p.id = pl.project_id"
+            f" LEFT JOIN users u ON u.id = r.owner_id {where} ORDER BY r.id DESC LIMIT {int(limit)}",
+            params,
+        )
+        if not runs:
+            return runs
+        marks = ", ".join("?" * len(runs))
+        stages = self.rows(
+            f"SELECT * FROM stages WHERE run_id IN ({marks}) ORDER BY run_id, seq", [r["id"] for r in runs]
+        )
+        by_run: dict[int, list[dict[str, Any]]] = {}
+        for s in stages:
+            by_run.setdefault(s["run_id"], []).append(s)
+        for r in runs:
+            r["stages"] = by_run.get(r["id"], [])
+        return runs
+
+    def _refresh_run(self: "Store", run_id: int) -> None:
+        states = [s["state"] for s in self.rows("SELECT state FROM stages WHERE run_id = ?", [run_id])]
+        if not states:
+            return
+        if "running" in states or ("queued" in states and any(s != "queued" for s in states)):
+            state = "processing"
+        elif "queued" in states:
+            state = "queued"
+        elif "failed" in states:
+            state = "failed"
+        elif all(s == "cancelled" for s in states):
+            state = "cancelled"
+        else:
+            state = "done"
+        self.execute("UPDATE runs SET state = ? WHERE id = ?", [state, run_id])
+        self.execute("UPDATE files SET state = ?, updated_at = ? WHERE run_id = ?", [state, _now(), run_id])
+
+    # -- ledger of watched files ------------------------------------------------------------
+
+    def ledger_note(self: "Store", watch_path: str, path: str, size: int, mtime_ns: int, state: str) -> None:
+        """Record a candidate that is not yet finished (seen / settling); one pending row per path."""
+        with self.transaction():
+            self.execute("DELETE FROM files WHERE path = ? AND sha256 = ''", [path])
+            self._ledger_insert(
+                {"watch_path": watch_path, "path": path, "size": size, "mtime_ns": mtime_ns, "sha256": ""},
+                state=state,
+            )
+
+    def ledger_forget_pending(self: "Store", path: str) -> None:
+        self.execute("DELETE FROM files WHERE path = ? AND sha256 = ''", [path])
+
+    def ledger_known(self: "Store", path: str, size: int, mtime_ns: int) -> dict[str, Any] | None:
+        """A finished ledger row for this exact file version (path, size, mtime), if any."""
+        return self.row(
+            "SELECT * FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND sha256 <> '' LIMIT 1",
+            [path, size, mtime_ns],
+        )
+
+    def ledger_final(self: "Store", key: dict[str, Any], state: str, reason: str | None = None) -> bool:
+        """Record a finished candidate that does not become a run (rejected); False if already known."""
+        with self.transaction():
+            self.execute("DELETE FROM files WHERE path = ? AND sha256 = ''", [key["path"]])
+            if self._ledger_exists(key):
+                return False
+            self._ledger_insert(key, state=state, reason=reason)
+        return True
+
+    def ledger_exists(self: "Store", key: dict[str, Any]) -> bool:
+        return self._ledger_exists(key)
+
+    def ledger(self: "Store", limit: int = 200) -> list[dict[str, Any]]:
+        return self.rows(f"SELECT * FROM files ORDER BY updated_at DESC LIMIT {int(limit)}")
+
+    def _ledger_exists(self: "Store", key: dict[str, Any]) -> bool:
+        return self.row(
+            "SELECT 1 FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND sha256 = ?",
+            [key["path"], key["size"], key["mtime_ns"], key["sha256"]],
+        ) is not None
+
+    def _ledger_insert(self: "Store", key: dict[str, Any], *, state: str, reason: str | None = None,
+                       run_id: int | None = None) -> None:
+        now = _now()
+        self.execute(
+            "INSERT INTO files VALUES (nextval('seq_files'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [key["watch_path"], key["path"], key["size"], key["mtime_ns"], key["sha256"], state, reason, run_id,
+             now, now],
+        )
