@@ -296,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_key")
     sp = add("snapshot", cmd_snapshot, "write a consistent copy of the database (works while running)")
     sp.add_argument("target")
-    add("doctor", cmd_doctor, "check the installation and print a table")
+    sp = add("doctor", cmd_doctor, "check the installation and print a table")
+    sp.add_argument("--service", action="store_true", help="check the service-mode locations (site dirs)")
 
     sp = add("service", cmd_service, "install, remove or inspect the system service")
     sp.add_argument("action", choices=["install", "uninstall", "status"])

@@ -61,24 +61,27 @@ async def rawtools_stage(engine: "Engine", run: dict[str, Any], work: Path, canc
         return {"state": "skipped", "error": "RawTools is not configured ([engine.rawtools] command)"}
     raw = raw_path_of(run)
     pipeline = await engine.store.pipeline(run["pipeline_id"])
-    base = work / "rawtools-stage"
-    _fresh(base)
-    logs = base / "logs"
-    staged = await asyncio.to_thread(rt.stage_raw, raw, base / "input")
+    base = _fresh(work / "rawtools-stage")
+    staged = await asyncio.to_thread(rt.stage_raw, raw, base / rt.STAGE_DIR)
     deadline = time.monotonic() + tool.timeout_seconds
     for name, argv in rt.rawtools_jobs(tool.command, staged, base, pipeline["rawtools_args"]):
+        job = rt.job_dir(base, name)
         res = await run_tool(
-            argv, cwd=base, log_dir=logs, name=name, timeout=max(deadline - time.monotonic(), 1),
+            argv, cwd=job, log_dir=job, name=name, timeout=max(deadline - time.monotonic(), 1),
             nice=engine.cfg.engine.nice, cancel=cancel,
         )
         if not res.ok:
-            return stages_failed(f"{name}: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(logs))
+            return stages_failed(f"{name}: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(job))
     reason = rt.rawtools_outputs_ok(base)
     if reason:
-        return stages_failed(f"RawTools wrote no usable output: {reason}", exit_code=0, log_dir=str(logs))
-    values = await asyncio.to_thread(parse_rawtools, base / "rawtools", base / "rawtools_qc")
+        return stages_failed(f"RawTools wrote no usable output: {reason}", exit_code=0, log_dir=str(base))
+    values = await asyncio.to_thread(
+        parse_rawtools, rt.job_dir(base, "rawtools_metrics"), rt.job_dir(base, "rawtools_qc"), raw_name=staged.name
+    )
+    values["RawFilePath"] = str(raw.parent)  # RawTools saw the staged copy; report the real folder
     await _record_scan_values(engine, run, "rawtools", values)
-    return {"state": "done", "exit_code": 0, "log_dir": str(logs)}
+    await asyncio.to_thread(shutil.rmtree, base / rt.STAGE_DIR, True)
+    return {"state": "done", "exit_code": 0, "log_dir": str(base)}
 
 
 async def maxquant_stage(engine: "Engine", run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
@@ -89,15 +92,14 @@ async def maxquant_stage(engine: "Engine", run: dict[str, Any], work: Path, canc
     if not pipeline["fasta_path"] or not pipeline["mqpar_path"]:
         return {"state": "skipped", "error": "the pipeline has no fasta or mqpar file"}
     raw = raw_path_of(run)
-    base = work / "maxquant-stage"
-    _fresh(base)
+    base = _fresh(work / "maxquant-stage")
     logs = base / "logs"
-    staged = await asyncio.to_thread(rt.stage_raw, raw, base / "input")
+    staged = await asyncio.to_thread(rt.stage_raw, raw, base / "maxquant")
     mqpar = base / "mqpar.xml"
     label = Path(run["name"]).stem
     await asyncio.to_thread(
         mq.write_mqpar, Path(pipeline["mqpar_path"]), mqpar, raw=staged, fasta=Path(pipeline["fasta_path"]),
-        label=label, threads=tool.threads, combined_dir=base / "combined",
+        label=label, threads=tool.threads, combined_dir=base,
     )
     argv = mq.maxquant_argv(tool.command, mqpar, tool.runtime)
     res = await run_tool(argv, cwd=base, log_dir=logs, name="maxquant", timeout=tool.timeout_seconds,

@@ -1,0 +1,179 @@
+"""End to end, with real processes: the daemon, its watcher, the real RawTools and the MaxQuant stand-in."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from qcdaemon.engine.rawtools import default_rawtools_command
+
+from daemonproc import DATA, STANDIN, Daemon, copy_raw, folder_listing, wait_for
+
+RAWTOOLS = default_rawtools_command() if shutil.which("mono") else None
+needs_rawtools = pytest.mark.skipif(RAWTOOLS is None, reason="mono or the pyRawTools wheel is not installed")
+MAXQUANT = {"command": [sys.executable, str(STANDIN)], "runtime": "none", "timeout_seconds": 60}
+
+
+@pytest.fixture
+def instrument(tmp_path: Path) -> Path:
+    folder = tmp_path / "instrument"
+    folder.mkdir()
+    return folder
+
+
+def _daemon(tmp_path: Path, instrument: Path, *, settle: float = 1.0, rawtools: bool = True, mq: dict | None = None,
+            env: dict[str, str] | None = None) -> Daemon:
+    engine = {"maxquant": mq or MAXQUANT}
+    if rawtools and RAWTOOLS:
+        engine["rawtools"] = {"command": list(RAWTOOLS), "timeout_seconds": 120}
+    watch = [{"path": str(instrument), "pipeline": "lab-qc/exploris", "owner": "op@lab.org",
+              "settle_seconds": settle, "poll_interval": 0.5}]
+    d = Daemon(tmp_path, engine=engine, watch=watch, env=env)
+    d.setup_lab()
+    return d
+
+
+def _slow_write(src: Path, dest: Path, chunks: int, pause: float, done: dict) -> None:
+    """Write ``src`` into ``dest`` the way an instrument does: one open handle, growing."""
+    data = src.read_bytes()
+    step = len(data) // chunks + 1
+    with open(dest, "wb") as f:
+        for i in range(0, len(data), step):
+            f.write(data[i:i + step])
+            f.flush()
+            time.sleep(pause)
+    done["at"] = time.monotonic()
+
+
+@needs_rawtools
+def test_a_growing_raw_file_is_processed_once_after_it_settles(tmp_path: Path, instrument: Path) -> None:
+    settle = 1.5
+    d = _daemon(tmp_path, instrument, settle=settle)
+    try:
+        d.start()
+        target = instrument / "HeLa_QC_001.raw"
+        done: dict[str, float] = {}
+        writer = threading.Thread(target=_slow_write, args=(DATA / "raw" / "small2.RAW", target, 12, 0.35, done))
+        writer.start()
+        while writer.is_alive():  # while it grows, it is never taken
+            assert d.runs() == []
+            time.sleep(0.3)
+        writer.join()
+        wait_for(lambda: d.runs(), settle + 2.0 - (time.monotonic() - done["at"]), "the file to be queued")
+        runs = wait_for(lambda: d.finished(1), 120, "the run to finish")
+        assert len(runs) == 1
+        run = runs[0]
+        stages = {s["stage"]: s for s in run["stages"]}
+        assert {k: s["state"] for k, s in stages.items()} == {"native": "done", "rawtools": "done", "maxquant": "done"}
+        assert run["state"] == "done" and run["owner"] == "op@lab.org"
+
+        qc = d.qc_data()
+        assert qc["RawFile"] == ["HeLa_QC_001"]
+        assert qc["TotalScans"] == [95] and qc["NumMs2Scans"] == [49]  # RawTools' values
+        assert qc["MetricsEngine"] == ["rawtools"]
+        assert qc["N_protein_groups"] == [19]  # the stand-in's recorded proteinGroups.txt (example-1)
+        assert qc["MS/MS"] == [20684]  # and its recorded summary.txt (example-0)
+        assert qc["DateAcquired"][0] is not None
+        assert folder_listing(instrument) == [("HeLa_QC_001.raw", target.stat().st_size, target.stat().st_mtime_ns)]
+        time.sleep(settle + 1)  # a later sweep or event must not make a second run
+        assert len(d.runs()) == 1
+        assert d.stop() == 0
+    finally:
+        d.close()
+
+
+def test_kill_9_during_processing_then_restart_processes_every_file_exactly_once(
+    tmp_path: Path, instrument: Path
+) -> None:
+    for i in range(3):
+        copy_raw("small2.RAW", instrument / f"run{i}.mq-slow.raw")
+    d = _daemon(tmp_path, instrument, rawtools=False, env={"QCD_STANDIN_SLOW_SECONDS": "4"})
+    try:
+        d.start()
+
+        def maxquant_running() -> bool:
+            return any(s["stage"] == "maxquant" and s["state"] == "running" for r in d.runs() for s in r["stages"])
+
+        wait_for(maxquant_running, 60, "a MaxQuant stage to be running")
+        assert d.stop(signal.SIGKILL) == -signal.SIGKILL
+        copy_raw("small2.RAW", instrument / "dropped_while_down.raw")  # arrives while the daemon is down
+        d.env["QCD_STANDIN_SLOW_SECONDS"] = "0"
+        d.start()
+        runs = wait_for(lambda: d.finished(4), 120, "all four files to finish")
+        names = sorted(r["name"] for r in runs)
+        assert names == ["dropped_while_down.raw", "run0.mq-slow.raw", "run1.mq-slow.raw", "run2.mq-slow.raw"]
+        assert all(r["state"] == "done" for r in runs), runs
+        attempts = [s["attempts"] for r in runs for s in r["stages"] if s["stage"] == "maxquant"]
+        assert sorted(attempts) == [1, 1, 1, 2]  # the interrupted stage was re-run, once
+        qc = d.qc_data()
+        assert len(qc["RunKey"]) == 4 and qc["N_protein_groups"] == [19] * 4
+        assert d.stop() == 0
+    finally:
+        d.close()
+
+
+def test_failing_tools_leave_readable_reasons_and_the_daemon_goes_on(tmp_path: Path, instrument: Path) -> None:
+    mq = {**MAXQUANT, "timeout_seconds": 3}
+    d = _daemon(tmp_path, instrument, mq=mq)
+    try:
+        d.start()
+        files = ["a.mq-fail.raw", "b.mq-hang.raw", "c.mq-garbage.raw", "d.raw"]
+        for name in files:
+            copy_raw("small2.RAW", instrument / name)
+        if RAWTOOLS:
+            copy_raw("small.RAW", instrument / "e-rawtools-crash.raw")
+        (instrument / "f-not-a-raw.raw").write_bytes(b"this is a text file, not an acquisition\n" * 10)
+        expected = len(files) + (1 if RAWTOOLS else 0)
+        runs = {r["name"]: r for r in wait_for(lambda: d.finished(expected), 120, "every run to finish")}
+        assert set(runs) == set(files) | ({"e-rawtools-crash.raw"} if RAWTOOLS else set())
+
+        def stage(name: str, st: str) -> dict:
+            return next(s for s in runs[name]["stages"] if s["stage"] == st)
+
+        fail = stage("a.mq-fail.raw", "maxquant")
+        assert fail["state"] == "failed" and fail["exit_code"] == 3 and "Unhandled Exception" in fail["error"]
+        hang = stage("b.mq-hang.raw", "maxquant")
+        assert hang["state"] == "failed" and "timed out" in hang["error"]
+        garbage = stage("c.mq-garbage.raw", "maxquant")
+        assert garbage["state"] == "failed" and "proteinGroups.txt" in garbage["error"]
+        assert runs["d.raw"]["state"] == "done"  # the daemon went on
+        if RAWTOOLS:
+            crash = stage("e-rawtools-crash.raw", "rawtools")
+            assert crash["state"] == "failed" and crash["exit_code"] == 1
+            assert "KeyNotFoundException" in crash["error"] or "Exception" in crash["error"]
+        status = d.api("/api/status", method="GET")
+        assert status["last_error"] is not None
+        assert status["watched_folders"][0]["path"] == str(instrument)
+        # the text file was rejected, not processed, and shows in no run
+        assert "f-not-a-raw.raw" not in runs
+        out = d.cli("runs").stdout
+        assert "a.mq-fail.raw" in out and "maxquant failed" in out
+        assert d.stop() == 0
+    finally:
+        d.close()
+
+
+def test_sigterm_mid_processing_exits_cleanly_and_the_stage_resumes(tmp_path: Path, instrument: Path) -> None:
+    copy_raw("small2.RAW", instrument / "long.mq-slow.raw")
+    d = _daemon(tmp_path, instrument, rawtools=False, env={"QCD_STANDIN_SLOW_SECONDS": "30"})
+    try:
+        d.start()
+        wait_for(lambda: any(s["state"] == "running" and s["stage"] == "maxquant"
+                             for r in d.runs() for s in r["stages"]), 60, "MaxQuant to run")
+        assert d.stop(signal.SIGTERM) == 0  # shutdown_timeout is 5 s: the stage is stopped, not awaited
+        log = d.log.read_text()
+        assert "stage_interrupted" in log and "store_closed" in log
+        d.env["QCD_STANDIN_SLOW_SECONDS"] = "0"
+        d.start()
+        runs = wait_for(lambda: d.finished(1), 60, "the resumed run to finish")
+        mqs = [s for s in runs[0]["stages"] if s["stage"] == "maxquant"]
+        assert mqs[0]["state"] == "done" and mqs[0]["attempts"] == 2
+        assert d.stop() == 0
+    finally:
+        d.close()
