@@ -105,6 +105,9 @@ class Daemon:
             write_private(daemon_info_path(cfg.data_dir), json.dumps(info))
             log.info("serving", url=url_of(cfg.server), data_dir=str(cfg.data_dir), version=__version__)
             await self.watcher.start()
+            pending = sum(w.get("pending", 0) for w in self.watcher.status())
+            if pending >= 5:
+                ingest.expect(pending)  # a progress line while the first sweep's files are taken in
             scheduler.start()
             sd_notify("READY=1\nSTATUS=serving")
             pinger = asyncio.create_task(self._watchdog(watchdog_interval(), sd_notify))

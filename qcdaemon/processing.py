@@ -129,6 +129,12 @@ class Engine:
         state = outcome["state"]
         if cancel.is_set() and state != "done":
             state, outcome["error"] = "cancelled", "cancelled by user"
+        allowed = getattr(getattr(self.cfg.engine, stage, None), "attempts", 1)
+        if state == "failed" and job["attempts"] < allowed and not self.stopping:
+            await self.store.requeue_stage(run_id, stage)
+            log.warning("stage_retrying", run_key=run["run_key"], stage=stage, attempt=job["attempts"],
+                        of=allowed, error=(outcome.get("error") or "")[:300])
+            return
         await self.store.finish_stage(
             run_id, stage, state, error=outcome.get("error"), exit_code=outcome.get("exit_code"),
             log_dir=outcome.get("log_dir"),

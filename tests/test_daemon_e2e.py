@@ -129,6 +129,8 @@ def test_failing_tools_leave_readable_reasons_and_the_daemon_goes_on(tmp_path: P
         if RAWTOOLS:
             copy_raw("small.RAW", instrument / "e-rawtools-crash.raw")
         (instrument / "f-not-a-raw.raw").write_bytes(b"this is a text file, not an acquisition\n" * 10)
+        (instrument / "g-truncated.raw").write_bytes((DATA / "raw" / "small2.RAW").read_bytes()[:300_000])
+        files.append("g-truncated.raw")
         expected = len(files) + (1 if RAWTOOLS else 0)
         runs = {r["name"]: r for r in wait_for(lambda: d.finished(expected), 120, "every run to finish")}
         assert set(runs) == set(files) | ({"e-rawtools-crash.raw"} if RAWTOOLS else set())
@@ -143,6 +145,10 @@ def test_failing_tools_leave_readable_reasons_and_the_daemon_goes_on(tmp_path: P
         garbage = stage("c.mq-garbage.raw", "maxquant")
         assert garbage["state"] == "failed" and "proteinGroups.txt" in garbage["error"]
         assert runs["d.raw"]["state"] == "done"  # the daemon went on
+        truncated = {s["stage"]: s for s in runs["g-truncated.raw"]["stages"]}
+        assert truncated["native"]["state"] == "failed" and "truncated" in truncated["native"]["error"]
+        assert truncated["maxquant"]["state"] == "skipped"  # no heavy stage runs on a corrupt file
+        assert truncated["rawtools"]["state"] == "skipped"
         if RAWTOOLS:
             crash = stage("e-rawtools-crash.raw", "rawtools")
             assert crash["state"] == "failed" and crash["exit_code"] == 1
