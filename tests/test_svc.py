@@ -514,3 +514,14 @@ def test_example_config_text(tmp_path):
     f = tmp_path / "ex.toml"
     f.write_text("[server]\n")
     assert plan.example_config_text(f) == "[server]\n"
+
+
+def test_installed_example_config_loads_and_watches_nothing_until_edited():
+    import tomllib
+
+    from qcdaemon.config import config_from_dict
+
+    text = plan.example_config_text()
+    cfg = config_from_dict(tomllib.loads(text))
+    assert cfg.watch == ()  # the imaginary lab's folders would stop the service at start-up
+    assert "# [[watch]]" in text and "# path = " in text

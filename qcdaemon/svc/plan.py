@@ -157,8 +157,19 @@ def example_config_text(path: str | os.PathLike[str] | None = None) -> str:
         return Path(path).read_text(encoding="utf-8")
     packaged = resources.files("qcdaemon").joinpath("config.example.toml")
     if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
+        return _watches_commented(packaged.read_text(encoding="utf-8"))
     checkout = Path(__file__).resolve().parents[2] / "config.example.toml"
     if checkout.is_file():
-        return checkout.read_text(encoding="utf-8")
+        return _watches_commented(checkout.read_text(encoding="utf-8"))
     raise ConfigError("config.example.toml not found (neither packaged nor in a checkout); pass --config")
+
+
+def _watches_commented(text: str) -> str:
+    """The example's [[watch]] tables name folders and pipelines of an imaginary lab: a service started
+    on them would stop at start-up (unknown pipeline), so the installed copy has them commented out."""
+    head, sep, tail = text.partition("\n[[watch]]")
+    if not sep:
+        return text
+    body = (sep.lstrip("\n") + tail).splitlines()
+    note = ["# Uncomment and adapt one [[watch]] table per instrument folder, then restart the service."]
+    return head + "\n" + "\n".join(note + [ln if ln.startswith("#") or not ln else "# " + ln for ln in body]) + "\n"
