@@ -150,17 +150,19 @@ def service_config(config_path: str | None, default: Path, host: Host) -> tuple[
 def example_config_text(path: str | os.PathLike[str] | None = None) -> str:
     """The documented example config, used when `service install` gets no --config.
 
-    Looks for ``config.example.toml`` shipped inside the package first (package data), then at the
-    top of a source checkout.
+    Looks for ``config.example.toml`` at the top of a source checkout, then inside the package
+    (package data of a built wheel).
     """
     if path is not None:
         return Path(path).read_text(encoding="utf-8")
-    packaged = resources.files("qcdaemon").joinpath("config.example.toml")
-    if packaged.is_file():
-        return _watches_commented(packaged.read_text(encoding="utf-8"))
+    # A checkout first (there qcdaemon/config.example.toml is only a link to it), then the copy
+    # that a built wheel carries as package data.
     checkout = Path(__file__).resolve().parents[2] / "config.example.toml"
     if checkout.is_file():
         return _watches_commented(checkout.read_text(encoding="utf-8"))
+    packaged = resources.files("qcdaemon").joinpath("config.example.toml")
+    if packaged.is_file():
+        return _watches_commented(packaged.read_text(encoding="utf-8"))
     raise ConfigError("config.example.toml not found (neither packaged nor in a checkout); pass --config")
 
 
