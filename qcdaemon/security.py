@@ -50,8 +50,13 @@ def new_token() -> str:
     return secrets.token_hex(20)
 
 
+def _bytes(text: str) -> bytes:
+    # surrogatepass: header and cookie values that were not UTF-8 arrive with lone surrogates
+    return text.encode("utf-8", "surrogatepass")
+
+
 def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return hashlib.sha256(_bytes(secret)).hexdigest()
 
 
 def new_session_id() -> str:
@@ -65,7 +70,7 @@ def new_csrf() -> str:
 def same(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return False
-    return hmac.compare_digest(a.encode(), b.encode())
+    return hmac.compare_digest(_bytes(a), _bytes(b))
 
 
 def load_or_create_key(path: Path) -> bytes:

@@ -49,15 +49,24 @@ class QcService:
         return user if ok and user else None
 
     async def token_create(self, user: dict[str, Any]) -> tuple[str, bool]:
-        """The user's one token: existing (created False) or new (created True)."""
-        row = await self.store.token_of(user["id"])
-        if row:
-            token = security.unseal(self.key, row["sealed"])
-            if token is not None and security.same(security.digest(token), row["digest"]):
-                return token, False
-        token = security.new_token()
-        await self.store.put_token(user["id"], security.digest(token), security.seal(self.key, token))
-        return token, True
+        """The user's one token: existing (created False) or new (created True).
+
+        Look-up and creation are one step on the store thread, so that concurrent requests of one
+        user cannot each create a token (the later one silently replacing the earlier one).
+        """
+        key = self.key
+
+        def work(store: Any) -> tuple[str, bool]:
+            row = store.token_of(user["id"])
+            if row:
+                token = security.unseal(key, row["sealed"])
+                if token is not None and security.same(security.digest(token), row["digest"]):
+                    return token, False
+            token = security.new_token()
+            store.put_token(user["id"], security.digest(token), security.seal(key, token))
+            return token, True
+
+        return await self.store.call(work)
 
     async def token_revoke(self, user: dict[str, Any]) -> bool:
         return await self.store.delete_token(user["id"])
@@ -186,7 +195,7 @@ class QcService:
         chosen: list[dict[str, Any]] = []
         if run_keys is not None:
             for key in run_keys:
-                m = re.fullmatch(r"rf(\d+)", str(key).strip())
+                m = re.fullmatch(r"rf([0-9]{1,18})", str(key).strip())
                 if not m or int(m.group(1)) not in by_id:
                     raise NotFound(f"run key {key!r} does not exist in this pipeline")
                 chosen.append(by_id[int(m.group(1))])
@@ -238,14 +247,14 @@ class QcService:
             if p is None:
                 raise Forbidden("Missing permissions for requested pipeline.")
             pid = p["id"]
-        runs = await self.store.runs_overview(pid, limit)
+        projects = None
         if user and not user["is_admin"]:
-            visible = {p["slug"] for p in await self.store.visible_projects(user)}
-            runs = [r for r in runs if r["project"] in visible]
-        return runs
+            # filtered in the query, before the limit: others' newer runs must not crowd out one's own
+            projects = [p["id"] for p in await self.store.visible_projects(user)]
+        return await self.store.runs_overview(pid, limit, projects)
 
     async def run_for_change(self, user: dict[str, Any] | None, run_key: str) -> dict[str, Any]:
-        m = re.fullmatch(r"rf(\d+)", str(run_key or "").strip())
+        m = re.fullmatch(r"rf([0-9]{1,18})", str(run_key or "").strip())
         if not m:
             raise BadRequest(f"run_key: {run_key!r} is not a run key like 'rf12'")
         try:

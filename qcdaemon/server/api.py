@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -128,14 +129,16 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    require_user(request)
+    user = require_user(request)
     state = request.app[STATE]
     svc = request.app[SERVICE]
+    # a non-admin learns only of failures in runs they may see (decisions.md, "Who sees what")
+    projects = None if user["is_admin"] else [p["id"] for p in await svc.store.visible_projects(user)]
     info: dict[str, Any] = {
         "version": __version__,
         "uptime_seconds": round(time.time() - state["started"], 1),
         "queue": await svc.store.queue_depth(),
-        "last_error": await svc.store.last_error(),
+        "last_error": await svc.store.last_error(projects),
         "watched_folders": [],
         "data_dir": str(request.app[CONFIG].data_dir),
     }
@@ -149,9 +152,20 @@ async def runs(request: web.Request) -> web.Response:
     user = require_user(request)
     project = body.text("project") if body else request.query.get("project")
     pipeline = body.text("pipeline") if body else request.query.get("pipeline")
-    limit = (body.int_or_none("limit") if body else None) or int(request.query.get("limit", "100") or 100)
+    limit = body.int_or_none("limit") if body else _query_int(request, "limit")
+    limit = 100 if limit is None else limit
     data = await request.app[SERVICE].runs_overview(user, project, pipeline, min(limit, 1000))
     return json_response(data)
+
+
+def _query_int(request: web.Request, name: str) -> int | None:
+    """A non-negative integer query parameter (400 naming it when it is not one)."""
+    value = request.query.get(name, "").strip()
+    if not value:
+        return None
+    if not re.fullmatch(r"[0-9]{1,18}", value):
+        raise BadRequest(f"{name}: expected a non-negative integer, got {value[:40]!r}")
+    return int(value)
 
 
 async def run_retry(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections import defaultdict, deque
@@ -26,6 +27,7 @@ SESSION = "qcd_session"
 AUTH_KIND = "qcd_auth_kind"
 COOKIE = "qcd_session"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+_TOKEN = re.compile(r"[0-9a-fA-F]{40}")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -95,6 +97,8 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
         scheme, _, token = header.partition(" ")
         if scheme.lower() not in ("token", "bearer") or not token.strip():
             raise Unauthorized("Invalid Authorization header: use 'Authorization: Token <token>'.")
+        if not _TOKEN.fullmatch(token.strip()):
+            raise Unauthorized("Invalid token.")
         user = await svc.user_for_token(token.strip())
         if user is None:
             raise Unauthorized("Invalid token.")

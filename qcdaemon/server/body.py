@@ -7,6 +7,7 @@ give the same values here, and a value of the wrong type is a 400 naming the fie
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -33,13 +34,13 @@ class Body:
                 return cls({}, form=False)
             try:
                 data = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 raise BadRequest("the request body is not valid JSON") from None
             if not isinstance(data, dict):
                 raise BadRequest("the JSON body must be an object")
             return cls(data, form=False)
         if ctype in _FORM_TYPES:
-            return cls(await request.post(), form=True)
+            return cls(await read_form(request), form=True)
         return cls({}, form=False)
 
     def __contains__(self, name: str) -> bool:
@@ -59,7 +60,7 @@ class Body:
             raise BadRequest(f"{name}: expected a string")
         if required and not value.strip():
             raise BadRequest(f"{name}: this field is required")
-        return value
+        return _valid_text(name, value)
 
     def list(self, name: str, *, required: bool = False) -> list[Any] | None:
         if name not in self._data:
@@ -67,25 +68,26 @@ class Body:
                 raise BadRequest(f"{name}: this field is required")
             return None
         if self.form:
-            values = [v for v in self._data.getall(name) if isinstance(v, str)]  # type: ignore[union-attr]
+            values: Any = [v for v in self._data.getall(name) if isinstance(v, str)]  # type: ignore[union-attr]
             if len(values) == 1 and values[0].startswith("["):
                 try:
                     parsed = json.loads(values[0])
                     if isinstance(parsed, list):
-                        values = parsed
-                except ValueError:
+                        values = parsed  # validated below like a JSON list
+                except (ValueError, RecursionError):
                     pass
-            return [v for v in values if not (isinstance(v, str) and v == "")]
-        value = self._data[name]
-        if value is None:
-            if required:
-                raise BadRequest(f"{name}: this field is required")
-            return None
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            return [value]
-        if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            values = [v for v in values if not (isinstance(v, str) and v == "")]
+        else:
+            values = self._data[name]
+            if values is None:
+                if required:
+                    raise BadRequest(f"{name}: this field is required")
+                return None
+            if isinstance(values, (str, int)) and not isinstance(values, bool):
+                values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values):
             raise BadRequest(f"{name}: expected a list of strings")
-        return value
+        return [_valid_text(name, v) if isinstance(v, str) else v for v in values]
 
     def int_or_none(self, name: str) -> int | None:
         if name not in self._data:
@@ -99,13 +101,13 @@ class Body:
             n = value
         elif isinstance(value, float) and value.is_integer():
             n = int(value)
-        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        elif isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value.strip()):
             n = int(value.strip())
         else:
             raise BadRequest(f"{name}: expected an integer or null, got {value!r}")
         if n < 0:
             raise BadRequest(f"{name}: must not be negative")
-        return n
+        return min(n, MAX_INT)
 
     def flag(self, name: str, default: bool = False) -> bool:
         if name not in self._data:
@@ -123,3 +125,26 @@ class Body:
 
 
 _FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+#: Integers from clients are capped here (larger counts mean "all"; the database needs int64).
+MAX_INT = 2**62
+
+
+def _valid_text(name: str, value: str) -> str:
+    """A string that can be stored and compared: lone surrogates (from JSON escapes or undecodable
+    form bytes) are refused, as the database cannot take them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{name}: not valid UTF-8 text") from None
+    return value
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """``request.post()``, with a body that cannot be parsed answered as a 400 (never a 500)."""
+    try:
+        return await request.post()
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # aiohttp raises ValueError, LookupError, UnicodeDecodeError... on bad input
+        raise BadRequest(f"the form body could not be read ({type(exc).__name__})") from None

@@ -12,6 +12,7 @@ from aiohttp import web
 from .. import __version__, security
 from ..errors import Forbidden
 from .app import CONFIG, COOKIE, SERVICE, STATE, USER, SESSION, check_csrf
+from .body import read_form
 
 log = structlog.get_logger("qcdaemon.server")
 
@@ -39,6 +40,8 @@ def _safe_next(value: str | None) -> str:
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
+    if not value.isascii() or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return "/"  # a Location header cannot carry these (CR/LF would split the header)
     return value
 
 
@@ -53,6 +56,15 @@ async def _new_session(request: web.Request, response: web.StreamResponse, user_
         max_age=int(hours * 3600),
     )
     return csrf
+
+
+def _is_text(value: str) -> bool:
+    """Storable text (form bytes that were not UTF-8 arrive as lone surrogates)."""
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _login_form(csrf: str, next_url: str, error: str = "") -> str:
@@ -126,7 +138,7 @@ async def _home_page(request: web.Request, user: dict[str, Any], csrf: str) -> s
 
 async def login(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    form = await request.post()
+    form = await read_form(request)
     addr = request.remote or "?"
     session = request[SESSION]
     token = form.get("csrfmiddlewaretoken")
@@ -142,7 +154,8 @@ async def login(request: web.Request) -> web.StreamResponse:
                             status=429, content_type="text/html")
     email, password = form.get("username"), form.get("password")
     user = None
-    if isinstance(email, str) and isinstance(password, str) and email and password:
+    if isinstance(email, str) and isinstance(password, str) and email and password \
+            and _is_text(email) and _is_text(password):
         user = await request.app[SERVICE].login(email, password)
     if user is None:
         state["limiter"].failed(addr)
@@ -160,7 +173,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     session = request[SESSION]
     if session is None:
         return web.Response(status=302, headers={"Location": "/"})
-    form = await request.post()
+    form = await read_form(request)
     token = form.get("csrfmiddlewaretoken")
     check_csrf(request, token if isinstance(token, str) else None)
     await request.app[SERVICE].store.delete_session(session["digest"])

@@ -11,10 +11,12 @@ from ..errors import Conflict, NotFound
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Store
 
+# The visibility test is parenthesised: callers append "AND p.slug = ?", which must narrow every
+# branch of the OR (without the parentheses an admin or a creator got an arbitrary project).
 _VISIBLE_PROJECTS = """
     SELECT p.* FROM projects p
-    WHERE ? OR p.created_by = ? OR EXISTS (
-        SELECT 1 FROM project_members m WHERE m.project_id = p.id AND m.user_id = ?)
+    WHERE (? OR p.created_by = ? OR EXISTS (
+        SELECT 1 FROM project_members m WHERE m.project_id = p.id AND m.user_id = ?))
 """
 
 

@@ -103,7 +103,7 @@ class RunQueries:
 
     def selected_runs(self: "Store", pipeline_id: int, data_range: int | None) -> list[dict[str, Any]]:
         """The pipeline's runs, oldest to newest by acquisition (then ingestion) time; the newest N."""
-        limit = "" if data_range is None else f"LIMIT {max(int(data_range), 0)}"
+        limit = "" if data_range is None else f"LIMIT {min(max(int(data_range), 0), 2**62)}"
         return self.rows(
             "SELECT * FROM (SELECT r.*, 'rf' || r.id AS run_key, u.email AS owner_email FROM runs r"
             " LEFT JOIN users u ON u.id = r.owner_id WHERE r.pipeline_id = ?"
