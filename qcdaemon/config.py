@@ -82,6 +82,7 @@ class MaxQuantConfig(ToolConfig):
 @dataclass(frozen=True)
 class EngineConfig:
     native: bool = True
+    native_timeout_seconds: int = 600
     nice: int = 10
     shutdown_timeout: int = 30
     rawtools: ToolConfig = field(default_factory=lambda: ToolConfig(timeout_seconds=1800, max_parallel=1))
@@ -225,6 +226,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"engine.{name}.attempts: must be at least 1")
     if cfg.engine.maxquant.runtime not in ("auto", "mono", "dotnet", "none"):
         raise ConfigError("engine.maxquant.runtime: must be one of auto, mono, dotnet, none")
+    if cfg.engine.native_timeout_seconds <= 0:
+        raise ConfigError("engine.native_timeout_seconds: must be positive")
     if not -20 <= cfg.engine.nice <= 19:
         raise ConfigError("engine.nice: must be between -20 and 19")
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error"):

@@ -44,8 +44,9 @@ class Engine:
 
     async def start(self) -> None:
         requeued = await self.store.requeue_interrupted()
-        for run_id, stage in requeued:
-            log.info("stage_requeued_after_restart", run_key=f"rf{run_id}", stage=stage)
+        for run_id, stage, state in requeued:
+            event = "stage_requeued_after_restart" if state == "queued" else "stage_failed_after_restarts"
+            log.info(event, run_key=f"rf{run_id}", stage=stage)
         limits = {"native": 1, "rawtools": self.cfg.engine.rawtools.max_parallel,
                   "maxquant": self.cfg.engine.maxquant.max_parallel}
         for stage, n in limits.items():

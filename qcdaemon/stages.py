@@ -8,7 +8,10 @@ in the run's own work folder; the instrument's folder is only ever read.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -16,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from .engine import maxquant as mq
 from .engine import rawtools as rt
 from .engine.maxquant_parse import parse_maxquant, parse_protein_groups
-from .engine.native import compute_native_metrics
 from .engine.rawtools_parse import parse_rawtools
 from .engine.runner import run_tool
 from .processing import as_datetime, raw_path_of, stages_failed
@@ -24,6 +26,7 @@ from .processing import as_datetime, raw_path_of, stages_failed
 if TYPE_CHECKING:  # pragma: no cover
     from .processing import Engine
 
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 Runner = Callable[["Engine", dict[str, Any], Path, asyncio.Event], Awaitable[dict[str, Any]]]
 
 
@@ -47,12 +50,20 @@ async def _record_scan_values(engine: "Engine", run: dict[str, Any], source: str
 
 
 async def native_stage(engine: "Engine", run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
+    """Native metrics in a child process: a crash or hang in the RAW reader cannot take the daemon down."""
     raw = raw_path_of(run)
-    result = await asyncio.to_thread(compute_native_metrics, raw)
-    await _record_scan_values(engine, run, "native", dict(result.values))
-    if result.chromatograms:
-        await engine.store.put_chromatograms(run["id"], result.chromatograms)
-    return {"state": "done"}
+    base = _fresh(work / "native-stage")
+    argv = [sys.executable, "-m", "qcdaemon.engine.native_cli", str(raw), "--chromatograms"]
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
+    res = await run_tool(argv, cwd=base, log_dir=base, name="native", timeout=engine.cfg.engine.native_timeout_seconds,
+                         nice=engine.cfg.engine.nice, env=env, cancel=cancel)
+    if not res.ok:
+        return stages_failed(f"native: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(base))
+    doc = json.loads(await asyncio.to_thread(res.stdout_path.read_text))
+    await _record_scan_values(engine, run, "native", doc["values"])
+    if doc["chromatograms"]:
+        await engine.store.put_chromatograms(run["id"], doc["chromatograms"])
+    return {"state": "done", "exit_code": 0, "log_dir": str(base)}
 
 
 async def rawtools_stage(engine: "Engine", run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:

@@ -82,12 +82,20 @@ class JobQueries:
             )
             self._refresh_run(run_id)
 
-    def requeue_interrupted(self: "Store") -> list[tuple[int, str]]:
-        """Stages left 'running' by a crash or kill go back to the queue (they are re-run)."""
-        rows = self.rows("SELECT run_id, stage FROM stages WHERE state = 'running'")
+    def requeue_interrupted(self: "Store", max_attempts: int = 5) -> list[tuple[int, str, str]]:
+        """Stages left 'running' by a crash or kill go back to the queue (they are re-run), unless
+        they were interrupted ``max_attempts`` times: a file that crashes the daemon must not do so forever."""
+        rows = self.rows("SELECT run_id, stage, attempts FROM stages WHERE state = 'running'")
+        out = []
         for r in rows:
-            self.requeue_stage(r["run_id"], r["stage"])
-        return [(r["run_id"], r["stage"]) for r in rows]
+            if r["attempts"] >= max_attempts:
+                self.finish_stage(r["run_id"], r["stage"], "failed",
+                                  error=f"interrupted {r['attempts']} times (the daemon stopped or died while it ran)")
+                out.append((r["run_id"], r["stage"], "failed"))
+            else:
+                self.requeue_stage(r["run_id"], r["stage"])
+                out.append((r["run_id"], r["stage"], "queued"))
+        return out
 
     def retry_run(self: "Store", run_id: int, stages: Sequence[str] | None = None) -> list[str]:
         """Re-queue the run's failed/cancelled/skipped stages (or the named ones, unless running)."""
@@ -129,20 +137,42 @@ class JobQueries:
         out.update({r["state"]: int(r["n"]) for r in rows})
         return out
 
-    def last_error(self: "Store") -> dict[str, Any] | None:
+    def last_error(self: "Store", project_ids: Sequence[int] | None = None) -> dict[str, Any] | None:
+        """The most recent failed stage (of runs in ``project_ids`` when given)."""
+        if project_ids is None:
+            return self.row(
+                "SELECT 'rf' || run_id AS run_key, stage, error, ended_at FROM stages WHERE state = 'failed'"
+                " ORDER BY ended_at DESC NULLS LAST LIMIT 1"
+            )
+        if not project_ids:
+            return None
         return self.row(
-            "SELECT 'rf' || run_id AS run_key, stage, error, ended_at FROM stages WHERE state = 'failed'"
-            " ORDER BY ended_at DESC NULLS LAST LIMIT 1"
+            "SELECT 'rf' || s.run_id AS run_key, s.stage, s.error, s.ended_at FROM stages s"
+            " JOIN runs r ON r.id = s.run_id JOIN pipelines pl ON pl.id = r.pipeline_id"
+            f" WHERE s.state = 'failed' AND pl.project_id IN ({', '.join('?' * len(project_ids))})"
+            " ORDER BY s.ended_at DESC NULLS LAST LIMIT 1",
+            list(project_ids),
         )
 
-    def runs_overview(self: "Store", pipeline_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        where = "WHERE r.pipeline_id = ?" if pipeline_id is not None else ""
-        params: list[Any] = [pipeline_id] if pipeline_id is not None else []
+    def runs_overview(self: "Store", pipeline_id: int | None = None, limit: int = 100,
+                      project_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs (of one pipeline, and/or of the given projects) with their stages."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        if pipeline_id is not None:
+            conditions.append("r.pipeline_id = ?")
+            params.append(pipeline_id)
+        if project_ids is not None:
+            if not project_ids:
+                return []
+            conditions.append(f"pl.project_id IN ({', '.join('?' * len(project_ids))})")
+            params.extend(project_ids)
+        where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         runs = self.rows(
             "SELECT r.id, 'rf' || r.id AS run_key, r.name, r.state, r.source, r.created_at, r.acquired_at,"
             " r.flagged, r.use_downstream, r.metrics_engine, u.email AS owner, p.slug AS project, pl.slug AS pipeline"
             " FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id JOIN projects p ON p.id = pl.project_id"
-            f" LEFT JOIN users u ON u.id = r.owner_id {where} ORDER BY r.id DESC LIMIT {int(limit)}",
+            f" LEFT JOIN users u ON u.id = r.owner_id {where} ORDER BY r.id DESC LIMIT {min(max(int(limit), 0), 2**62)}",
             params,
         )
         if not runs:
@@ -162,7 +192,7 @@ class JobQueries:
         states = [s["state"] for s in self.rows("SELECT state FROM stages WHERE run_id = ?", [run_id])]
         if not states:
             return
-        if "running" in states or ("queued" in states and any(s != "queued" for s in states)):
+        if "running" in states or ("queued" in states and any(s in ("done", "failed") for s in states)):
             state = "processing"
         elif "queued" in states:
             state = "queued"
