@@ -14,7 +14,7 @@ from aiohttp import web
 
 from .. import security
 from ..config import Config
-from ..errors import BadRequest, Forbidden, QcdaemonError, Unauthorized
+from ..errors import Forbidden, QcdaemonError, Unauthorized
 from ..service import QcService
 
 log = structlog.get_logger("qcdaemon.server")
