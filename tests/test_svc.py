@@ -524,4 +524,8 @@ def test_installed_example_config_loads_and_watches_nothing_until_edited():
     text = plan.example_config_text()
     cfg = config_from_dict(tomllib.loads(text))
     assert cfg.watch == ()  # the imaginary lab's folders would stop the service at start-up
+    from qcdaemon.config import default_data_dir, default_log_dir
+
+    # admin commands given this file reach the service's database, whoever runs them
+    assert cfg.data_dir == default_data_dir("service") and cfg.log_dir == default_log_dir("service")
     assert "# [[watch]]" in text and "# path = " in text

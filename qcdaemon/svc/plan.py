@@ -159,19 +159,33 @@ def example_config_text(path: str | os.PathLike[str] | None = None) -> str:
     # that a built wheel carries as package data.
     checkout = Path(__file__).resolve().parents[2] / "config.example.toml"
     if checkout.is_file():
-        return _watches_commented(checkout.read_text(encoding="utf-8"))
+        return for_service(checkout.read_text(encoding="utf-8"))
     packaged = resources.files("qcdaemon").joinpath("config.example.toml")
     if packaged.is_file():
-        return _watches_commented(packaged.read_text(encoding="utf-8"))
+        return for_service(packaged.read_text(encoding="utf-8"))
     raise ConfigError("config.example.toml not found (neither packaged nor in a checkout); pass --config")
 
 
-def _watches_commented(text: str) -> str:
-    """The example's [[watch]] tables name folders and pipelines of an imaginary lab: a service started
-    on them would stop at start-up (unknown pipeline), so the installed copy has them commented out."""
+def for_service(text: str) -> str:
+    """The example config as a service's config file.
+
+    - ``data_dir``/``log_dir`` are written out (the service-mode defaults), so that admin commands
+      given ``--config`` of the service (``qcdaemon user add --config /etc/qcdaemon/config.toml``)
+      reach the service's database, not a per-user one;
+    - the example's [[watch]] tables name an imaginary lab's folders and pipelines: a service
+      started on them would stop at start-up (unknown pipeline), so they are commented out.
+    """
+    from ..config import default_data_dir, default_log_dir
+
+    for key, path in (("data_dir", default_data_dir("service")), ("log_dir", default_log_dir("service"))):
+        text = text.replace(f'\n{key} = ""\n', f"\n{key} = {_toml_str(str(path))}\n", 1)
     head, sep, tail = text.partition("\n[[watch]]")
     if not sep:
         return text
     body = (sep.lstrip("\n") + tail).splitlines()
     note = ["# Uncomment and adapt one [[watch]] table per instrument folder, then restart the service."]
     return head + "\n" + "\n".join(note + [ln if ln.startswith("#") or not ln else "# " + ln for ln in body]) + "\n"
+
+
+def _toml_str(value: str) -> str:
+    return "'" + value + "'" if "'" not in value else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
