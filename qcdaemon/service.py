@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import qcdata, security
+from . import __version__, mzqc, qcdata, security
 from .config import DEFAULT_RAWTOOLS_ARGS, Config
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .store import AsyncStore
@@ -308,3 +309,44 @@ class QcService:
         if self.engine is not None:
             self.engine.wake()
         return run
+
+    # -- exports and plots ------------------------------------------------------------------------
+
+    async def mzqc_export(self, user: dict[str, Any], project: str, pipeline: str, data_range: int | None,
+                          run_keys: Sequence[str] | None) -> dict[str, Any]:
+        """The pipeline's runs as an mzQC document: all, the newest ``data_range``, or ``run_keys``
+        (an unknown key is a 404; the runs keep their acquisition order either way)."""
+        if run_keys and data_range is not None:
+            raise BadRequest("give only one of run_keys, data_range")
+        p = await self.visible_pipeline(user, project, pipeline)
+
+        def work(store: Any) -> tuple[list[dict[str, Any]], list[tuple[int, str, str, Any]]]:
+            runs = store.selected_runs(p["id"], None if run_keys else data_range)
+            if run_keys:
+                by_key = {r["run_key"]: r for r in runs}
+                for key in run_keys:
+                    if str(key).strip() not in by_key:
+                        raise NotFound(f"run key {key!r} does not exist in this pipeline")
+                wanted = {str(k).strip() for k in run_keys}
+                runs = [r for r in runs if r["run_key"] in wanted]
+            return runs, store.qc_values([r["id"] for r in runs])
+
+        runs, values = await self.store.call(work)
+        by_run: dict[int, list[tuple[str, str, Any]]] = {}
+        for run_id, source, name, value in values:
+            by_run.setdefault(run_id, []).append((source, name, value))
+        return mzqc.build_mzqc(runs, by_run, pipeline=p, created=datetime.now(timezone.utc), version=__version__)
+
+    async def chromatograms(self, user: dict[str, Any], project: str, pipeline: str, run_key: str) -> dict[str, Any]:
+        """The run's stored chromatograms (TIC/BPC per MS order): ``{name: {"rt": [...], "intensity": [...]}}``."""
+        p = await self.visible_pipeline(user, project, pipeline)
+        m = re.fullmatch(r"rf([0-9]{1,18})", str(run_key).strip())
+        run = None
+        if m:
+            try:
+                run = await self.store.run(int(m.group(1)))
+            except NotFound:
+                run = None
+        if run is None or run["pipeline_id"] != p["id"]:
+            raise NotFound(f"run key {run_key!r} does not exist in this pipeline")
+        return {"run_key": run["run_key"], "chromatograms": await self.store.chromatograms(run["id"])}

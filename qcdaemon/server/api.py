@@ -181,6 +181,28 @@ async def run_cancel(request: web.Request) -> web.Response:
     return json_response(await request.app[SERVICE].cancel(user, body.text("run_key", required=True)))
 
 
+async def mzqc_export(request: web.Request) -> web.Response:
+    body = await _body(request)
+    user = require_user(request)
+    project, pipeline = _scope(body)
+    run_keys = body.list("run_keys")
+    doc = await request.app[SERVICE].mzqc_export(
+        user, project, pipeline, body.int_or_none("data_range"), [str(k) for k in run_keys] if run_keys else None
+    )
+    response = json_response(doc)
+    # the pipeline passed the visibility check, so it is a stored slug: safe in a header
+    response.headers["Content-Disposition"] = f'attachment; filename="{pipeline}.mzQC"'
+    return response
+
+
+async def chromatograms(request: web.Request) -> web.Response:
+    body = await _body(request)
+    user = require_user(request)
+    project, pipeline = _scope(body)
+    run_key = body.text("run_key", required=True)
+    return json_response(await request.app[SERVICE].chromatograms(user, project, pipeline, run_key))
+
+
 def add_routes(app: web.Application) -> None:
     post = {
         "/api/projects": projects,
@@ -194,6 +216,8 @@ def add_routes(app: web.Application) -> None:
         "/api/flag/delete": _flag_handler("unflag"),
         "/api/runs/retry": run_retry,
         "/api/runs/cancel": run_cancel,
+        "/api/mzqc": mzqc_export,
+        "/api/chromatograms": chromatograms,
     }
     for path, handler in post.items():
         app.router.add_post(path, handler)
