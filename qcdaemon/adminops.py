@@ -70,9 +70,16 @@ async def cancel(svc: QcService, run_key: str) -> dict[str, Any]:
     return await svc.cancel(None, run_key)
 
 
-async def snapshot(svc: QcService, target: str) -> dict[str, Any]:
-    path = Path(target).resolve()
+async def snapshot(svc: QcService) -> dict[str, Any]:
+    """A consistent copy of the database, written inside the data folder (the one place a hardened
+    service may write); the CLI then moves it where the operator asked."""
+    import datetime as dt
+
+    folder = svc.cfg.data_dir / "snapshots"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"qcdaemon-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.duckdb"
     await svc.store.snapshot(path)
+    os.chmod(path, 0o600)
     return {"snapshot": str(path), "bytes": path.stat().st_size}
 
 

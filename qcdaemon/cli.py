@@ -18,7 +18,8 @@ from .errors import ConfigError, QcdaemonError, StoreBusy
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.config, mode="service" if getattr(args, "service", False) else "foreground")
+    path = getattr(args, "config", None) or getattr(args, "global_config", None)
+    return load_config(path, mode="service" if getattr(args, "service", False) else "foreground")
 
 
 def _read_password(args: argparse.Namespace, *, required: bool) -> str | None:
@@ -111,7 +112,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import transport_problem
+
     cfg = _config(args)
+    problem = transport_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
     print(f"configuration OK ({cfg.source or 'embedded defaults'}); data in {cfg.data_dir}")
     return 0
 
@@ -167,14 +173,18 @@ def cmd_bootstrap_demo(args: argparse.Namespace) -> int:
     cfg = _config(args)
     report = run_op(cfg, "bootstrap_demo", email=args.user, password=_read_password(args, required=False))
     pw = report.pop("generated_password", None)
+    saved = cfg.data_dir / "demo-password.txt"
     if pw:
         from .adminops import write_private
 
-        write_private(cfg.data_dir / "demo-password.txt", pw + "\n")
+        write_private(saved, f"{args.user} {pw}\n")
     _print(report)
-    saved = cfg.data_dir / "demo-password.txt"
-    if pw or saved.exists():
-        print(f"\nDemo sign-in: {args.user} / {pw or saved.read_text().strip()}   (kept in {saved})")
+    try:
+        user, _, known = saved.read_text().strip().partition(" ")
+    except OSError:
+        user, known = "", ""
+    if user == args.user and known:
+        print(f"\nDemo sign-in: {user} / {known}   (kept in {saved})")
     return 0
 
 
@@ -189,7 +199,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"{r['run_key']:<7} {r['state']:<11} {r['project'] + '/' + r['pipeline']:<32} {r['name'][:40]:<40} {stages}")
         for s in r["stages"]:
             if s["state"] == "failed" and s["error"]:
-                print(f"{'':<7} {s['stage']} failed: " + s["error"].strip().splitlines()[0][:150])
+                lines = [ln.strip() for ln in s["error"].strip().splitlines() if ln.strip()][: args.error_lines]
+                print(f"{'':<7} {s['stage']} failed: " + ("\n" + " " * 10).join(ln[:160] for ln in lines))
     return 0
 
 
@@ -204,7 +215,17 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    _print(run_op(_config(args), "snapshot", target=str(Path(args.target).resolve())))
+    import shutil
+
+    target = Path(args.target).resolve()
+    made = Path(run_op(_config(args), "snapshot")["snapshot"])
+    try:
+        shutil.copyfile(made, target.with_name(target.name + ".part"))
+        target.with_name(target.name + ".part").replace(target)
+    except PermissionError as exc:
+        raise QcdaemonError(f"the snapshot is in {made}, but it cannot be copied to {target}: {exc.strerror}") from None
+    made.unlink(missing_ok=True)
+    _print({"snapshot": str(target), "bytes": target.stat().st_size})
     return 0
 
 
@@ -227,6 +248,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qcdaemon", description="Instrument-side QC daemon for Thermo RAW files.")
     p.add_argument("--version", action="version", version=f"qcdaemon {__version__}")
+    p.add_argument("--config", dest="global_config", metavar="FILE", help="configuration file (also accepted after the command)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
@@ -289,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pipeline")
     sp.add_argument("--limit", type=int, default=50)
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--error-lines", type=int, default=4, help="lines of each failed stage's error excerpt")
     sp = add("retry", cmd_retry, "re-queue a run's failed stages")
     sp.add_argument("run_key")
     sp.add_argument("--stage", action="append")
@@ -319,3 +342,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `qcdaemon runs | head`
+        sys.stderr.close()
+        return 0

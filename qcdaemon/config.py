@@ -238,6 +238,8 @@ def _validate(cfg: Config) -> None:
         key = f"watch[{i}]"
         if not w.path:
             raise ConfigError(f"{key}.path: must not be empty")
+        if not _is_absolute(w.path):
+            raise ConfigError(f"{key}.path: {w.path!r} must be an absolute path (a service has no useful working folder)")
         if not w.pipeline:
             raise ConfigError(f"{key}.pipeline: must name 'project-slug/pipeline-slug' or a pipeline uuid")
         if "@" not in w.owner:
@@ -248,6 +250,52 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}.poll_interval: must be positive")
         if not w.patterns:
             raise ConfigError(f"{key}.patterns: must name at least one pattern")
+    _check_overlaps(cfg.watch)
+
+
+def _is_absolute(path: str) -> bool:
+    from pathlib import PureWindowsPath
+
+    return Path(path).expanduser().is_absolute() or PureWindowsPath(path).is_absolute()
+
+
+def _norm(path: str) -> str:
+    return os.path.normcase(os.path.abspath(os.path.expanduser(path))).rstrip("\\/") + os.sep
+
+
+def _check_overlaps(watches: tuple[WatchConfig, ...]) -> None:
+    """One folder feeds one pipeline: the same folder twice, or a folder inside a recursively
+    watched one, would send one file to whichever entry sees it first."""
+    for i, a in enumerate(watches):
+        for j, b in enumerate(watches):
+            if i >= j:
+                continue
+            na, nb = _norm(a.path), _norm(b.path)
+            if na == nb:
+                raise ConfigError(f"watch[{j}].path: {b.path} is also watch[{i}]; one folder feeds one pipeline")
+            for (outer, oi, inner, ii) in ((a, i, b, j), (b, j, a, i)):
+                if outer.recursive and _norm(inner.path).startswith(_norm(outer.path)):
+                    raise ConfigError(
+                        f"watch[{ii}].path: {inner.path} lies inside watch[{oi}] ({outer.path}), which is recursive;"
+                        " set recursive = false there or watch separate folders"
+                    )
+
+
+def transport_problem(cfg: Config) -> str | None:
+    """Why the server must not start as configured (plain HTTP on the network without opt-in), or None."""
+    import ipaddress
+
+    s = cfg.server
+    try:
+        loopback = s.host == "localhost" or ipaddress.ip_address(s.host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback or s.tls_cert or s.allow_insecure_http:
+        return None
+    return (
+        f"server.host: {s.host} is reachable from other machines; set server.tls_cert and server.tls_key "
+        "to serve HTTPS, or server.allow_insecure_http = true to accept plain HTTP"
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None = None, *, mode: Mode = "foreground") -> Config:

@@ -9,19 +9,22 @@ one forces the stop at once.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 import structlog
 
 from . import __version__
 from .adminops import daemon_info_path, write_private
-from .config import Config
+from .config import Config, transport_problem
 from .errors import ConfigError, StoreBusy
 from .ingest import Ingest
 from .processing import Engine
@@ -55,16 +58,13 @@ class Daemon:
         self.stop_event.set()
 
     def check_transport(self) -> None:
+        problem = transport_problem(self.cfg)
+        if problem:
+            raise ConfigError(problem)
         s = self.cfg.server
-        if is_loopback(s.host) or s.tls_cert:
-            return
-        if not s.allow_insecure_http:
-            raise ConfigError(
-                f"server.host: {s.host} is reachable from other machines; set server.tls_cert and server.tls_key "
-                "to serve HTTPS, or server.allow_insecure_http = true to accept plain HTTP"
-            )
-        log.warning("insecure_http", host=s.host, port=s.port,
-                    detail="plain HTTP on a non-loopback address: passwords and tokens cross the network in clear")
+        if s.allow_insecure_http and not s.tls_cert and not is_loopback(s.host):
+            log.warning("insecure_http", host=s.host, port=s.port,
+                        detail="plain HTTP on a non-loopback address: passwords and tokens cross the network in clear")
 
     async def run(self) -> int:
         cfg = self.cfg
@@ -89,7 +89,6 @@ class Daemon:
         ingest = Ingest(svc, cfg)
         await ingest.resolve()
         self.engine = engine = Engine(svc, cfg)
-        await engine.start()
         from .svc.sdnotify import sd_notify, watchdog_interval
         from .watcher import FolderWatcher
 
@@ -98,17 +97,25 @@ class Daemon:
         app = create_app(svc, cfg, status=self._status)
         admin_secret = secrets.token_hex(32)
         app[STATE]["admin_secret"] = admin_secret
-        async with serve(app, cfg):
+        async with AsyncExitStack() as stack:
+            try:  # bind first: a busy port stops start-up before any work is taken
+                await stack.enter_async_context(serve(app, cfg))
+            except OSError as exc:
+                log.error("port_unavailable", host=cfg.server.host, port=cfg.server.port, error=str(exc))
+                print(f"qcdaemon: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}"
+                      " (is another program using the port? set [server] port)", file=sys.stderr)
+                return 1
             write_private(cfg.data_dir / "admin.secret", admin_secret + "\n")
             info = {"pid": os.getpid(), "url": url_of(cfg.server), "admin_url": url_of(cfg.server) + "/_admin/op",
                     "version": __version__}
             write_private(daemon_info_path(cfg.data_dir), json.dumps(info))
-            log.info("serving", url=url_of(cfg.server), data_dir=str(cfg.data_dir), version=__version__)
+            await engine.start()
             await self.watcher.start()
             pending = sum(w.get("pending", 0) for w in self.watcher.status())
             if pending >= 5:
                 ingest.expect(pending)  # a progress line while the first sweep's files are taken in
             scheduler.start()
+            log.info("serving", url=url_of(cfg.server), data_dir=str(cfg.data_dir), version=__version__)
             sd_notify("READY=1\nSTATUS=serving")
             pinger = asyncio.create_task(self._watchdog(watchdog_interval(), sd_notify))
             await self.stop_event.wait()
@@ -118,6 +125,7 @@ class Daemon:
             await self.watcher.stop()
             timeout = 0 if self.force_event.is_set() else cfg.engine.shutdown_timeout
             await engine.stop(timeout)
+            await ingest.stop()
             for f in (cfg.data_dir / "admin.secret", daemon_info_path(cfg.data_dir)):
                 f.unlink(missing_ok=True)
         log.info("stopped")
@@ -142,10 +150,18 @@ class Daemon:
     async def _status(self) -> dict[str, Any]:
         return {
             "uptime_seconds": round(time.time() - self.started, 1),
-            "watched_folders": self.watcher.status() if self.watcher else [],
+            "watched_folders": [_iso_times(w) for w in self.watcher.status()] if self.watcher else [],
             "running_stages": self.engine.busy() if self.engine else 0,
             "stopping": self.stop_event.is_set(),
         }
+
+
+def _iso_times(w: dict[str, Any]) -> dict[str, Any]:
+    """Times in the API are ISO 8601 strings (UTC)."""
+    seen = w.get("last_seen_at")
+    if isinstance(seen, (int, float)):
+        w = {**w, "last_seen_at": dt.datetime.fromtimestamp(seen, dt.UTC).isoformat()}
+    return w
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, daemon: Daemon) -> None:

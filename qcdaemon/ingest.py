@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .rawfile import RAW_MAGIC_LEN, looks_like_thermo_raw
 from .service import QcService
 
 log = structlog.get_logger("qcdaemon.ingest")
+RETRY_DELAYS = (10.0, 30.0, 90.0, 270.0, 810.0)  # seconds before each new try of an unreadable file
 
 
 def sha256_of(path: Path) -> tuple[str, bytes]:
@@ -45,6 +47,7 @@ class Ingest:
         self.locks: dict[str, asyncio.Lock] = {}
         self.progress_total = 0
         self.progress_done = 0
+        self.retries: set[asyncio.Task[None]] = set()
 
     async def resolve(self) -> None:
         """Check every [[watch]] names an existing pipeline and owner (else stop start-up, naming the key)."""
@@ -70,25 +73,49 @@ class Ingest:
             await store.ledger_forget_pending(path)
             log.info("file_gone", path=path)
             return
+        await self._take(ev, watch, path, attempt=0)
+        self._tick()
+
+    async def _take(self, ev: Any, watch: WatchConfig, path: str, attempt: int) -> None:
         lock = self.locks.setdefault(path, asyncio.Lock())
         async with lock:
             try:
                 await self._settled(ev, watch, path)
-            finally:
-                self._tick()
+            except OSError as exc:  # a share that dropped, a file locked by a virus scanner...
+                self._retry(ev, watch, path, attempt, exc)
         if not lock.locked():
             self.locks.pop(path, None)
+
+    def _retry(self, ev: Any, watch: WatchConfig, path: str, attempt: int, exc: OSError) -> None:
+        """The watcher reports a settled file once; an unreadable one is retried here, with backoff."""
+        if attempt >= len(RETRY_DELAYS):
+            log.error("file_unreadable_gave_up", path=path, error=str(exc), attempts=attempt + 1)
+            return
+        delay = RETRY_DELAYS[attempt]
+        log.warning("file_unreadable", path=path, error=str(exc), retry_in_seconds=delay)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            await self._take(ev, watch, path, attempt + 1)
+
+        task = asyncio.create_task(later())
+        self.retries.add(task)
+        task.add_done_callback(self.retries.discard)
+
+    async def stop(self) -> None:
+        for task in list(self.retries):
+            task.cancel()
+        await asyncio.gather(*self.retries, return_exceptions=True)
 
     async def _settled(self, ev: Any, watch: WatchConfig, path: str) -> None:
         store = self.svc.store
         if await store.ledger_known(path, ev.size, ev.mtime_ns) is not None:
             await store.ledger_forget_pending(path)
             return
-        try:
-            sha, head = await asyncio.to_thread(sha256_of, ev.path)
-        except OSError as exc:
-            log.warning("file_unreadable", path=path, error=str(exc))
-            return
+        sha, head = await asyncio.to_thread(sha256_of, ev.path)
+        st = await asyncio.to_thread(os.stat, ev.path)
+        if (st.st_size, st.st_mtime_ns) != (ev.size, ev.mtime_ns):
+            return  # it changed while we read it: the watcher reports the new version when it settles
         key = {"watch_path": watch.path, "path": path, "size": ev.size, "mtime_ns": ev.mtime_ns, "sha256": sha}
         if await store.ledger_exists(key):
             return

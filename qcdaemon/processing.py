@@ -36,6 +36,7 @@ class Engine:
         self.events = {s: asyncio.Event() for s in STAGES}
         self.cancels: dict[tuple[int, str], asyncio.Event] = {}
         self.shutdown_cancels: set[tuple[int, str]] = set()
+        self.cancel_requested: set[int] = set()
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
         svc.engine = self
@@ -58,6 +59,7 @@ class Engine:
             ev.set()
 
     def cancel(self, run_id: int) -> None:
+        self.cancel_requested.add(run_id)  # also covers a stage claimed but not yet registered
         for (rid, stage), ev in self.cancels.items():
             if rid == run_id:
                 ev.set()
@@ -104,6 +106,8 @@ class Engine:
         run_id, stage = job["run_id"], job["stage"]
         key = (run_id, stage)
         cancel = self.cancels[key] = asyncio.Event()
+        if run_id in self.cancel_requested:
+            cancel.set()
         run = await self.store.run(run_id)
         log.info("stage_started", run_key=run["run_key"], stage=stage, attempt=job["attempts"], file=run["name"])
         work = self.cfg.data_dir / "work" / run["run_key"]
@@ -122,6 +126,8 @@ class Engine:
             outcome = stages_failed(f"internal error: {type(exc).__name__}: {exc}")
         finally:
             self.cancels.pop(key, None)
+            if not any(rid == run_id for rid, _ in self.cancels):
+                self.cancel_requested.discard(run_id)
         if key in self.shutdown_cancels:
             self.shutdown_cancels.discard(key)
             await self.store.requeue_stage(run_id, stage)
@@ -161,8 +167,9 @@ def as_datetime(value: Any) -> dt.datetime | None:
     return None
 
 
-def raw_path_of(run: dict[str, Any]) -> Path:
+async def raw_path_of(run: dict[str, Any]) -> Path:
+    """The run's RAW file (checked off the loop: on a share a stat can hang)."""
     path = Path(run["stored_path"] or "")
-    if not run["stored_path"] or not path.is_file():
+    if not run["stored_path"] or not await asyncio.to_thread(path.is_file):
         raise ToolError(f"the RAW file {run['stored_path']} is no longer there")
     return path

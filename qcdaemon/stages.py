@@ -30,10 +30,22 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 Runner = Callable[["Engine", dict[str, Any], Path, asyncio.Event], Awaitable[dict[str, Any]]]
 
 
-def _fresh(path: Path) -> Path:
+def _fresh_sync(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+async def _fresh(path: Path) -> Path:
+    """An empty folder for a stage's attempt (an old attempt's output can be large: off the loop)."""
+    return await asyncio.to_thread(_fresh_sync, path)
+
+
+def _prune(base: Path, keep: tuple[str, ...]) -> None:
+    """Remove a finished stage's bulk: staged RAW copies and tool scratch; keep logs and results."""
+    for child in base.iterdir() if base.is_dir() else ():
+        if child.name not in keep:
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
 
 async def _record_scan_values(engine: "Engine", run: dict[str, Any], source: str, values: dict[str, Any]) -> None:
@@ -51,8 +63,8 @@ async def _record_scan_values(engine: "Engine", run: dict[str, Any], source: str
 
 async def native_stage(engine: "Engine", run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
     """Native metrics in a child process: a crash or hang in the RAW reader cannot take the daemon down."""
-    raw = raw_path_of(run)
-    base = _fresh(work / "native-stage")
+    raw = await raw_path_of(run)
+    base = await _fresh(work / "native-stage")
     argv = [sys.executable, "-m", "qcdaemon.engine.native_cli", str(raw), "--chromatograms"]
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
     res = await run_tool(argv, cwd=base, log_dir=base, name="native", timeout=engine.cfg.engine.native_timeout_seconds,
@@ -70,9 +82,18 @@ async def rawtools_stage(engine: "Engine", run: dict[str, Any], work: Path, canc
     tool = engine.cfg.engine.rawtools
     if not tool.command:
         return {"state": "skipped", "error": "RawTools is not configured ([engine.rawtools] command)"}
-    raw = raw_path_of(run)
+    raw = await raw_path_of(run)
     pipeline = await engine.store.pipeline(run["pipeline_id"])
-    base = _fresh(work / "rawtools-stage")
+    base = await _fresh(work / "rawtools-stage")
+    try:
+        return await _rawtools_jobs(engine, run, raw, base, pipeline, cancel)
+    finally:  # the staged RAW copy never outlives the stage
+        await asyncio.to_thread(shutil.rmtree, base / rt.STAGE_DIR, True)
+
+
+async def _rawtools_jobs(engine: "Engine", run: dict[str, Any], raw: Path, base: Path, pipeline: dict[str, Any],
+                         cancel: asyncio.Event) -> dict[str, Any]:
+    tool = engine.cfg.engine.rawtools
     staged = await asyncio.to_thread(rt.stage_raw, raw, base / rt.STAGE_DIR)
     deadline = time.monotonic() + tool.timeout_seconds
     for name, argv in rt.rawtools_jobs(tool.command, staged, base, pipeline["rawtools_args"]):
@@ -91,7 +112,6 @@ async def rawtools_stage(engine: "Engine", run: dict[str, Any], work: Path, canc
     )
     values["RawFilePath"] = str(raw.parent)  # RawTools saw the staged copy; report the real folder
     await _record_scan_values(engine, run, "rawtools", values)
-    await asyncio.to_thread(shutil.rmtree, base / rt.STAGE_DIR, True)
     return {"state": "done", "exit_code": 0, "log_dir": str(base)}
 
 
@@ -102,8 +122,24 @@ async def maxquant_stage(engine: "Engine", run: dict[str, Any], work: Path, canc
     pipeline = await engine.store.pipeline(run["pipeline_id"])
     if not pipeline["fasta_path"] or not pipeline["mqpar_path"]:
         return {"state": "skipped", "error": "the pipeline has no fasta or mqpar file"}
-    raw = raw_path_of(run)
-    base = _fresh(work / "maxquant-stage")
+    raw = await raw_path_of(run)
+    base = await _fresh(work / "maxquant-stage")
+    try:
+        return await _maxquant_run(engine, run, raw, base, pipeline, cancel)
+    finally:  # keep the logs, the mqpar and combined/txt; drop the staged RAW and MaxQuant's scratch (GBs)
+        await asyncio.to_thread(_prune_maxquant, base)
+
+
+def _prune_maxquant(base: Path) -> None:
+    _prune(base, ("logs", "mqpar.xml", "combined"))
+    combined = base / "combined"
+    if combined.is_dir():
+        _prune(combined, ("txt",))
+
+
+async def _maxquant_run(engine: "Engine", run: dict[str, Any], raw: Path, base: Path, pipeline: dict[str, Any],
+                        cancel: asyncio.Event) -> dict[str, Any]:
+    tool = engine.cfg.engine.maxquant
     logs = base / "logs"
     staged = await asyncio.to_thread(rt.stage_raw, raw, base / "maxquant")
     mqpar = base / "mqpar.xml"
@@ -117,9 +153,12 @@ async def maxquant_stage(engine: "Engine", run: dict[str, Any], work: Path, canc
                          nice=engine.cfg.engine.nice, cancel=cancel)
     if not res.ok:
         return stages_failed(f"maxquant: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(logs))
-    txt = mq.find_txt_dir(base)
+    txt = await asyncio.to_thread(mq.find_txt_dir, base)
     if txt is None:
         return stages_failed("MaxQuant exited 0 but wrote no combined/txt folder", exit_code=0, log_dir=str(logs))
+    if txt != base / "combined" / "txt":  # MaxQuant 2.6+ writes next to the (staged) raw file
+        await asyncio.to_thread(_move_txt, txt, base / "combined" / "txt")
+        txt = base / "combined" / "txt"
 
     def parse() -> tuple[dict[str, Any], list[Any]]:
         groups = parse_protein_groups(txt / "proteinGroups.txt") if (txt / "proteinGroups.txt").exists() else []
@@ -129,6 +168,12 @@ async def maxquant_stage(engine: "Engine", run: dict[str, Any], work: Path, canc
     await engine.store.put_qc_values(run["id"], "maxquant", values)
     await engine.store.put_protein_groups(run["id"], groups)
     return {"state": "done", "exit_code": 0, "log_dir": str(logs)}
+
+
+def _move_txt(src: Path, dst: Path) -> None:
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(src), str(dst))
 
 
 RUNNERS: dict[str, Runner] = {"native": native_stage, "rawtools": rawtools_stage, "maxquant": maxquant_stage}

@@ -116,8 +116,13 @@ def test_bootstrap_demo_generates_and_keeps_a_password(cfg_path: Path) -> None:
     proc = cli(cfg_path, "bootstrap-demo", "--user", "lab@example.org")
     ok_json(proc)
     saved = data_dir(cfg_path) / "demo-password.txt"
-    password = saved.read_text().strip()
+    user, _, password = saved.read_text().strip().partition(" ")
+    assert user == "lab@example.org"
     assert password and f"lab@example.org / {password}" in proc.stdout
+    # another user's run does not print (or overwrite) this user's password
+    other = cli(cfg_path, "bootstrap-demo", "--user", "someone@example.org", "--password-stdin", stdin="pw-x-12345\n")
+    assert password not in other.stdout and "Demo sign-in" not in other.stdout
+    assert saved.read_text().strip() == f"lab@example.org {password}"
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
     store = open_store(cfg_path)
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -170,3 +172,40 @@ def test_config_example_loads_and_documents_every_field() -> None:
     for section in ("server", "paths", "store", "engine", "engine.rawtools", "engine.maxquant", "watch", "log",
                     "scheduler"):
         assert re.search(rf"^[#\s]*\[\[?{re.escape(section)}\]?\]", text, flags=re.M), section
+
+
+@pytest.mark.parametrize(
+    "watches, key",
+    [
+        ([{"path": "/data/a"}, {"path": "/data/a/"}], "watch[1].path"),  # the same folder twice
+        ([{"path": "/data"}, {"path": "/data/a"}], "watch[1].path"),  # inside a recursive watch
+        ([{"path": "/data/a"}, {"path": "/data"}], "watch[0].path"),
+        ([{"path": "relative/folder"}], "watch[0].path"),
+    ],
+)
+def test_watch_folders_that_would_send_a_file_to_two_pipelines_are_refused(watches, key) -> None:
+    base = {"pipeline": "lab/qc", "owner": "op@lab.org"}
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict({"watch": [{**base, **w} for w in watches]})
+    assert str(exc.value).startswith(key)
+
+
+def test_a_folder_inside_a_non_recursive_watch_is_fine() -> None:
+    base = {"pipeline": "lab/qc", "owner": "op@lab.org"}
+    cfg = config_from_dict({"watch": [{**base, "path": "/data", "recursive": False}, {**base, "path": "/data/a"}]})
+    assert len(cfg.watch) == 2
+
+
+def test_check_config_refuses_plain_http_on_the_network(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[server]\nhost = "0.0.0.0"\n')
+    res = subprocess.run([sys.executable, "-m", "qcdaemon", "check-config", "--config", str(cfg)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "server.host" in res.stderr
+    cfg.write_text('[server]\nhost = "0.0.0.0"\nallow_insecure_http = true\n')
+    ok = subprocess.run([sys.executable, "-m", "qcdaemon", "check-config", "--config", str(cfg)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    before = subprocess.run([sys.executable, "-m", "qcdaemon", "--config", str(cfg), "check-config"],
+                            capture_output=True, text=True)  # --config before the command works too
+    assert before.returncode == 0 and str(cfg) in before.stdout

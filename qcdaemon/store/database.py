@@ -7,6 +7,7 @@ hold a DuckDB result open.  Methods that change several rows run in one transact
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -30,7 +31,7 @@ class Store(AuthQueries, RunQueries, JobQueries):
 
     def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:
         cfg = cfg or StoreConfig()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # password hashes, sealed tokens
         try:
             self.con = duckdb.connect(
                 str(path),
@@ -52,6 +53,9 @@ class Store(AuthQueries, RunQueries, JobQueries):
             raise
         self.path = path
         self.migrate()
+        for f in (path, path.with_name(path.name + ".wal")):
+            if f.exists() and f.stat().st_mode & 0o077:
+                os.chmod(f, 0o600)
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -114,7 +114,7 @@ class JobQueries:
             for n in wanted:
                 self.execute(
                     "UPDATE stages SET state = 'queued', queued_at = ?, started_at = NULL, ended_at = NULL,"
-                    " error = NULL, exit_code = NULL WHERE run_id = ? AND stage = ?",
+                    " error = NULL, exit_code = NULL, attempts = 0 WHERE run_id = ? AND stage = ?",
                     [_now(), run_id, n],
                 )
             self._refresh_run(run_id)
@@ -198,7 +198,7 @@ class JobQueries:
             state = "queued"
         elif "failed" in states:
             state = "failed"
-        elif all(s == "cancelled" for s in states):
+        elif "cancelled" in states:
             state = "cancelled"
         else:
             state = "done"
