@@ -297,6 +297,53 @@ def test_uninstall_and_purge(tmp_path):
     assert host.out.getvalue().rstrip().endswith("nothing to do")
 
 
+def test_purge_dry_run_lists_the_folders_when_the_unit_is_absent(tmp_path):
+    run = Recorder()
+    host = make_host(tmp_path, run, root=False)  # never installed, or uninstalled without --purge
+    for d in host.purge_dirs:
+        d.mkdir()
+    assert systemd.uninstall(True, True, host=host) == 0
+    text = host.out.getvalue()
+    assert "qcdaemon is not installed" in text and "nothing to do" not in text
+    for d in host.purge_dirs:
+        assert f"would remove {d} (recursively)" in text
+    assert run.calls == [] and all(d.exists() for d in host.purge_dirs)
+
+
+def test_purge_names_absent_folders_and_the_configured_ones_it_leaves(tmp_path):
+    run = Recorder()
+    host = make_host(tmp_path, run, root=False)
+    host.purge_dirs[0].mkdir()  # data only; no logs, no config folder
+    assert systemd.uninstall(True, True, host=host) == 0
+    text = host.out.getvalue()
+    assert f"would remove {host.purge_dirs[0]} (recursively)" in text
+    assert f"--purge: already absent: {host.purge_dirs[1]}, {host.purge_dirs[2]}" in text
+
+    # installed with --config naming a data dir of its own: named, never removed
+    data, config = tmp_path / "srv qc", tmp_path / "site %1.toml"
+    data.mkdir()
+    config.write_text(f'[paths]\ndata_dir = "{data}"\nlog_dir = "{host.purge_dirs[1]}"\n')
+    unit = systemd.unit_for(config_from_dict({"paths": {"data_dir": str(data)}}, mode="service"),
+                            python=host.python, config_path=str(config), user="qcdaemon", group="qcdaemon")
+    assert systemd.unit_config_path(unit) == str(config)
+    host.unit_path.parent.mkdir(parents=True)
+    host.unit_path.write_text(unit)
+    host.out = io.StringIO()
+    assert systemd.uninstall(True, True, host=host) == 0
+    text = host.out.getvalue()
+    assert f"--purge leaves {data} (paths.data_dir in {config})" in text
+    assert f"would remove {data}" not in text and "paths.log_dir" not in text  # the log dir is a purged one
+    assert run.calls == [] and data.exists()
+
+
+def test_purge_when_nothing_is_left_names_the_folders(tmp_path):
+    host = make_host(tmp_path, Recorder(), root=False)
+    assert systemd.uninstall(True, True, host=host) == 0
+    text = host.out.getvalue()
+    assert "--purge: already absent: " + ", ".join(map(str, host.purge_dirs)) in text
+    assert text.rstrip().endswith("nothing to do")
+
+
 SHOW_RUNNING = """LoadState=loaded
 ActiveState=active
 SubState=running
@@ -449,6 +496,32 @@ def test_windows_uninstall_and_status(tmp_path):
     assert windows.status(host=host) == 3 and "not installed" in host.out.getvalue()
     gone.calls.clear()
     assert windows.uninstall(False, False, host=host) == 0 and gone.calls == [("sc.exe", "qc", "qcdaemon")]
+
+
+def test_windows_purge_dry_run_when_the_service_is_absent(tmp_path):
+    gone = Recorder({("sc.exe",): (1060, "")})
+    host = win_host(tmp_path, gone, admin=False)
+    assert windows.uninstall(True, True, host=host) == 0
+    assert f"--purge: already absent: {host.data_dir}" in host.out.getvalue()
+
+    host = win_host(tmp_path, gone, admin=False)
+    host.data_dir.mkdir(parents=True)
+    elsewhere = tmp_path / "qcdata"
+    elsewhere.mkdir()
+    (host.data_dir / "config.toml").write_text(f"[paths]\ndata_dir = '{elsewhere}'\n")
+    assert windows.uninstall(True, True, host=host) == 0
+    text = host.out.getvalue()
+    assert "qcdaemon is not installed" in text and "nothing to do" not in text
+    assert f"would remove {host.data_dir} (recursively)" in text
+    assert f"--purge leaves {elsewhere} (paths.data_dir in {host.data_dir / 'config.toml'})" in text
+    assert host.data_dir.exists() and set(gone.calls) == {("sc.exe", "qc", "qcdaemon")}  # queries only
+
+
+def test_windows_image_config_path():
+    assert windows.image_config_path(windows.image_path(PY, CFG)) == CFG
+    spaced = r"C:\Lab Data\qc.toml"
+    assert windows.image_config_path(windows.image_path(PY, spaced)) == spaced
+    assert windows.image_config_path(f'"{PY}" -m qcdaemon.svc.windows') is None
 
 
 def test_host_daemon_reports_stop_pending_until_the_daemon_is_done():

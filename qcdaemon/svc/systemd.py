@@ -11,12 +11,13 @@ from __future__ import annotations
 import grp
 import pwd
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from ..config import Config
+from ..config import Config, load_config
 from ..errors import ConfigError
 from .plan import Command, Host, RemoveTree, Step, WriteFile, execute, service_config
 
@@ -163,14 +164,47 @@ def install(config_path: str | None, user: str | None, dry_run: bool, *, host: S
     return rc
 
 
+def unit_config_path(unit_text: str) -> str | None:
+    """The ``--config`` file named on the unit's ExecStart line (as :func:`render_unit` wrote it)."""
+    for line in unit_text.splitlines():
+        if not line.startswith("ExecStart="):
+            continue
+        try:
+            words = [w.replace("$$", "$").replace("%%", "%") for w in shlex.split(line[len("ExecStart="):])]
+        except ValueError:
+            return None
+        return words[words.index("--config") + 1] if "--config" in words[:-1] else None
+    return None
+
+
+def unpurged_dirs(config_file: Path, purged: Sequence[Path]) -> list[tuple[str, Path]]:
+    """``paths.data_dir``/``log_dir`` of the service's config that lie outside the folders
+    --purge removes (and exist): the admin chose them, so they are named, never deleted."""
+    if not config_file.is_file():
+        return []
+    try:
+        cfg = load_config(config_file, mode="service")
+    except (ConfigError, OSError, ValueError):  # ValueError: not UTF-8
+        return []
+    return [(key, d) for key, d in (("paths.data_dir", cfg.data_dir), ("paths.log_dir", cfg.log_dir))
+            if d.is_absolute() and d.exists() and not any(d.is_relative_to(p) for p in purged)]
+
+
 def uninstall(purge: bool, dry_run: bool, *, host: SystemdHost | None = None) -> int:
-    """Stop, disable and remove the unit; with ``purge`` also data, logs and config."""
+    """Stop, disable and remove the unit; with ``purge`` also data, logs and config.
+
+    The folders --purge covers are listed whether or not the unit exists: removed when present,
+    named as already absent otherwise; data/log folders the config put elsewhere are named too.
+    """
     host = host or SystemdHost()
     if not dry_run and not host.is_admin():
         host.say("service uninstall needs root: run it again with sudo")
         return 1
     steps: list[Step] = []
+    config_file = host.config_dir / "config.toml"
     if host.unit_path.exists():
+        named = unit_config_path(host.unit_path.read_text(encoding="utf-8", errors="replace"))
+        config_file = Path(named) if named else config_file
         steps += [_systemctl("disable", "--now", UNIT, check=False), RemoveTree(host.unit_path),
                   _systemctl("daemon-reload"), _systemctl("reset-failed", UNIT, check=False)]
     else:
@@ -178,6 +212,10 @@ def uninstall(purge: bool, dry_run: bool, *, host: SystemdHost | None = None) ->
     kept = [d for d in host.purge_dirs if d.exists()]
     if purge:
         steps += [RemoveTree(d) for d in kept]
+        if absent := [d for d in host.purge_dirs if d not in kept]:
+            host.say("--purge: already absent: " + ", ".join(map(str, absent)))
+        for key, d in unpurged_dirs(config_file, host.purge_dirs):
+            host.say(f"--purge leaves {d} ({key} in {config_file}): remove it yourself if nothing else is in it")
     elif kept:
         host.say("kept (remove with --purge): " + ", ".join(map(str, kept)))
     return execute(steps, host, dry_run=dry_run)

@@ -286,18 +286,61 @@ def install(config_path: str | None, user: str | None, dry_run: bool, *, host: W
     return rc
 
 
+_CONFIG_ARG = re.compile(r'--config\s+("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def image_config_path(image: str) -> str | None:
+    """The ``--config`` file of a service command line (as :func:`image_path` wrote it)."""
+    m = _CONFIG_ARG.search(image)
+    if m is None:
+        return None
+    arg = m.group(1)
+    return arg[1:-1].replace('\\"', '"') if arg.startswith('"') else arg
+
+
+def unpurged_dirs(config_file: Path, purged: Sequence[Path]) -> list[tuple[str, Path]]:
+    """``paths.data_dir``/``log_dir`` of the service's config outside the folders --purge removes
+    (and existing): the admin chose them, so they are named, never deleted.  (As in systemd.py,
+    which cannot be imported here: it needs pwd/grp.)"""
+    if not config_file.is_file():
+        return []
+    try:
+        cfg = load_config(config_file, mode="service")
+    except (ConfigError, OSError, ValueError):  # ValueError: not UTF-8
+        return []
+    return [(key, d) for key, d in (("paths.data_dir", cfg.data_dir), ("paths.log_dir", cfg.log_dir))
+            if d.is_absolute() and d.exists() and not any(d.is_relative_to(p) for p in purged)]
+
+
 def uninstall(purge: bool, dry_run: bool, *, host: WindowsHost | None = None) -> int:
-    """Stop and delete the service; with ``purge`` also remove the data folder."""
+    """Stop and delete the service; with ``purge`` also remove the data folder.
+
+    The folder --purge covers is named whether or not the service exists (removed, or already
+    absent); data/log folders the config put elsewhere are named too, never deleted.
+    """
     host = host or WindowsHost()
     if not dry_run and not host.is_admin():
         host.say("service uninstall needs an elevated prompt ('Run as administrator')")
         return 1
-    installed = _sc_fields(host, "qc") is not None
+    try:
+        fields = _sc_fields(host, "qc")
+    except OSError as exc:
+        host.say(str(exc))
+        return 1
+    installed = fields is not None
     if not installed:
         host.say(f"{NAME} is not installed")
-    if not purge and host.data_dir.exists():
+    present = host.data_dir.exists()
+    if purge:
+        named = image_config_path(fields.get("BINARY_PATH_NAME", "")) if fields else None
+        config_file = Path(named) if named else host.data_dir / "config.toml"
+        if not present:
+            host.say(f"--purge: already absent: {host.data_dir}")
+        for key, d in unpurged_dirs(config_file, (host.data_dir,)):
+            host.say(f"--purge leaves {d} ({key} in {config_file}): remove it yourself if nothing else is in it")
+    elif present:
         host.say(f"kept (remove with --purge): {host.data_dir}")
-    steps = plan_uninstall(installed=installed, purge=purge and host.data_dir.exists(), data_dir=host.data_dir)
+    steps = plan_uninstall(installed=installed, purge=purge and present, data_dir=host.data_dir)
     return execute(steps, host, dry_run=dry_run)
 
 
