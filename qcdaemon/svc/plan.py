@@ -189,3 +189,16 @@ def for_service(text: str) -> str:
 
 def _toml_str(value: str) -> str:
     return "'" + value + "'" if "'" not in value else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unpurged_dirs(config_file: Path, purged: Sequence[Path]) -> list[tuple[str, Path]]:
+    """``paths.data_dir``/``log_dir`` of the service's config that lie outside the folders
+    --purge removes (and exist): the admin chose them, so they are named, never deleted."""
+    if not config_file.is_file():
+        return []
+    try:
+        cfg = load_config(config_file, mode="service")
+    except (ConfigError, OSError, ValueError):  # ValueError: not UTF-8
+        return []
+    return [(key, d) for key, d in (("paths.data_dir", cfg.data_dir), ("paths.log_dir", cfg.log_dir))
+            if d.is_absolute() and d.exists() and not any(d.is_relative_to(p) for p in purged)]

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from ..config import Config, load_config
+from ..config import Config
 from ..errors import ConfigError
-from .plan import Command, Host, RemoveTree, Step, WriteFile, execute, service_config
+from .plan import Command, Host, RemoveTree, Step, WriteFile, execute, service_config, unpurged_dirs
 
 NAME = "qcdaemon"
 UNIT = f"{NAME}.service"
@@ -175,19 +175,6 @@ def unit_config_path(unit_text: str) -> str | None:
             return None
         return words[words.index("--config") + 1] if "--config" in words[:-1] else None
     return None
-
-
-def unpurged_dirs(config_file: Path, purged: Sequence[Path]) -> list[tuple[str, Path]]:
-    """``paths.data_dir``/``log_dir`` of the service's config that lie outside the folders
-    --purge removes (and exist): the admin chose them, so they are named, never deleted."""
-    if not config_file.is_file():
-        return []
-    try:
-        cfg = load_config(config_file, mode="service")
-    except (ConfigError, OSError, ValueError):  # ValueError: not UTF-8
-        return []
-    return [(key, d) for key, d in (("paths.data_dir", cfg.data_dir), ("paths.log_dir", cfg.log_dir))
-            if d.is_absolute() and d.exists() and not any(d.is_relative_to(p) for p in purged)]
 
 
 def uninstall(purge: bool, dry_run: bool, *, host: SystemdHost | None = None) -> int:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import load_config
 from ..errors import ConfigError
-from .plan import Command, Host, RemoveTree, Step, execute, service_config
+from .plan import Command, Host, RemoveTree, Step, execute, service_config, unpurged_dirs
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -296,20 +296,6 @@ def image_config_path(image: str) -> str | None:
         return None
     arg = m.group(1)
     return arg[1:-1].replace('\\"', '"') if arg.startswith('"') else arg
-
-
-def unpurged_dirs(config_file: Path, purged: Sequence[Path]) -> list[tuple[str, Path]]:
-    """``paths.data_dir``/``log_dir`` of the service's config outside the folders --purge removes
-    (and existing): the admin chose them, so they are named, never deleted.  (As in systemd.py,
-    which cannot be imported here: it needs pwd/grp.)"""
-    if not config_file.is_file():
-        return []
-    try:
-        cfg = load_config(config_file, mode="service")
-    except (ConfigError, OSError, ValueError):  # ValueError: not UTF-8
-        return []
-    return [(key, d) for key, d in (("paths.data_dir", cfg.data_dir), ("paths.log_dir", cfg.log_dir))
-            if d.is_absolute() and d.exists() and not any(d.is_relative_to(p) for p in purged)]
 
 
 def uninstall(purge: bool, dry_run: bool, *, host: WindowsHost | None = None) -> int:
