@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import pytest
@@ -22,6 +23,14 @@ AUTH_ROUTES = [
     ("POST", "/api/upload/raw"), ("POST", "/api/token"), ("DELETE", "/api/token"), ("GET", "/api/status"),
     ("GET", "/api/runs"),
 ]
+
+
+def jar_cookie(b: Browser, name: str) -> str | None:
+    """The value of cookie ``name`` in the browser's jar (``b.cookie()`` is the session's)."""
+    for c in b.session.cookie_jar:
+        if c.key == name:
+            return c.value
+    return None
 
 
 def assert_401(r: Any) -> None:
@@ -97,15 +106,16 @@ async def test_contract_login_flow(api: Api, world: World, browsers: Callable[[A
     # curl -sS -c cookies.txt "$BASE/" -o login.html
     page = await b.get("/")
     assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
-    anonymous_csrf, anonymous_cookie = b.csrf, b.cookie()
-    assert anonymous_csrf and anonymous_cookie
+    anonymous_csrf, login_cookie = b.csrf, jar_cookie(b, "qcd_login")
+    # the form's token is the signed login cookie; no session (and no database row) before signing in
+    assert anonymous_csrf and login_cookie == anonymous_csrf and b.cookie() is None
     assert 'name="username"' in page.text and 'name="password"' in page.text
     # POST / with username, password, csrfmiddlewaretoken, next=/ and -e "$BASE/"
     form = {"username": DEMO_USER, "password": PASSWORDS[DEMO_USER], "csrfmiddlewaretoken": anonymous_csrf,
             "next": "/"}
     r = await b.post("/", data=form, headers={"Referer": b.base, "Content-Type": "application/x-www-form-urlencoded"})
     assert r.status == 302 and r.headers["Location"] == "/"
-    assert b.cookie() and b.cookie() != anonymous_cookie  # a new session id
+    assert b.cookie() and jar_cookie(b, "qcd_login") is None  # a new session; the login cookie is spent
     # curl -sS -b cookies.txt "$BASE/" -o home.html: a fresh csrfmiddlewaretoken, the demo listed
     home = await b.get("/")
     assert home.status == 200 and b.csrf and b.csrf != anonymous_csrf
@@ -132,16 +142,33 @@ async def test_contract_login_flow(api: Api, world: World, browsers: Callable[[A
     assert r.status == 201 and r.data["created"] is True and r.data["token"] != token
 
 
-async def test_session_cookie_attributes(api: Api, browsers: Callable[[Api], Browser]) -> None:
+@pytest.mark.parametrize("tls", [False, True])
+async def test_session_cookie_attributes(world_factory: Callable[..., Awaitable[World]], make_api: Any,
+                                         browsers: Callable[[Api], Browser], tls: bool, tmp_path: Path) -> None:
+    """The anonymous page sets the signed ``qcd_login`` cookie, signing in the ``qcd_session`` one:
+    both HttpOnly, SameSite=Strict, Path=/, and Secure only when the daemon serves TLS."""
+    sections: dict[str, Any] = {}
+    if tls:  # the files only have to exist: the test server itself speaks plain HTTP
+        (tmp_path / "cert.pem").write_text("cert")
+        (tmp_path / "key.pem").write_text("key")
+        sections["server"] = {"tls_cert": str(tmp_path / "cert.pem"), "tls_key": str(tmp_path / "key.pem")}
+    w = await world_factory(**sections)
+    api = await make_api(w)
     b = browsers(api)
-    for reply in (await b.get("/"), await b.login(DEMO_USER)):
-        cookies = [c for c in reply.set_cookies if c.startswith("qcd_session=")]
-        assert len(cookies) == 1
+    page = await b.get("/")
+    replies = [("qcd_login", page)]
+    if not tls:  # a Secure cookie is not sent back over the test's plain HTTP: no sign-in to follow
+        replies.append(("qcd_session", await b.login(DEMO_USER)))
+    for name, reply in replies:
+        cookies = [c for c in reply.set_cookies if c.startswith(name + "=")]
+        assert len(cookies) == 1, reply.set_cookies
         attrs = {a.strip().split("=")[0].lower(): a.strip() for a in cookies[0].split(";")[1:]}
         assert "httponly" in attrs
         assert attrs["samesite"].lower() == "samesite=strict"
         assert attrs["path"] == "Path=/"
-        assert "secure" not in attrs  # plain HTTP on loopback: a Secure cookie would never come back
+        assert ("secure" in attrs) is tls  # plain HTTP on loopback: a Secure cookie would never come back
+        if name == "qcd_login":
+            assert attrs["max-age"] == "Max-Age=43200"
 
 
 async def test_session_ids_are_stored_as_digests(api: Api, world: World, browsers: Callable[[Api], Browser]) -> None:

@@ -26,6 +26,7 @@ USER = "qcd_user"
 SESSION = "qcd_session"
 AUTH_KIND = "qcd_auth_kind"
 COOKIE = "qcd_session"
+LOGIN_COOKIE = "qcd_login"  # the sign-in form's stateless CSRF token (signed, nothing stored)
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 _TOKEN = re.compile(r"[0-9a-fA-F]{40}")
 
@@ -44,8 +45,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Unauthorized as exc:
         return json_error(401, str(exc), {"WWW-Authenticate": "Token"})
     except QcdaemonError as exc:
-        status = exc.status if 400 <= exc.status < 500 else 500
-        return json_error(status, str(exc))
+        if 400 <= exc.status < 500 or exc.status == 507:  # 507: the daemon's disk is (nearly) full
+            return json_error(exc.status, str(exc))
+        log.exception("request_failed", method=request.method, path=request.path)
+        return json_error(500, "internal error; the daemon's log has the details")
+    except ConnectionResetError:  # the client went away (e.g. an aborted upload): nothing to answer
+        log.info("client_disconnected", method=request.method, path=request.path)
+        return json_error(400, "the connection was closed before the request was complete")
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
@@ -107,11 +113,12 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
     sid = request.cookies.get(COOKIE)
     if sid:
         session = await svc.store.session(security.digest(sid))
-        if session:
+        # only signed-in sessions count: anonymous visitors get no session row (the sign-in form is
+        # protected by the signed ``qcd_login`` cookie); anonymous rows left by older versions are ignored
+        if session and session["user_id"] is not None:
             request[SESSION] = session
-            if session["user_id"] is not None:
-                request[USER] = await svc.store.user(session["user_id"])
-                request[AUTH_KIND] = "session" if request[USER] else None
+            request[USER] = await svc.store.user(session["user_id"])
+            request[AUTH_KIND] = "session" if request[USER] else None
     return await handler(request)
 
 

@@ -18,12 +18,17 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from ..errors import BadRequest, Forbidden, TooLarge
+from ..errors import BadRequest, Forbidden, QcdaemonError, TooLarge
 from ..rawfile import RAW_MAGIC_LEN, looks_like_thermo_raw
 from .app import CONFIG, SERVICE, USER, check_csrf, require_user
 from .jsonout import json_response
 
 CHUNK = 1 << 20
+RESERVE = 1 << 30
+
+
+class InsufficientStorage(QcdaemonError):
+    status = 507
 
 
 def safe_name(filename: str | None) -> str:
@@ -40,9 +45,10 @@ def safe_name(filename: str | None) -> str:
 class _Sink:
     """A temporary file written and hashed off the event loop."""
 
-    def __init__(self, path: Path, limit: int) -> None:
+    def __init__(self, path: Path, limit: int, name: str) -> None:
         self.path = path
         self.limit = limit
+        self.name = name
         self.size = 0
         self.head = b""
         self.sha = hashlib.sha256()
@@ -55,8 +61,14 @@ class _Sink:
             raise TooLarge(f"orig_file: the upload is larger than the limit of {self.limit // (1 << 20)} MiB")
         if len(self.head) < RAW_MAGIC_LEN:
             self.head += chunk[: RAW_MAGIC_LEN - len(self.head)]
+            if len(self.head) >= RAW_MAGIC_LEN:
+                self.check_head()  # refuse a non-RAW file at its first bytes, not after gigabytes
         self.sha.update(chunk)
         self.f.write(chunk)
+
+    def check_head(self) -> None:
+        if not looks_like_thermo_raw(self.head):
+            raise BadRequest(f"orig_file: {self.name} is not a Thermo RAW file (its first bytes do not match)")
 
     def finish(self) -> None:
         self.f.flush()
@@ -109,7 +121,8 @@ async def upload_raw(request: web.Request) -> web.Response:
                 if pid is not None:
                     pipeline = await _pipeline_for(request, pid)
                 incoming = Path(cfg.data_dir) / "incoming"
-                sink = await loop.run_in_executor(None, _Sink, incoming / f"{uuid.uuid4().hex}.part", limit)
+                await loop.run_in_executor(None, _check_space, cfg.data_dir, request.content_length)
+                sink = await loop.run_in_executor(None, _Sink, incoming / f"{uuid.uuid4().hex}.part", limit, name)
                 while chunk := await part.read_chunk(CHUNK):
                     await loop.run_in_executor(None, sink.write, chunk)
             elif part.name in ("pid", "csrfmiddlewaretoken"):
@@ -127,8 +140,7 @@ async def upload_raw(request: web.Request) -> web.Response:
         if sink is None or name is None:
             raise BadRequest("orig_file: a file is required")
         await loop.run_in_executor(None, sink.finish)
-        if not looks_like_thermo_raw(sink.head):
-            raise BadRequest(f"orig_file: {name} is not a Thermo RAW file (its first bytes do not match)")
+        sink.check_head()  # a file shorter than the RAW header
         final = Path(pipeline["path"]) / "inputs" / uuid.uuid4().hex / name
         await loop.run_in_executor(None, _move, sink.path, final)
         sha256, size = sink.sha.hexdigest(), sink.size
@@ -145,6 +157,15 @@ async def upload_raw(request: web.Request) -> web.Response:
          "status": run["state"]},
         status=201,
     )
+
+
+def _check_space(data_dir: Path, content_length: int | None) -> None:
+    """Keep 1 GiB free for the database and the tools: refuse an upload that would eat into it."""
+    free = shutil.disk_usage(data_dir if Path(data_dir).exists() else Path(data_dir).anchor).free
+    if free - (content_length or 0) < RESERVE:
+        raise InsufficientStorage(
+            f"orig_file: not enough free disk space on the daemon's machine ({free // (1 << 20)} MiB free)"
+        )
 
 
 def _move(src: Path, dst: Path) -> None:
