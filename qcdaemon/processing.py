@@ -39,11 +39,15 @@ class Engine:
         self.cancel_requested: set[int] = set()
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
+        self.pid_dir = cfg.data_dir / "pids"
         svc.engine = self
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        from .engine.orphans import kill_stale
+
+        await asyncio.to_thread(kill_stale, self.pid_dir)  # tools a killed daemon left behind
         requeued = await self.store.requeue_interrupted()
         for run_id, stage, state in requeued:
             event = "stage_requeued_after_restart" if state == "queued" else "stage_failed_after_restarts"

@@ -68,7 +68,7 @@ async def native_stage(engine: "Engine", run: dict[str, Any], work: Path, cancel
     argv = [sys.executable, "-m", "qcdaemon.engine.native_cli", str(raw), "--chromatograms"]
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
     res = await run_tool(argv, cwd=base, log_dir=base, name="native", timeout=engine.cfg.engine.native_timeout_seconds,
-                         nice=engine.cfg.engine.nice, env=env, cancel=cancel)
+                         nice=engine.cfg.engine.nice, pid_dir=engine.pid_dir, env=env, cancel=cancel)
     if not res.ok:
         return stages_failed(f"native: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(base))
     doc = json.loads(await asyncio.to_thread(res.stdout_path.read_text))
@@ -100,7 +100,7 @@ async def _rawtools_jobs(engine: "Engine", run: dict[str, Any], raw: Path, base:
         job = rt.job_dir(base, name)
         res = await run_tool(
             argv, cwd=job, log_dir=job, name=name, timeout=max(deadline - time.monotonic(), 1),
-            nice=engine.cfg.engine.nice, cancel=cancel,
+            nice=engine.cfg.engine.nice, pid_dir=engine.pid_dir, cancel=cancel,
         )
         if not res.ok:
             return stages_failed(f"{name}: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(job))
@@ -150,7 +150,7 @@ async def _maxquant_run(engine: "Engine", run: dict[str, Any], raw: Path, base: 
     )
     argv = mq.maxquant_argv(tool.command, mqpar, tool.runtime)
     res = await run_tool(argv, cwd=base, log_dir=logs, name="maxquant", timeout=tool.timeout_seconds,
-                         nice=engine.cfg.engine.nice, cancel=cancel)
+                         nice=engine.cfg.engine.nice, pid_dir=engine.pid_dir, cancel=cancel)
     if not res.ok:
         return stages_failed(f"maxquant: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(logs))
     txt = await asyncio.to_thread(mq.find_txt_dir, base)

@@ -184,3 +184,35 @@ def test_sigterm_mid_processing_exits_cleanly_and_the_stage_resumes(tmp_path: Pa
         assert d.stop() == 0
     finally:
         d.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_tool_grandchildren_left_by_a_killed_daemon_are_stopped_at_the_next_start(
+    tmp_path: Path, instrument: Path
+) -> None:
+    # a "MaxQuant" whose real work happens in a grandchild, like MaxQuant's own worker processes
+    mq = {"command": ["sh", "-c", 'sleep 600 & echo $! > "$0.grandchild"; wait'], "runtime": "none",
+          "timeout_seconds": 600}
+    copy_raw("small2.RAW", instrument / "a.raw")
+    d = _daemon(tmp_path, instrument, rawtools=False, mq=mq)
+    try:
+        d.start()
+        marker = wait_for(lambda: next(d.data.glob("work/*/maxquant-stage/*.grandchild"), None), 60,
+                          "the grandchild to start")
+        grandchild = int(wait_for(lambda: marker.read_text().strip(), 10, "its pid"))
+        assert d.stop(signal.SIGKILL) == -signal.SIGKILL
+        time.sleep(0.5)
+        assert _alive(grandchild)  # the death signal reaches only the direct child
+        d.start()
+        wait_for(lambda: not _alive(grandchild), 30, "the stale tool group to be killed")
+        assert d.stop() == 0
+    finally:
+        d.close()

@@ -30,6 +30,8 @@ from typing import Any
 
 import structlog
 
+from . import orphans
+
 log = structlog.get_logger(__name__)
 
 IS_WINDOWS = os.name == "nt"
@@ -285,6 +287,7 @@ async def run_tool(
     env: Mapping[str, str] | None = None,
     cancel: asyncio.Event | None = None,
     grace: float = TERM_GRACE_SECONDS,
+    pid_dir: Path | None = None,
 ) -> ToolResult:
     """Run ``argv`` to completion, timeout or cancellation and describe what happened.
 
@@ -298,6 +301,7 @@ async def run_tool(
         env: extra variables added to the daemon's environment (not a replacement).
         cancel: when set, the tool is stopped and the result marked ``cancelled``.
         grace: seconds between the graceful stop and the kill.
+        pid_dir: where a record of the running tool's process group is kept (see ``orphans``).
 
     Raises:
         asyncio.CancelledError: the calling task was cancelled; the tool is stopped first.
@@ -326,6 +330,7 @@ async def run_tool(
             log.error("tool_start_failed", tool=name, argv=argv, error=str(exc))
             return result(None, _start_error(argv[0], exc))
         job = _windows_job(proc.pid, nice) if IS_WINDOWS else None
+        record = orphans.record(pid_dir, name, proc.pid)
         log.info("tool_started", tool=name, pid=proc.pid, argv=argv, cwd=str(cwd))
         try:
             try:
@@ -344,6 +349,7 @@ async def run_tool(
                         _signal_group(proc, job, kill=True)
                 raise
         finally:
+            orphans.forget(record)
             if job is not None:
                 job.close()
 
