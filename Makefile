@@ -38,6 +38,7 @@ test: install-test
 
 bench: install-test
 	$(BIN)/python scripts/bench_native.py
+	$(BIN)/python scripts/bench_api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
