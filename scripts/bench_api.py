@@ -14,22 +14,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from aiohttp import ClientSession, web
-
-from qcdaemon import qcdata
-from qcdaemon.config import config_from_dict
-from qcdaemon.engine.maxquant_parse import parse_maxquant
-from qcdaemon.engine.rawtools_parse import parse_rawtools
-from qcdaemon.security import load_or_create_key
-from qcdaemon.server import create_app
-from qcdaemon.service import QcService
-from qcdaemon.store import AsyncStore
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+from aiohttp import ClientSession, web  # noqa: E402
+
+from qcdaemon import qcdata  # noqa: E402
+from qcdaemon.config import config_from_dict  # noqa: E402
+from qcdaemon.engine.maxquant_parse import parse_maxquant  # noqa: E402
+from qcdaemon.engine.rawtools_parse import parse_rawtools  # noqa: E402
+from qcdaemon.security import load_or_create_key  # noqa: E402
+from qcdaemon.server import create_app  # noqa: E402
+from qcdaemon.service import QcService  # noqa: E402
+from qcdaemon.store import AsyncStore  # noqa: E402
 
 
 def seed(store: AsyncStore, runs: int) -> int:
