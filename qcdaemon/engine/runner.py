@@ -321,16 +321,17 @@ async def run_tool(
             return result(None, "no command configured")
         if cancel is not None and cancel.is_set():
             return result(None, "cancelled before start", cancelled=True)
+        tool_id = orphans.new_id()
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
-                env={**os.environ, **env} if env else None, **_spawn_kwargs(nice),
+                env={**os.environ, **(env or {}), orphans.ENV_KEY: tool_id}, **_spawn_kwargs(nice),
             )
         except OSError as exc:
             log.error("tool_start_failed", tool=name, argv=argv, error=str(exc))
             return result(None, _start_error(argv[0], exc))
         job = _windows_job(proc.pid, nice) if IS_WINDOWS else None
-        record = orphans.record(pid_dir, name, proc.pid)
+        record = orphans.record(pid_dir, name, proc.pid, tool_id)
         log.info("tool_started", tool=name, pid=proc.pid, argv=argv, cwd=str(cwd))
         try:
             try:

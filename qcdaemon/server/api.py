@@ -10,14 +10,14 @@ from aiohttp import web
 
 from .. import __version__
 from ..errors import BadRequest
-from .app import CONFIG, SERVICE, STATE, require_user
+from .app import CONFIG, FORM_CSRF, SERVICE, STATE, require_user
 from .body import Body
 from .jsonout import json_response
 
 
 async def _body(request: web.Request) -> Body:
     body = await Body.read(request)
-    request["qcd_form_csrf"] = body.text("csrfmiddlewaretoken") if body.form else None
+    request[FORM_CSRF] = body.text("csrfmiddlewaretoken") if body.form else None
     return body
 
 

@@ -22,9 +22,10 @@ log = structlog.get_logger("qcdaemon.server")
 SERVICE = web.AppKey("service", QcService)
 CONFIG = web.AppKey("config", Config)
 STATE = web.AppKey("state", dict)
-USER = "qcd_user"
-SESSION = "qcd_session"
-AUTH_KIND = "qcd_auth_kind"
+USER = web.RequestKey("qcd_user", Any)  # the authenticated user's row, or None
+SESSION = web.RequestKey("qcd_session", Any)  # the signed-in session's row, or None
+AUTH_KIND = web.RequestKey("qcd_auth_kind", Any)  # "token", "session" or None
+FORM_CSRF = web.RequestKey("qcd_form_csrf", Any)  # csrfmiddlewaretoken of a form body
 COOKIE = "qcd_session"
 LOGIN_COOKIE = "qcd_login"  # the sign-in form's stateless CSRF token (signed, nothing stored)
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -144,7 +145,7 @@ def require_user(request: web.Request) -> dict[str, Any]:
     if user is None:
         raise Unauthorized("Authentication credentials were not provided.")
     if request[AUTH_KIND] == "session" and request.method in UNSAFE:
-        check_csrf(request, request.get("qcd_form_csrf"))
+        check_csrf(request, request.get(FORM_CSRF))
     return user
 
 

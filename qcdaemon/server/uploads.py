@@ -20,7 +20,7 @@ from aiohttp import BodyPartReader, web
 
 from ..errors import BadRequest, Forbidden, QcdaemonError, TooLarge
 from ..rawfile import RAW_MAGIC_LEN, looks_like_thermo_raw
-from .app import CONFIG, SERVICE, USER, check_csrf, require_user
+from .app import AUTH_KIND, CONFIG, SERVICE, USER, check_csrf, require_user
 from .jsonout import json_response
 
 CHUNK = 1 << 20
@@ -96,7 +96,7 @@ async def _pipeline_for(request: web.Request, pid: str | None) -> dict[str, Any]
 async def upload_raw(request: web.Request) -> web.Response:
     if request[USER] is None:
         require_user(request)  # 401
-    session_auth = request["qcd_auth_kind"] == "session"
+    session_auth = request[AUTH_KIND] == "session"
     if session_auth and request.headers.get("X-CSRFToken"):
         check_csrf(request)
     cfg = request.app[CONFIG]
