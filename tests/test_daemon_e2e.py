@@ -216,3 +216,33 @@ def test_tool_grandchildren_left_by_a_killed_daemon_are_stopped_at_the_next_star
         assert d.stop() == 0
     finally:
         d.close()
+
+
+def test_a_first_sweep_of_many_files_shows_progress_on_a_terminal(tmp_path: Path, instrument: Path) -> None:
+    import os
+    import pty
+    import select
+    import subprocess
+
+    for i in range(6):
+        copy_raw("small2.RAW", instrument / f"old{i}.raw")
+    d = _daemon(tmp_path, instrument, settle=0.5, rawtools=False)
+    master, slave = pty.openpty()  # the daemon's stderr is a terminal, as for an operator
+    proc = subprocess.Popen([sys.executable, "-m", "qcdaemon", "run", "--config", str(d.config)],
+                            stdout=slave, stderr=slave, env=d.env)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"6/6 files" not in seen and time.monotonic() < deadline:
+            if not select.select([master], [], [], 1)[0]:
+                continue
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+        assert b"first sweep [" in seen and b"6/6 files" in seen, seen[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        os.close(master)
