@@ -14,7 +14,6 @@ nothing is written next to the input files.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import shutil
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from qcdaemon.engine.native import compute_native_metrics  # noqa: E402
+from qcdaemon.engine.rawtools import find_rawtools_exe  # noqa: E402
 
 DEFAULT_FILES = ("small2.RAW", "small.RAW", "Angiotensin_325-HCD.raw", "Blank04_29Mar17_Smeagol.raw")
 RAWTOOLS_ARGS = "-p -q -x -u -l -m -r TMT11 -chro 12TB".split()
@@ -37,18 +37,6 @@ RAWTOOLS_ARGS = "-p -q -x -u -l -m -r TMT11 -chro 12TB".split()
 class RawToolsTiming:
     seconds: float
     crashed: bool
-
-
-def rawtools_exe() -> Path | None:
-    """RawTools.exe inside the installed pyRawTools distribution (never imported)."""
-    try:
-        dist = importlib.metadata.distribution("pyRawTools")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for f in dist.files or ():
-        if str(f).replace("\\", "/").endswith("pyRawTools/module/RawTools/RawTools.exe"):
-            return Path(str(dist.locate_file(f)))
-    return None
 
 
 def time_native(raw: Path, runs: int) -> float:
@@ -85,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per file and tool (median reported)")
     args = parser.parse_args(argv)
     files = args.files or [REPO / "tests" / "data" / "raw" / name for name in DEFAULT_FILES]
-    exe = rawtools_exe() if shutil.which("mono") else None
+    exe = find_rawtools_exe() if shutil.which("mono") else None
     print(f"runs per measurement: {args.runs} (median); RawTools: {exe or 'unavailable (needs mono and pyRawTools)'}")
     print(f"{'file':32} {'MB':>6} {'native (s)':>11} {'RawTools (s)':>16} {'RawTools/native':>16}")
     for raw in files:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import importlib.metadata
 import io
 import json
 import math
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from qcdaemon.engine.native import CorruptRawFile, NativeResult, compute_native_metrics
+from qcdaemon.engine.rawtools import find_rawtools_exe
 from qcdaemon.engine.native_cli import EXIT_CORRUPT, EXIT_OK, EXIT_UNREADABLE, main_parse_raw
 from qcdaemon.engine.native_peaks import isolation_interference, trace_peak
 from qcdaemon.engine.native_read import read_run
@@ -171,21 +171,11 @@ def test_small2_identity_and_extras(small2: NativeResult) -> None:
 
 # --- the real RawTools, run here --------------------------------------------------------------
 
-def rawtools_exe() -> Path | None:
-    try:
-        dist = importlib.metadata.distribution("pyRawTools")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for f in dist.files or ():
-        if str(f).replace("\\", "/").endswith("pyRawTools/module/RawTools/RawTools.exe"):
-            return Path(str(dist.locate_file(f)))
-    return None
 
-
-@pytest.mark.skipif(shutil.which("mono") is None or rawtools_exe() is None,
+@pytest.mark.skipif(shutil.which("mono") is None or find_rawtools_exe() is None,
                     reason="needs mono on PATH and the pyRawTools distribution (RawTools 2.0.7)")
 def test_real_rawtools_agrees_on_a_copy_of_small2(tmp_path: Path, small2: NativeResult) -> None:
-    exe = rawtools_exe()
+    exe = find_rawtools_exe()
     raw_dir, out, qc = tmp_path / "raw", tmp_path / "out", tmp_path / "qc"
     for d in (raw_dir, out, qc):
         d.mkdir()
