@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 import threading
@@ -97,6 +98,8 @@ class Daemon:
         app = create_app(svc, cfg, status=self._status)
         admin_secret = secrets.token_hex(32)
         app[STATE]["admin_secret"] = admin_secret
+        # uploads cut off by a crash leave .part files; none can be in flight before the server starts
+        await asyncio.to_thread(shutil.rmtree, cfg.data_dir / "incoming", True)
         async with AsyncExitStack() as stack:
             try:  # bind first: a busy port stops start-up before any work is taken
                 await stack.enter_async_context(serve(app, cfg))
@@ -122,9 +125,9 @@ class Daemon:
             sd_notify("STOPPING=1")
             pinger.cancel()
             scheduler.shutdown(wait=False)
-            await self.watcher.stop()
             timeout = 0 if self.force_event.is_set() else cfg.engine.shutdown_timeout
-            await engine.stop(timeout)
+            # the engine takes no new stage from this moment; the watcher winds down meanwhile
+            await asyncio.gather(engine.stop(timeout), self.watcher.stop())
             await ingest.stop()
             for f in (cfg.data_dir / "admin.secret", daemon_info_path(cfg.data_dir)):
                 f.unlink(missing_ok=True)

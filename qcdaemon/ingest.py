@@ -81,13 +81,15 @@ class Ingest:
         async with lock:
             try:
                 await self._settled(ev, watch, path)
-            except OSError as exc:  # a share that dropped, a file locked by a virus scanner...
+            except duckdb.InvalidInputException as exc:  # e.g. a file name that is not valid text
+                log.error("file_not_storable", path=path.encode("utf-8", "replace").decode(), error=str(exc))
+            except Exception as exc:  # a share that dropped, a locked file, a store error (disk full)...
                 self._retry(ev, watch, path, attempt, exc)
         if not lock.locked():
             self.locks.pop(path, None)
 
-    def _retry(self, ev: Any, watch: WatchConfig, path: str, attempt: int, exc: OSError) -> None:
-        """The watcher reports a settled file once; an unreadable one is retried here, with backoff."""
+    def _retry(self, ev: Any, watch: WatchConfig, path: str, attempt: int, exc: Exception) -> None:
+        """The watcher reports a settled file once; one that could not be taken is retried here, with backoff."""
         if attempt >= len(RETRY_DELAYS):
             log.error("file_unreadable_gave_up", path=path, error=str(exc), attempts=attempt + 1)
             return
@@ -118,6 +120,11 @@ class Ingest:
             return  # it changed while we read it: the watcher reports the new version when it settles
         key = {"watch_path": watch.path, "path": path, "size": ev.size, "mtime_ns": ev.mtime_ns, "sha256": sha}
         if await store.ledger_exists(key):
+            return
+        same = await store.ledger_same_content(path, ev.size, sha)
+        if same is not None:  # only its mtime changed (touched, restored, a share remounted): not a new run
+            await store.ledger_alias(key, same)
+            log.info("file_unchanged", path=path, run_key=f"rf{same['run_id']}" if same["run_id"] else None)
             return
         if not looks_like_thermo_raw(head):
             reason = "not a Thermo RAW file (its first bytes do not match)"

@@ -9,6 +9,7 @@ queue is empty: no polling while idle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,6 @@ log = structlog.get_logger("qcdaemon.engine")
 STAGES = ("native", "rawtools", "maxquant")
 
 
-class Interrupted(Exception):
-    """The daemon is stopping: the stage goes back to the queue instead of failing."""
-
-
 class Engine:
     def __init__(self, svc: QcService, cfg: Config) -> None:
         self.svc = svc
@@ -36,7 +33,6 @@ class Engine:
         self.events = {s: asyncio.Event() for s in STAGES}
         self.cancels: dict[tuple[int, str], asyncio.Event] = {}
         self.shutdown_cancels: set[tuple[int, str]] = set()
-        self.cancel_requested: set[int] = set()
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
         self.pid_dir = cfg.data_dir / "pids"
@@ -63,7 +59,8 @@ class Engine:
             ev.set()
 
     def cancel(self, run_id: int) -> None:
-        self.cancel_requested.add(run_id)  # also covers a stage claimed but not yet registered
+        # A stage is registered in the same loop step in which its claim completes, and the
+        # store serialises claim and cancel, so a running stage is always found here.
         for (rid, stage), ev in self.cancels.items():
             if rid == run_id:
                 ev.set()
@@ -75,69 +72,66 @@ class Engine:
         """Take no new stages; let running ones finish within ``timeout``; then stop them (re-queued)."""
         self.stopping = True
         self.wake()
-        done, pending = await asyncio.wait(self.tasks, timeout=timeout) if self.tasks else (set(), set())
+        pending: set[asyncio.Task[None]] = set(self.tasks)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=timeout)
         if pending:
             log.warning("engine_stop_forcing", running=[f"rf{r}:{s}" for r, s in self.cancels])
             self.force()
-            await asyncio.wait(pending, timeout=15)
+            _, pending = await asyncio.wait(pending, timeout=15)
         for t in pending:
             t.cancel()
+        for result in await asyncio.gather(*self.tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.error("engine_worker_ended_with_error", error=repr(result))
 
     def force(self) -> None:
+        """Stop running tools now; their stages go back to the queue (a user's cancel stays a cancel)."""
+        self.stopping = True
         for key, ev in self.cancels.items():
-            self.shutdown_cancels.add(key)
+            if not ev.is_set():
+                self.shutdown_cancels.add(key)
             ev.set()
 
     # -- workers ----------------------------------------------------------------------------
 
     async def _worker(self, stage: str) -> None:
+        """Claim and run stages until the engine stops; no error of one job ends the worker."""
         event = self.events[stage]
         while not self.stopping:
             event.clear()
+            job = None
             try:
                 job = await self.store.claim_stage(stage)
-            except Exception:  # the store failing must not kill the worker silently
-                log.exception("claim_failed", stage=stage)
+                if job is None:
+                    await event.wait()
+                    continue
+                await self._run_job(job)
+            except Exception:  # e.g. the store failing (disk full): log, put the job back, go on
+                log.exception("engine_worker_error", stage=stage, run_key=f"rf{job['run_id']}" if job else None)
+                if job is not None:
+                    with contextlib.suppress(Exception):
+                        await self.store.requeue_stage(job["run_id"], stage)
                 await asyncio.sleep(5)
-                continue
-            if job is None:
-                await event.wait()
-                continue
-            await self._run_job(job)
             self.wake()  # a finished first stage unlocks the run's other stages
 
     async def _run_job(self, job: dict[str, Any]) -> None:
         run_id, stage = job["run_id"], job["stage"]
         key = (run_id, stage)
         cancel = self.cancels[key] = asyncio.Event()
-        if run_id in self.cancel_requested:
-            cancel.set()
-        run = await self.store.run(run_id)
-        log.info("stage_started", run_key=run["run_key"], stage=stage, attempt=job["attempts"], file=run["name"])
-        work = self.cfg.data_dir / "work" / run["run_key"]
         try:
-            from . import stages
-
-            outcome = await stages.RUNNERS[stage](self, run, work, cancel)
-        except Interrupted:
-            await self.store.requeue_stage(run_id, stage)
-            log.info("stage_interrupted", run_key=run["run_key"], stage=stage)
-            return
-        except (ParseError, ToolError, QcdaemonError, OSError) as exc:
-            outcome = stages_failed(str(exc))
-        except Exception as exc:  # a bug in a stage: record it, keep the daemon going
-            log.exception("stage_crashed", run_key=run["run_key"], stage=stage)
-            outcome = stages_failed(f"internal error: {type(exc).__name__}: {exc}")
+            run = await self.store.run(run_id)
+            log.info("stage_started", run_key=run["run_key"], stage=stage, attempt=job["attempts"], file=run["name"])
+            outcome = await self._outcome(run, stage, cancel)
         finally:
             self.cancels.pop(key, None)
-            if not any(rid == run_id for rid, _ in self.cancels):
-                self.cancel_requested.discard(run_id)
-        if key in self.shutdown_cancels:
-            self.shutdown_cancels.discard(key)
-            await self.store.requeue_stage(run_id, stage)
+        interrupted = key in self.shutdown_cancels
+        self.shutdown_cancels.discard(key)
+        state = outcome["state"]
+        if interrupted and state != "done":  # stopped by the daemon, not by the tool or the user
+            await self.store.requeue_stage(run_id, stage, count_attempt=False)
             log.info("stage_interrupted", run_key=run["run_key"], stage=stage)
             return
-        state = outcome["state"]
         if cancel.is_set() and state != "done":
             state, outcome["error"] = "cancelled", "cancelled by user"
         allowed = getattr(getattr(self.cfg.engine, stage, None), "attempts", 1)
@@ -154,6 +148,18 @@ class Engine:
         (log.info if state != "failed" else log.warning)(
             event, run_key=run["run_key"], stage=stage, error=(outcome.get("error") or "")[:300] or None
         )
+
+    async def _outcome(self, run: dict[str, Any], stage: str, cancel: asyncio.Event) -> dict[str, Any]:
+        """Run the stage; a failure of the tool, its output or the stage's own code is an outcome."""
+        from . import stages
+
+        try:
+            return await stages.RUNNERS[stage](self, run, self.cfg.data_dir / "work" / run["run_key"], cancel)
+        except (ParseError, ToolError, QcdaemonError, OSError) as exc:
+            return stages_failed(str(exc))
+        except Exception as exc:  # a bug in a stage: record it, keep the daemon going
+            log.exception("stage_crashed", run_key=run["run_key"], stage=stage)
+            return stages_failed(f"internal error: {type(exc).__name__}: {exc}")
 
 
 def stages_failed(error: str, **extra: Any) -> dict[str, Any]:

@@ -275,7 +275,6 @@ class QcService:
         if not requeued:
             raise Conflict(f"run {run_key} has no failed, cancelled or skipped stage to retry")
         if self.engine is not None:
-            self.engine.cancel_requested.discard(run["id"])
             self.engine.wake()
         return {"run_key": run["run_key"], "requeued": requeued}
 

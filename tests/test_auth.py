@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from pathlib import Path
@@ -406,3 +407,14 @@ async def test_concurrent_token_requests_make_one_token(api: Api, world: World,
     assert {r.data["token"] for r in replies} == {replies[0].data["token"]}
     assert sorted(r.data["created"] for r in replies) == [False] * 7 + [True]
     assert (await world.svc.user_for_token(replies[0].data["token"]))["email"] == DEMO_USER
+
+
+async def test_parallel_guesses_cannot_slip_past_the_limit(world_factory: Callable[..., Awaitable[World]],
+                                                          make_api: Any, browsers: Callable[[Api], Browser]) -> None:
+    api = await make_api(await world_factory(server={"login_attempts_per_minute": 3}))
+    guessers = [browsers(api) for _ in range(12)]
+    for b in guessers:
+        await b.get("/")
+    results = await asyncio.gather(*(b.login(DEMO_USER, "wrong") for b in guessers[:-1]))
+    assert sum(r.status == 429 for r in results) >= len(results) - 3  # only 3 got to try a password
+    assert (await guessers[-1].login(DEMO_USER)).status == 429  # nor does the right one, now

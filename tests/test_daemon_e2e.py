@@ -180,7 +180,8 @@ def test_sigterm_mid_processing_exits_cleanly_and_the_stage_resumes(tmp_path: Pa
         d.start()
         runs = wait_for(lambda: d.finished(1), 60, "the resumed run to finish")
         mqs = [s for s in runs[0]["stages"] if s["stage"] == "maxquant"]
-        assert mqs[0]["state"] == "done" and mqs[0]["attempts"] == 2
+        assert mqs[0]["state"] == "done"
+        assert mqs[0]["attempts"] == 1  # a stop by the daemon itself uses up none of the tool's attempts
         assert d.stop() == 0
     finally:
         d.close()
@@ -246,3 +247,33 @@ def test_a_first_sweep_of_many_files_shows_progress_on_a_terminal(tmp_path: Path
         proc.terminate()
         proc.wait(timeout=60)
         os.close(master)
+
+
+def test_a_touched_file_is_not_a_new_run_but_new_content_under_an_old_name_is(
+    tmp_path: Path, instrument: Path
+) -> None:
+    import os
+
+    target = copy_raw("small2.RAW", instrument / "qc.raw")
+    d = _daemon(tmp_path, instrument, settle=0.5, rawtools=False)
+    try:
+        d.start()
+        wait_for(lambda: d.finished(1), 60, "the first run")
+        st = target.stat()
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # touched: same bytes
+        copy_raw("small.RAW", instrument / "other.raw")  # something that surely settles after the touch
+        wait_for(lambda: d.finished(2), 60, "the other file")
+        time.sleep(1.5)
+        assert sorted(r["name"] for r in d.runs()) == ["other.raw", "qc.raw"]
+        copy_raw("small.RAW", target)  # an old name with new content: a new run
+        runs = wait_for(lambda: d.finished(3), 60, "the new version of qc.raw")
+        assert sorted(r["name"] for r in runs) == ["other.raw", "qc.raw", "qc.raw"]
+        # /api/status shows a watched folder only to those who may see its pipeline
+        assert [w["path"] for w in d.api("/api/status", method="GET")["watched_folders"]] == [str(instrument)]
+        d.cli("user", "add", "outsider@else.org", "--password-stdin", input="outsider-pw-1\n")
+        d.token = d.cli("token", "create", "outsider@else.org").stdout.strip()
+        status = d.api("/api/status", method="GET")
+        assert status["watched_folders"] == [] and "data_dir" not in status
+        assert d.stop() == 0
+    finally:
+        d.close()

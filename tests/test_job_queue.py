@@ -83,3 +83,20 @@ def test_queue_survives_reopening_the_file(tmp_path: Path, store: Store) -> None
     again = Store(tmp_path / "q.duckdb")
     assert again.requeue_interrupted() == [(a, "native", "queued")]
     assert again.queue_depth() == {"queued": 3, "running": 0}
+
+
+def test_retrying_the_first_stage_brings_back_the_stages_its_failure_skipped(store: Store) -> None:
+    a = _run(store, "a.raw")
+    store.claim_stage("native")
+    store.finish_stage(a, "native", "failed", error="truncated")
+    with pytest.raises(Conflict):
+        store.retry_run(a, ["rawtools"])  # would wait forever behind the failed native stage
+    assert store.retry_run(a, ["native"]) == ["native", "rawtools", "maxquant"]
+    assert {s["state"] for s in store.stages(a)} == {"queued"}
+
+
+def test_a_graceful_stop_does_not_use_up_an_attempt(store: Store) -> None:
+    a = _run(store, "a.raw")
+    assert store.claim_stage("native")["attempts"] == 1
+    store.requeue_stage(a, "native", count_attempt=False)
+    assert store.claim_stage("native")["attempts"] == 1

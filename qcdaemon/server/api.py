@@ -140,10 +140,19 @@ async def status(request: web.Request) -> web.Response:
         "queue": await svc.store.queue_depth(),
         "last_error": await svc.store.last_error(projects),
         "watched_folders": [],
-        "data_dir": str(request.app[CONFIG].data_dir),
     }
+    if user["is_admin"]:
+        info["data_dir"] = str(request.app[CONFIG].data_dir)
     if state["status"] is not None:
         info.update(await state["status"]())
+    if not user["is_admin"]:  # only the folders that feed pipelines the user can see
+        visible = {p["slug"] for p in await svc.store.visible_projects(user)}
+        kept = []
+        for w in info["watched_folders"]:
+            p = await svc.store.find_pipeline(w["pipeline"])
+            if p is not None and p["project_slug"] in visible:
+                kept.append(w)
+        info["watched_folders"] = kept
     return json_response(info)
 
 

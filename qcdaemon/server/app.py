@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections import defaultdict, deque
+from collections import deque
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -150,21 +150,31 @@ def require_user(request: web.Request) -> dict[str, Any]:
 
 
 class LoginLimiter:
-    """Failed logins per client address within a sliding minute."""
+    """Sign-in attempts per client address within a sliding minute.
+
+    An attempt is counted when it *starts* (before the password hash is checked), so parallel
+    guesses cannot all slip past the limit; a successful sign-in clears the address's count.
+    """
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
-        self.failures: dict[str, deque[float]] = defaultdict(deque)
+        self.attempts: dict[str, deque[float]] = {}
 
-    def blocked(self, addr: str) -> bool:
-        q = self.failures[addr]
+    def try_start(self, addr: str) -> bool:
+        """Count an attempt; False when the address is over the limit (then nothing is counted)."""
         now = time.monotonic()
+        for key in [k for k, q in self.attempts.items() if not q or now - q[-1] > 60]:
+            del self.attempts[key]  # forget idle addresses: the table does not grow without bound
+        q = self.attempts.setdefault(addr, deque())
         while q and now - q[0] > 60:
             q.popleft()
-        return len(q) >= self.per_minute
+        if len(q) >= self.per_minute:
+            return False
+        q.append(now)
+        return True
 
-    def failed(self, addr: str) -> None:
-        self.failures[addr].append(time.monotonic())
+    def succeeded(self, addr: str) -> None:
+        self.attempts.pop(addr, None)
 
 
 def create_app(service: QcService, cfg: Config, *, status: Callable[[], Awaitable[dict]] | None = None) -> web.Application:

@@ -274,7 +274,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if source and urlsplit(source).netloc.lower() != (request.host or "").lower():
         raise Forbidden("CSRF Failed: Referer checking failed.")
     next_url = _safe_next(form.get("next") if isinstance(form.get("next"), str) else None)  # type: ignore[arg-type]
-    if state["limiter"].blocked(addr):
+    if not state["limiter"].try_start(addr):
         log.warning("login_rate_limited", remote=addr)
         return web.Response(text=_login_form(token, next_url, "Too many failed sign-ins; wait a minute."),
                             status=429, content_type="text/html")
@@ -284,12 +284,12 @@ async def login(request: web.Request) -> web.StreamResponse:
             and _is_text(email) and _is_text(password):
         user = await svc.login(email, password)
     if user is None:
-        state["limiter"].failed(addr)
         log.warning("login_failed", remote=addr, email=email if isinstance(email, str) else None)
         return web.Response(text=_login_form(token, next_url, "Wrong e-mail or password."),
                             status=200, content_type="text/html")
     if request[SESSION] is not None:  # signing in again (as someone else): the old session ends
         await svc.store.delete_session(request[SESSION]["digest"])
+    state["limiter"].succeeded(addr)
     response = web.Response(status=302, headers={"Location": next_url})
     response.del_cookie(LOGIN_COOKIE, path="/")
     await _new_session(request, response, user["id"])

@@ -148,10 +148,14 @@ async def upload_raw(request: web.Request) -> web.Response:
     finally:
         if sink is not None:
             await loop.run_in_executor(None, sink.discard)
-    run = await request.app[SERVICE].new_run(
-        pipeline, name, source="upload", owner_id=request[USER]["id"], stored_path=str(final), size=size,
-        sha256=sha256,
-    )
+    try:
+        run = await request.app[SERVICE].new_run(
+            pipeline, name, source="upload", owner_id=request[USER]["id"], stored_path=str(final), size=size,
+            sha256=sha256,
+        )
+    except BaseException:  # no run, no file: an upload either fully exists or not at all
+        await loop.run_in_executor(None, shutil.rmtree, final.parent, True)
+        raise
     return json_response(
         {"run_key": run["run_key"], "raw_file_id": run["id"], "name": name, "pipeline": pipeline["uuid"],
          "status": run["state"]},

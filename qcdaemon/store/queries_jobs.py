@@ -74,11 +74,14 @@ class JobQueries:
                 )
             self._refresh_run(run_id)
 
-    def requeue_stage(self: "Store", run_id: int, stage: str) -> None:
+    def requeue_stage(self: "Store", run_id: int, stage: str, *, count_attempt: bool = True) -> None:
+        """Back to the queue; ``count_attempt=False`` when the daemon itself stopped the stage
+        (a graceful stop is not the tool's failure and must not use up its attempts)."""
         with self.transaction():
             self.execute(
-                "UPDATE stages SET state = 'queued', queued_at = ?, started_at = NULL WHERE run_id = ? AND stage = ?",
-                [_now(), run_id, stage],
+                "UPDATE stages SET state = 'queued', queued_at = ?, started_at = NULL,"
+                " attempts = attempts - ? WHERE run_id = ? AND stage = ?",
+                [_now(), 0 if count_attempt else 1, run_id, stage],
             )
             self._refresh_run(run_id)
 
@@ -110,6 +113,15 @@ class JobQueries:
         unknown = [n for n in wanted if n not in current]
         if unknown:
             raise NotFound(f"run rf{run_id} has no stage {unknown[0]!r}")
+        first = current.get(FIRST_STAGE)
+        if first is not None:
+            if FIRST_STAGE in wanted:  # the stages its failure skipped come back with it
+                blocked = f"not run: the {FIRST_STAGE} stage failed"
+                wanted += [n for n, s in current.items() if s["error"] == blocked and n not in wanted]
+            elif first["state"] not in ("done", "skipped") and any(n != FIRST_STAGE for n in wanted):
+                raise Conflict(
+                    f"run rf{run_id}: the {FIRST_STAGE} stage is {first['state']}; retry it (or the whole run) first"
+                )
         with self.transaction():
             for n in wanted:
                 self.execute(
@@ -234,6 +246,21 @@ class JobQueries:
                 return False
             self._ledger_insert(key, state=state, reason=reason)
         return True
+
+    def ledger_same_content(self: "Store", path: str, size: int, sha256: str) -> dict[str, Any] | None:
+        """A finished row for the same bytes at the same path under another mtime, if any."""
+        return self.row(
+            "SELECT * FROM files WHERE path = ? AND size = ? AND sha256 = ? ORDER BY id LIMIT 1",
+            [path, size, sha256],
+        )
+
+    def ledger_alias(self: "Store", key: dict[str, Any], same: dict[str, Any]) -> None:
+        """Remember this (path, size, mtime) as the already-known content ``same`` (no new run)."""
+        with self.transaction():
+            self.execute("DELETE FROM files WHERE path = ? AND sha256 = ''", [key["path"]])
+            if not self._ledger_exists(key):
+                self._ledger_insert(key, state=same["state"], run_id=same["run_id"],
+                                    reason=f"same content as ledger entry {same['id']} (only the mtime changed)")
 
     def ledger_exists(self: "Store", key: dict[str, Any]) -> bool:
         return self._ledger_exists(key)
