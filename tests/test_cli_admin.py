@@ -255,3 +255,23 @@ async def test_admin_endpoint_checks_its_secret(api: Api, world: World) -> None:
         assert r.status == 400, (bad, r.text)
     r = await admin_post(api, {"op": "token_create", "args": {"email": "ghost@example.org"}}, "s" * 64)
     assert r.status == 404
+
+
+def test_bootstrap_demo_completes_a_run_whose_seeding_was_cut_off(cfg_path: Path) -> None:
+    ok_json(cli(cfg_path, "bootstrap-demo"))
+    store = open_store(cfg_path)
+    try:
+        pipeline = store.find_pipeline("demo-project/tmt-qc-demo")
+        small2 = next(r for r in store.runs_of(pipeline["id"]) if r["name"] == "small2.RAW")
+        store.execute("DELETE FROM qc_values WHERE run_id = ?", [small2["id"]])  # as if killed mid-seed
+    finally:
+        store.close()
+    report = ok_json(cli(cfg_path, "bootstrap-demo"))
+    assert report["created"] == ["run small2.RAW"]
+    store = open_store(cfg_path)
+    try:
+        runs = store.runs_of(store.find_pipeline("demo-project/tmt-qc-demo")["id"])
+        assert sorted(r["name"] for r in runs).count("small2.RAW") == 1
+        assert all(store.run_has_values(r["id"]) for r in runs)
+    finally:
+        store.close()

@@ -105,10 +105,12 @@ async def bootstrap(svc: QcService, email: str = DEFAULT_USER, password: str | N
     if pipeline is None:
         pipeline = await svc.add_pipeline("demo-project", PIPELINE, read_only=True)
         report["created"].append(f"pipeline {PIPELINE}")
-    existing = {r["name"] for r in await svc.store.runs_of(pipeline["id"])}
+    existing = {r["name"]: r for r in await svc.store.runs_of(pipeline["id"])}
     for name, folder in RUNS:
         if name in existing:
-            continue
+            if await svc.store.run_has_values(existing[name]["id"]):
+                continue
+            await svc.store.delete_run(existing[name]["id"])  # a seeding cut off by a crash: redo it
         parsed = await asyncio.to_thread(load_run, folder)
         await _seed_run(svc, pipeline, user, name, parsed)
         report["created"].append(f"run {name}")

@@ -86,6 +86,17 @@ class RunQueries:
             [pipeline_id],
         )
 
+    def delete_run(self: "Store", run_id: int) -> None:
+        """Remove a run and everything recorded for it (its files on disk are the caller's)."""
+        with self.transaction():
+            for table in ("qc_values", "protein_groups", "chromatograms", "stages"):
+                self.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            self.execute("DELETE FROM files WHERE run_id = ?", [run_id])
+            self.execute("DELETE FROM runs WHERE id = ?", [run_id])
+
+    def run_has_values(self: "Store", run_id: int) -> bool:
+        return self.scalar("SELECT count(*) FROM qc_values WHERE run_id = ?", [run_id]) > 0
+
     def set_run_fields(self: "Store", run_ids: Sequence[int], **fields: Any) -> None:
         if not run_ids or not fields:
             return
