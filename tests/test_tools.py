@@ -23,8 +23,9 @@ HERE = Path(__file__).resolve().parent
 RAW_DIR = HERE / "data" / "raw"
 STANDIN = HERE / "tools" / "MaxQuantCmd"
 STANDIN_TXT = HERE / "data" / "standin_txt"
-SHARED_MQPAR = Path("/work/shared/data/proteomicsqc/mqpar")
-TEMPLATES = sorted(SHARED_MQPAR.glob("*.xml")) if SHARED_MQPAR.is_dir() else []
+SHARED_MQPAR = Path(__file__).resolve().parent / "data" / "maxquant" / "mqpar"  # copies of the shared templates
+TEMPLATES = sorted(SHARED_MQPAR.glob("*.xml"))
+assert len(TEMPLATES) == 4, "tests/data/maxquant/mqpar must hold the four MaxQuant templates"
 
 RAWTOOLS = default_rawtools_command()
 needs_rawtools = pytest.mark.skipif(
@@ -300,8 +301,6 @@ def test_maxquant_argv_rules(command, runtime, os_name, expected, tmp_path: Path
     ("mqpar_1.6.10.43.xml", "mono"), ("mqpar_2.4.12.0.xml", "mono"), ("mqpar_2.7.5.0.xml", "dotnet"),
 ])
 def test_maxquant_argv_version_from_mqpar(template: str, expected: str, tmp_path: Path) -> None:
-    if not (SHARED_MQPAR / template).is_file():
-        pytest.skip("shared mqpar templates not available")
     argv = maxquant_argv(["/opt/MaxQuant/bin/MaxQuantCmd.exe"], SHARED_MQPAR / template, os_name="posix")
     assert argv[0] == expected
     assert maxquant_version(Path("/opt/MQ/bin/x.exe"), SHARED_MQPAR / template) == tuple(
@@ -336,8 +335,6 @@ def mq_run(tmp_path: Path, instrument: Path) -> dict:
     fasta.write_text(">sp|P1|TEST\nPEPTIDEK\n")
     mqpar = work / "mqpar.xml"
     template = SHARED_MQPAR / "mqpar_tmt11_test.xml"
-    if not template.is_file():
-        pytest.skip("shared mqpar templates not available")
     write_mqpar(template, mqpar, raw=raw, fasta=fasta, label="small2", threads=2, combined_dir=work)
     return {"work": work, "raw": raw, "fasta": fasta, "mqpar": mqpar}
 
