@@ -26,6 +26,7 @@ from .. import __version__, security
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from .app import AUTH_KIND, CONFIG, COOKIE, LOGIN_COOKIE, SERVICE, STATE, USER, SESSION, check_csrf
 from .body import read_form
+from . import trends
 
 log = structlog.get_logger("qcdaemon.server")
 
@@ -227,7 +228,7 @@ async def _home_page(request: web.Request, user: dict[str, Any], csrf: str, *, n
         for pl in pipes or [{"name": "-", "slug": "", "uuid": "", "path_as_str": ""}]:
             parts.append(
                 f"<tr><td>{html.escape(p['name'])} <code>{html.escape(p['slug'])}</code></td>"
-                f"<td>{html.escape(pl['name'])} <code>{html.escape(pl['slug'])}</code></td>"
+                f"<td>{trends.pipeline_link(p['slug'], pl)} <code>{html.escape(pl['slug'])}</code></td>"
                 f"<td><code>{html.escape(pl['uuid'])}</code></td><td>{html.escape(pl['path_as_str'])}</td></tr>"
             )
     if not projects:
@@ -358,3 +359,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/logout", logout)
     app.router.add_post("/runs/retry", run_retry)
     app.router.add_post("/runs/cancel", run_cancel)
+    trends.add_routes(app)
