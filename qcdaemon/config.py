@@ -27,7 +27,9 @@ DEFAULT_RAWTOOLS_ARGS = "-p -q -x -u -l -m -r TMT11 -chro 12TB"
 def default_data_dir(mode: Mode = "foreground") -> Path:
     """User data dir in the foreground, the machine-wide state dir for a system service."""
     if mode == "service":
-        return Path(platformdirs.site_data_path(APP, appauthor=False) if os.name == "nt" else "/var/lib/qcdaemon")
+        if os.name == "nt":  # C:\ProgramData\qcdaemon
+            return Path(platformdirs.site_data_path(APP, appauthor=False))
+        return Path(platformdirs.site_state_path(APP, appauthor=False))  # /var/lib/qcdaemon
     return platformdirs.user_data_path(APP, appauthor=False)
 
 
@@ -35,7 +37,7 @@ def default_log_dir(mode: Mode = "foreground") -> Path:
     if mode == "service":
         if os.name == "nt":
             return Path(platformdirs.site_data_path(APP, appauthor=False)) / "logs"
-        return Path("/var/log/qcdaemon")
+        return Path(platformdirs.site_log_path(APP, appauthor=False))  # /var/log/qcdaemon
     return platformdirs.user_log_path(APP, appauthor=False)
 
 
