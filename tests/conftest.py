@@ -511,3 +511,17 @@ def config_fields(cls: type = Config, prefix: str = "") -> list[str]:
             out.append(prefix + f.name)
     return out
 
+
+def read_only_world() -> tuple[Any, Any]:
+    """``api`` and ``world`` fixtures for a module that only reads: they hand out the module-wide
+    ``shared_api`` instead of a fresh world per test.  Use as ``api, world = read_only_world()``."""
+
+    @pytest.fixture(name="api")
+    def _api(shared_api: Api) -> Api:
+        return shared_api
+
+    @pytest.fixture(name="world")
+    def _world(shared_api: Api) -> World:
+        return shared_api.world
+
+    return _api, _world

@@ -16,6 +16,7 @@ import pytest
 from conftest import (
     ADMIN, DEMO_PIPELINE, DEMO_PROJECT, DEMO_SA001, DEMO_SA002, DEMO_SMALL2, DEMO_USER, EMPTY_PIPELINE,
     ENCODINGS, LAB_PIPELINE, MEMBER, OTHER, OTHER_PIPELINE, OTHER_PROJECT, SHARED_PROJECT, Api, World,
+    read_only_world,
 )
 from qcdaemon.demo import DESCRIPTION
 
@@ -24,14 +25,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 each_encoding = pytest.mark.parametrize("enc", ENCODINGS)
 
 
-@pytest.fixture
-def api(shared_api: Api) -> Api:
-    return shared_api
-
-
-@pytest.fixture
-def world(shared_api: Api) -> World:
-    return shared_api.world
+# Nothing here changes the world: every test reads the module's one server and world.
+api, world = read_only_world()
 
 
 DEMO = {"project": DEMO_PROJECT, "pipeline": DEMO_PIPELINE}

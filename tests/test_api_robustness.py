@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 
-from conftest import ADMIN, DEMO_PIPELINE, DEMO_PROJECT, Api, World
+from conftest import ADMIN, DEMO_PIPELINE, DEMO_PROJECT, Api, World, read_only_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -23,14 +23,8 @@ ALL_ROUTES = [*POST_ROUTES, "/api/token", "/api/runs", "/api/runs/retry", "/api/
 DEMO = {"project": DEMO_PROJECT, "pipeline": DEMO_PIPELINE}
 
 
-@pytest.fixture
-def api(shared_api: Api) -> Api:
-    return shared_api
-
-
-@pytest.fixture
-def world(shared_api: Api) -> World:
-    return shared_api.world
+# Nothing here changes the world: every test reads the module's one server and world.
+api, world = read_only_world()
 
 
 def assert_json_error(r: Any, status: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import DEMO_PIPELINE, DEMO_PROJECT, ENCODINGS, LAB_PIPELINE, MEMBER, OTHER, Api, World
+from conftest import DEMO_PIPELINE, DEMO_PROJECT, ENCODINGS, LAB_PIPELINE, MEMBER, OTHER, Api, World, read_only_world
 
 # Nothing here changes the world: one server for the module, in the module's event loop.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -13,14 +13,8 @@ each_encoding = pytest.mark.parametrize("enc", ENCODINGS)
 DEMO = {"project": DEMO_PROJECT, "pipeline": DEMO_PIPELINE}
 
 
-@pytest.fixture
-def api(shared_api: Api) -> Api:
-    return shared_api
-
-
-@pytest.fixture
-def world(shared_api: Api) -> World:
-    return shared_api.world
+# Nothing here changes the world: every test reads the module's one server and world.
+api, world = read_only_world()
 
 
 @each_encoding

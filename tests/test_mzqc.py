@@ -15,7 +15,7 @@ import pytest
 
 from conftest import (
     DEMO_PIPELINE, DEMO_PROJECT, DEMO_SA002, DEMO_SMALL2, EMPTY_PIPELINE, ENCODINGS, LAB_PIPELINE, MEMBER, OTHER,
-    SHARED_PROJECT, Api, World,
+    SHARED_PROJECT, Api, World, read_only_world,
 )
 from qcdaemon import __version__
 from qcdaemon.errors import NotFound
@@ -38,14 +38,8 @@ KNOWN_TERMS = {
 }
 
 
-@pytest.fixture
-def api(shared_api: Api) -> Api:
-    return shared_api
-
-
-@pytest.fixture
-def world(shared_api: Api) -> World:
-    return shared_api.world
+# Nothing here changes the world: every test reads the module's one server and world.
+api, world = read_only_world()
 
 
 async def export(api: Api, body: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
