@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..errors import BadRequest
-from .app import CONFIG, FORM_CSRF, SERVICE, STATE, require_user
+from .app import CONFIG, FORM_CSRF, SERVICE, STATE, Handler, require_user
 from .body import Body
 from .jsonout import json_response
 
@@ -90,21 +90,15 @@ def _selector(body: Body) -> dict[str, Any]:
     return sel
 
 
-async def rawfile(request: web.Request) -> web.Response:
-    body = await _body(request)
-    user = require_user(request)
-    project, pipeline = _scope(body)
-    action = body.text("action", required=True)
-    result = await request.app[SERVICE].rawfile_action(user, project, pipeline, action, **_selector(body))
-    return json_response(result)
+def _run_state_handler(action: str | None) -> Handler:
+    """/api/rawfile (``action`` from the body) and /api/flag/create|delete (fixed action)."""
 
-
-def _flag_handler(action: str):  # type: ignore[no-untyped-def]
     async def handler(request: web.Request) -> web.Response:
         body = await _body(request)
         user = require_user(request)
         project, pipeline = _scope(body)
-        result = await request.app[SERVICE].rawfile_action(user, project, pipeline, action, **_selector(body))
+        chosen = action or body.text("action", required=True)
+        result = await request.app[SERVICE].rawfile_action(user, project, pipeline, chosen, **_selector(body))
         return json_response(result)
 
     return handler
@@ -220,9 +214,9 @@ def add_routes(app: web.Application) -> None:
         "/api/qc-data": qc_data,
         "/api/protein-names": protein_names,
         "/api/protein-groups": protein_groups,
-        "/api/rawfile": rawfile,
-        "/api/flag/create": _flag_handler("flag"),
-        "/api/flag/delete": _flag_handler("unflag"),
+        "/api/rawfile": _run_state_handler(None),
+        "/api/flag/create": _run_state_handler("flag"),
+        "/api/flag/delete": _run_state_handler("unflag"),
         "/api/runs/retry": run_retry,
         "/api/runs/cancel": run_cancel,
         "/api/mzqc": mzqc_export,
