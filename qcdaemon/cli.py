@@ -251,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", dest="global_config", metavar="FILE", help="configuration file (also accepted after the command)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help)
+    def add(name: str, func: Any, help: str, under: Any = sub) -> argparse.ArgumentParser:
+        sp = under.add_parser(name, help=help)
         sp.add_argument("--config", help="configuration file (TOML); default: embedded defaults")
         sp.set_defaults(func=func)
         return sp
@@ -266,41 +266,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--chromatograms", action="store_true", help="(raw) include the chromatogram points")
 
     grp = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
-    sp = grp.add_parser("add", help="add a user")
+    sp = add("add", cmd_user_add, "add a user", grp)
     sp.add_argument("email")
     sp.add_argument("--admin", action="store_true")
     sp.add_argument("--password-stdin", action="store_true")
-    sp.add_argument("--config")
-    sp.set_defaults(func=cmd_user_add)
 
     grp = sub.add_parser("project", help="projects").add_subparsers(dest="sub", required=True)
-    sp = grp.add_parser("add", help="add a project")
+    sp = add("add", cmd_project_add, "add a project", grp)
     sp.add_argument("name")
     sp.add_argument("--description", default="")
     sp.add_argument("--member", action="append", help="e-mail of a member (repeatable)")
-    sp.add_argument("--config")
-    sp.set_defaults(func=cmd_project_add)
-    sp = grp.add_parser("add-member", help="add a member to a project")
+    sp = add("add-member", cmd_member_add, "add a member to a project", grp)
     sp.add_argument("project", help="project slug")
     sp.add_argument("email")
-    sp.add_argument("--config")
-    sp.set_defaults(func=cmd_member_add)
 
     grp = sub.add_parser("pipeline", help="pipelines").add_subparsers(dest="sub", required=True)
-    sp = grp.add_parser("add", help="add a pipeline to a project")
+    sp = add("add", cmd_pipeline_add, "add a pipeline to a project", grp)
     sp.add_argument("--project", required=True, help="project slug")
     sp.add_argument("--name", required=True)
     sp.add_argument("--fasta")
     sp.add_argument("--mqpar", help="MaxQuant parameter template (mqpar.xml)")
     sp.add_argument("--rawtools-args")
-    sp.add_argument("--config")
-    sp.set_defaults(func=cmd_pipeline_add)
 
     grp = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
-    sp = grp.add_parser("create", help="print the user's API token (creating it if needed)")
+    sp = add("create", cmd_token_create, "print the user's API token (creating it if needed)", grp)
     sp.add_argument("email")
-    sp.add_argument("--config")
-    sp.set_defaults(func=cmd_token_create)
 
     sp = add("bootstrap-demo", cmd_bootstrap_demo, "create the seeded demo project (idempotent)")
     sp.add_argument("--user", default="user@email.com")
