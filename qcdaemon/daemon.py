@@ -17,7 +17,6 @@ import shutil
 import signal
 import sys
 import threading
-import time
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -43,7 +42,6 @@ class Daemon:
         self.cfg = cfg
         self.stop_event = asyncio.Event()
         self.force_event = asyncio.Event()
-        self.started = time.time()
         self.watcher: Any = None
         self.engine: Engine | None = None
         self.store: AsyncStore | None = None
@@ -152,7 +150,6 @@ class Daemon:
 
     async def _status(self) -> dict[str, Any]:
         return {
-            "uptime_seconds": round(time.time() - self.started, 1),
             "watched_folders": [_iso_times(w) for w in self.watcher.status()] if self.watcher else [],
             "running_stages": self.engine.busy() if self.engine else 0,
             "stopping": self.stop_event.is_set(),
