@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
-from .config import Config, load_config
-from .errors import ConfigError, QcdaemonError, StoreBusy
+from qcdaemon import __version__
+from qcdaemon.config import Config, load_config
+from qcdaemon.errors import ConfigError, QcdaemonError, StoreBusy
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -44,10 +44,10 @@ def _read_password(args: argparse.Namespace, *, required: bool) -> str | None:
 
 
 async def _op_direct(cfg: Config, op: str, args: dict[str, Any]) -> Any:
-    from .adminops import OPS
-    from .security import load_or_create_key
-    from .service import QcService
-    from .store import AsyncStore
+    from qcdaemon.core.security import load_or_create_key
+    from qcdaemon.service.adminops import OPS
+    from qcdaemon.service.qcservice import QcService
+    from qcdaemon.store import AsyncStore
 
     store = await asyncio.to_thread(AsyncStore, cfg.db_path, cfg.store)
     try:
@@ -60,7 +60,7 @@ async def _op_direct(cfg: Config, op: str, args: dict[str, Any]) -> Any:
 def _op_via_daemon(cfg: Config, op: str, args: dict[str, Any], busy: StoreBusy) -> Any:
     import ssl
 
-    from .adminops import read_daemon_info
+    from qcdaemon.service.adminops import read_daemon_info
 
     info = read_daemon_info(cfg.data_dir)
     secret_file = cfg.data_dir / "admin.secret"
@@ -106,13 +106,13 @@ def _print(data: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import run_forever
+    from qcdaemon.daemon import run_forever
 
     return run_forever(_config(args), service=args.service)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .config import transport_problem
+    from qcdaemon.config import transport_problem
 
     cfg = _config(args)
     problem = transport_problem(cfg)
@@ -124,17 +124,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_parse(args: argparse.Namespace) -> int:
     if args.kind == "maxquant":
-        from .engine.maxquant_parse import parse_maxquant
+        from qcdaemon.tools.maxquant_parse import parse_maxquant
 
         _print(parse_maxquant(Path(args.path)))
     elif args.kind == "rawtools":
-        from .engine.rawtools_parse import parse_rawtools
+        from qcdaemon.tools.rawtools_parse import parse_rawtools
 
         p = Path(args.path)
         qc = p / "rawtools_qc" if (p / "rawtools_qc").is_dir() else None
         _print(parse_rawtools(p / "rawtools" if (p / "rawtools").is_dir() else p, qc))
     else:
-        from .engine.native_cli import main_parse_raw
+        from qcdaemon.rawfile.cli import main_parse_raw
 
         return main_parse_raw(args.path, chromatograms=args.chromatograms)
     return 0
@@ -175,7 +175,7 @@ def cmd_bootstrap_demo(args: argparse.Namespace) -> int:
     pw = report.pop("generated_password", None)
     saved = cfg.data_dir / "demo-password.txt"
     if pw:
-        from .adminops import write_private
+        from qcdaemon.service.adminops import write_private
 
         write_private(saved, f"{args.user} {pw}\n")
     _print(report)
@@ -230,13 +230,13 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .svc.doctor import run_doctor
+    from qcdaemon.system.doctor import run_doctor
 
     return run_doctor(_config(args))
 
 
 def cmd_service(args: argparse.Namespace) -> int:
-    from . import svc
+    from qcdaemon import system as svc
 
     if args.action == "install":
         return svc.install(args.config, args.user, args.dry_run)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import platformdirs
 
-from .errors import ConfigError
+from qcdaemon.errors import ConfigError
 
 APP = "qcdaemon"
 Mode = Literal["foreground", "service"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import os
 import secrets
@@ -22,17 +23,17 @@ from typing import Any
 
 import structlog
 
-from . import __version__
-from .adminops import daemon_info_path, write_private
-from .config import Config, transport_problem
-from .errors import ConfigError, StoreBusy
-from .ingest import Ingest
-from .processing import Engine
-from .security import load_or_create_key
-from .server import create_app, is_loopback, serve, url_of
-from .server.app import STATE
-from .service import QcService
-from .store import AsyncStore
+from qcdaemon import __version__
+from qcdaemon.config import Config, transport_problem
+from qcdaemon.core.security import load_or_create_key
+from qcdaemon.engine.ingest import Ingest
+from qcdaemon.engine.workers import Engine
+from qcdaemon.errors import ConfigError, StoreBusy
+from qcdaemon.server import create_app, is_loopback, serve, url_of
+from qcdaemon.server.keys import STATE
+from qcdaemon.service.adminops import daemon_info_path, write_private
+from qcdaemon.service.qcservice import QcService
+from qcdaemon.store import AsyncStore, Store
 
 log = structlog.get_logger("qcdaemon")
 
@@ -88,8 +89,8 @@ class Daemon:
         ingest = Ingest(svc, cfg)
         await ingest.resolve()
         self.engine = engine = Engine(svc, cfg)
-        from .svc.sdnotify import sd_notify, watchdog_interval
-        from .watcher import FolderWatcher
+        from qcdaemon.system.sdnotify import sd_notify, watchdog_interval
+        from qcdaemon.watcher import FolderWatcher
 
         self.watcher = FolderWatcher(cfg.watch, ingest.on_event)
         scheduler = self._scheduler(svc)
@@ -144,8 +145,8 @@ class Daemon:
 
         sched = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
         sched.add_job(self.watcher.sweep, "interval", minutes=self.cfg.scheduler.sweep_minutes, id="sweep")
-        sched.add_job(svc.store.checkpoint, "cron", hour=self.cfg.scheduler.checkpoint_hour, id="checkpoint")
-        sched.add_job(svc.store.purge_sessions, "interval", hours=6, id="purge_sessions")
+        sched.add_job(functools.partial(svc.store.call, Store.checkpoint), "cron", hour=self.cfg.scheduler.checkpoint_hour, id="checkpoint")
+        sched.add_job(functools.partial(svc.store.call, Store.purge_sessions), "interval", hours=6, id="purge_sessions")
         return sched
 
     async def _status(self) -> dict[str, Any]:
@@ -174,7 +175,7 @@ def _install_signals(loop: asyncio.AbstractEventLoop, daemon: Daemon) -> None:
 
 def run_forever(cfg: Config, *, service: bool = False, stop: threading.Event | None = None) -> int:
     """Run until a signal (or ``stop``, set by the Windows service) asks the daemon to end."""
-    from .log import configure_logging
+    from qcdaemon.log import configure_logging
 
     configure_logging(cfg, service=service)
 

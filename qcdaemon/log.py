@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 if TYPE_CHECKING:
-    from .config import Config
+    from qcdaemon.config import Config
 
 LOG_FILE = "qcdaemon.log"
 MAX_BYTES = 10 * 1024 * 1024

@@ -26,12 +26,15 @@ from aiohttp import ClientSession, web  # noqa: E402
 
 from qcdaemon import qcdata  # noqa: E402
 from qcdaemon.config import config_from_dict  # noqa: E402
-from qcdaemon.engine.maxquant_parse import parse_maxquant  # noqa: E402
-from qcdaemon.engine.rawtools_parse import parse_rawtools  # noqa: E402
-from qcdaemon.security import load_or_create_key  # noqa: E402
+from qcdaemon.core.security import load_or_create_key  # noqa: E402
 from qcdaemon.server import create_app  # noqa: E402
-from qcdaemon.service import QcService  # noqa: E402
-from qcdaemon.store import AsyncStore  # noqa: E402
+from qcdaemon.service.qcservice import QcService  # noqa: E402
+from qcdaemon.store import (
+    AsyncStore,  # noqa: E402
+    Store,
+)
+from qcdaemon.tools.maxquant_parse import parse_maxquant  # noqa: E402
+from qcdaemon.tools.rawtools_parse import parse_rawtools  # noqa: E402
 
 
 def seed(store: AsyncStore, runs: int) -> int:
@@ -84,7 +87,7 @@ def timed(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
 
 async def http_time(store: AsyncStore, cfg, repeat: int) -> float:  # type: ignore[no-untyped-def]
     svc = QcService(store, cfg, load_or_create_key(cfg.data_dir / "secret.key"))
-    user = await store.user_by_email("bench@lab.org")
+    user = await store.call(Store.user_by_email, "bench@lab.org")
     token, _ = await svc.token_create(user)
     runner = web.AppRunner(create_app(svc, cfg))
     await runner.setup()

@@ -33,12 +33,13 @@ import pytest_asyncio
 from aiohttp import ClientSession, CookieJar, FormData
 from aiohttp.test_utils import TestClient, TestServer
 
-from qcdaemon import demo, security
+from qcdaemon import demo
 from qcdaemon.config import Config, config_from_dict
-from qcdaemon.engine.maxquant_parse import ProteinGroup
+from qcdaemon.core import security
 from qcdaemon.server import create_app
-from qcdaemon.service import QcService
-from qcdaemon.store import AsyncStore
+from qcdaemon.service.qcservice import QcService
+from qcdaemon.store import AsyncStore, Store
+from qcdaemon.tools.maxquant_parse import ProteinGroup
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
@@ -123,7 +124,7 @@ class World:
 
     async def run(self, label_or_key: str) -> dict[str, Any]:
         key = self.runs.get(label_or_key, label_or_key)
-        return await self.store.run(int(key[2:]))
+        return await self.store.call(Store.run, int(key[2:]))
 
 
 async def build_world(cfg: Config) -> dict[str, Any]:
@@ -147,10 +148,10 @@ async def build_world(cfg: Config) -> dict[str, Any]:
         await svc.add_pipeline(OTHER_PROJECT, "Other Pipeline")
         await svc.add_project("Zulu Admin Only", "", created_by=ADMIN)
 
-        users = {e: await store.user_by_email(e) for e in PASSWORDS}
-        pipelines = {f"{p['project_slug']}/{p['slug']}": p for p in await store.pipelines_all()}
+        users = {e: await store.call(Store.user_by_email, e) for e in PASSWORDS}
+        pipelines = {f"{p['project_slug']}/{p['slug']}": p for p in await store.call(Store.pipelines_all)}
         runs: dict[str, str] = {}
-        for r in await store.runs_of(pipelines[f"{DEMO_PROJECT}/{DEMO_PIPELINE}"]["id"]):
+        for r in await store.call(Store.runs_of, pipelines[f"{DEMO_PROJECT}/{DEMO_PIPELINE}"]["id"]):
             runs[{DEMO_SA001: "sa001", DEMO_SA002: "sa002", DEMO_SMALL2: "small2"}[r["name"]]] = r["run_key"]
 
         lab = pipelines[f"{DEMO_PROJECT}/{LAB_PIPELINE}"]
@@ -162,7 +163,7 @@ async def build_world(cfg: Config) -> dict[str, Any]:
             ("dup_b", "dup.raw", DEMO_USER, 3),
         ]
         for label, name, owner, hours in lab_runs:
-            run = await store.create_run(lab["id"], name, source="upload", owner_id=users[owner]["id"],
+            run = await store.call(Store.create_run, lab["id"], name, source="upload", owner_id=users[owner]["id"],
                                          state="done", acquired_at=t0 + dt.timedelta(hours=hours))
             runs[label] = run["run_key"]
         # protein groups shared by two lab runs (means), and a contaminant / a decoy;
@@ -171,16 +172,16 @@ async def build_world(cfg: Config) -> dict[str, Any]:
             return ProteinGroup(ids, f">{ids}", score, intensity, con, rev, False,
                                 tuple(float(n) * score for n in range(1, 17)), {"Peptides": int(score)})
 
-        await store.put_protein_groups(int(runs["lab_user"][2:]), [
+        await store.call(Store.put_protein_groups, int(runs["lab_user"][2:]), [
             group("LAB|SHARED", 10.0, 100.0), group("CON__LAB", 50.0, 5.0, con=True),
             group("REV__LAB", 1.0, 1.0, rev=True)])
-        await store.put_protein_groups(int(runs["dup_a"][2:]), [group("LAB|SHARED", 30.0, 300.0)])
-        await store.put_qc_values(int(runs["lab_user"][2:]), "maxquant", {
+        await store.call(Store.put_protein_groups, int(runs["dup_a"][2:]), [group("LAB|SHARED", 30.0, 300.0)])
+        await store.call(Store.put_qc_values, int(runs["lab_user"][2:]), "maxquant", {
             "N_protein_groups": 3, **{f"TMT{n}_missing_values": n for n in range(1, 17)},
             **{f"TMT{n}_protein_group_count": 3 for n in range(1, 17)}})
 
         other = pipelines[f"{OTHER_PROJECT}/{OTHER_PIPELINE}"]
-        run = await store.create_run(other["id"], "other.raw", source="upload", owner_id=users[OTHER]["id"],
+        run = await store.call(Store.create_run, other["id"], "other.raw", source="upload", owner_id=users[OTHER]["id"],
                                      state="done", acquired_at=t0)
         runs["other"] = run["run_key"]
         return {"users": users, "runs": runs, "pipelines": pipelines}
@@ -204,7 +205,7 @@ async def open_world(template: dict[str, Any], data_dir: Path, **sections: Mappi
     cfg = make_config(data_dir, **sections)
     store = AsyncStore(cfg.db_path, cfg.store)
     # pipeline folders are absolute paths in the database: point them at the copy
-    await store.execute("UPDATE pipelines SET path = replace(path, ?, ?)", [src, str(data_dir)])
+    await store.call(Store.execute, "UPDATE pipelines SET path = replace(path, ?, ?)", [src, str(data_dir)])
     pipelines = {k: {**p, "path": p["path"].replace(src, str(data_dir))} for k, p in template["pipelines"].items()}
     svc = QcService(store, cfg, security.load_or_create_key(data_dir / "secret.key"))
     return World(cfg, store, svc, dict(template["users"]), dict(template["runs"]), pipelines)

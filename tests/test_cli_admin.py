@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from conftest import (
-    MAXQUANT_EXAMPLE0, REPO, Api, World, free_port, run_qcdaemon, subprocess_env, write_config,
+    MAXQUANT_EXAMPLE0,
+    REPO,
+    Api,
+    World,
+    free_port,
+    run_qcdaemon,
+    subprocess_env,
+    write_config,
 )
-from qcdaemon.server.app import STATE
+
+from qcdaemon.server.keys import STATE
 from qcdaemon.store import Store
 
 
@@ -68,7 +75,7 @@ def test_admin_commands_build_a_lab(cfg_path: Path) -> None:
 
     store = open_store(cfg_path)
     try:
-        from qcdaemon import security
+        from qcdaemon.core import security
 
         u = store.user_by_email("tech@lab.example")
         assert security.verify_password("s3cret-pass", u["password_hash"])
@@ -126,7 +133,7 @@ def test_bootstrap_demo_generates_and_keeps_a_password(cfg_path: Path) -> None:
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
     store = open_store(cfg_path)
     try:
-        from qcdaemon import security
+        from qcdaemon.core import security
 
         assert security.verify_password(password, store.user_by_email("lab@example.org")["password_hash"])
     finally:

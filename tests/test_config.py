@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import REPO, config_fields, run_qcdaemon, to_toml
+
 from qcdaemon.config import Config, config_from_dict, load_config
 from qcdaemon.errors import ConfigError
 

@@ -15,9 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..engine.maxquant_parse import parse_maxquant, parse_protein_groups
-from ..engine.rawtools_parse import parse_rawtools
-from ..service import QcService
+from qcdaemon.service.qcservice import QcService
+from qcdaemon.store import Store
+from qcdaemon.tools.maxquant_parse import parse_maxquant, parse_protein_groups
+from qcdaemon.tools.rawtools_parse import parse_rawtools
 
 DATA = Path(__file__).parent / "data"
 PROJECT = "Demo Project"
@@ -84,7 +85,7 @@ def load_run(folder_name: str) -> dict[str, Any]:
 async def bootstrap(svc: QcService, email: str = DEFAULT_USER, password: str | None = None) -> dict[str, Any]:
     """Create (or complete) the demo; returns what it did, and a new user's generated password."""
     report: dict[str, Any] = {"user": email, "created": []}
-    user = await svc.store.user_by_email(email)
+    user = await svc.store.call(Store.user_by_email, email)
     if user is None:
         if password is None:
             password = secrets.token_urlsafe(12)
@@ -92,25 +93,25 @@ async def bootstrap(svc: QcService, email: str = DEFAULT_USER, password: str | N
         user = await svc.add_user(email, password)
         report["created"].append(f"user {email}")
     elif password is not None:
-        from .. import security
+        from qcdaemon.core import security
 
-        await svc.store.set_password(user["id"], await asyncio.to_thread(security.hash_password, password))
+        await svc.store.call(Store.set_password, user["id"], await asyncio.to_thread(security.hash_password, password))
         report["password_updated"] = True
-    project = await svc.store.project_by_slug("demo-project")
+    project = await svc.store.call(Store.project_by_slug, "demo-project")
     if project is None:
         project = await svc.add_project(PROJECT, DESCRIPTION, created_by=email)
         report["created"].append(f"project {PROJECT}")
-    await svc.store.add_member(project["id"], user["id"])
-    pipeline = await svc.store.find_pipeline("demo-project/tmt-qc-demo")
+    await svc.store.call(Store.add_member, project["id"], user["id"])
+    pipeline = await svc.store.call(Store.find_pipeline, "demo-project/tmt-qc-demo")
     if pipeline is None:
         pipeline = await svc.add_pipeline("demo-project", PIPELINE, read_only=True)
         report["created"].append(f"pipeline {PIPELINE}")
-    existing = {r["name"]: r for r in await svc.store.runs_of(pipeline["id"])}
+    existing = {r["name"]: r for r in await svc.store.call(Store.runs_of, pipeline["id"])}
     for name, folder in RUNS:
         if name in existing:
-            if await svc.store.run_has_values(existing[name]["id"]):
+            if await svc.store.call(Store.run_has_values, existing[name]["id"]):
                 continue
-            await svc.store.delete_run(existing[name]["id"])  # a seeding cut off by a crash: redo it
+            await svc.store.call(Store.delete_run, existing[name]["id"])  # a seeding cut off by a crash: redo it
         parsed = await asyncio.to_thread(load_run, folder)
         await _seed_run(svc, pipeline, user, name, parsed)
         report["created"].append(f"run {name}")
@@ -122,16 +123,16 @@ async def bootstrap(svc: QcService, email: str = DEFAULT_USER, password: str | N
 async def _seed_run(svc: QcService, pipeline: dict[str, Any], user: dict[str, Any], name: str,
                     parsed: dict[str, Any]) -> None:
     acquired = (parsed["rawtools"] or {}).get("DateAcquired")
-    run = await svc.store.create_run(
+    run = await svc.store.call(Store.create_run, 
         pipeline["id"], name, source="demo", owner_id=user["id"], state="done",
         acquired_at=acquired if isinstance(acquired, dt.datetime) else None,
     )
     if parsed["rawtools"]:
-        await svc.store.put_qc_values(run["id"], "rawtools", parsed["rawtools"])
-        await svc.store.set_run_fields([run["id"]], metrics_engine="rawtools")
+        await svc.store.call(Store.put_qc_values, run["id"], "rawtools", parsed["rawtools"])
+        await svc.store.call(Store.set_run_fields, [run["id"]], metrics_engine="rawtools")
     if parsed["maxquant"]:
-        await svc.store.put_qc_values(run["id"], "maxquant", parsed["maxquant"])
+        await svc.store.call(Store.put_qc_values, run["id"], "maxquant", parsed["maxquant"])
     if parsed["groups"]:
-        await svc.store.put_protein_groups(run["id"], parsed["groups"])
+        await svc.store.call(Store.put_protein_groups, run["id"], parsed["groups"])
     if parsed["chromatograms"]:
-        await svc.store.put_chromatograms(run["id"], parsed["chromatograms"])
+        await svc.store.call(Store.put_chromatograms, run["id"], parsed["chromatograms"])

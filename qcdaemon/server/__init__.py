@@ -9,8 +9,8 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from ..config import Config, ServerConfig
-from .app import create_app
+from qcdaemon.config import Config, ServerConfig
+from qcdaemon.server.app import create_app
 
 __all__ = ["create_app", "serve", "is_loopback", "url_of"]
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import security
-from ..adminops import OPS
-from ..errors import BadRequest, Forbidden, NotFound
-from .app import SERVICE, STATE
-from .jsonout import json_response
+from qcdaemon.core import security
+from qcdaemon.errors import BadRequest, Forbidden, NotFound
+from qcdaemon.server.jsonout import json_response
+from qcdaemon.server.keys import SERVICE, STATE
+from qcdaemon.service.adminops import OPS
 
 
 def _loopback(remote: str | None) -> bool:

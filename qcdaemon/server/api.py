@@ -8,11 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
-from ..errors import BadRequest
-from .app import CONFIG, FORM_CSRF, SERVICE, STATE, Handler, require_user
-from .body import Body
-from .jsonout import json_response
+from qcdaemon import __version__
+from qcdaemon.errors import BadRequest
+from qcdaemon.server.body import Body
+from qcdaemon.server.jsonout import json_response
+from qcdaemon.server.keys import CONFIG, FORM_CSRF, SERVICE, STATE, Handler
+from qcdaemon.server.middleware import require_user
+from qcdaemon.store import Store
 
 
 async def _body(request: web.Request) -> Body:
@@ -127,12 +129,12 @@ async def status(request: web.Request) -> web.Response:
     state = request.app[STATE]
     svc = request.app[SERVICE]
     # a non-admin learns only of failures in runs they may see (decisions.md, "Who sees what")
-    projects = None if user["is_admin"] else [p["id"] for p in await svc.store.visible_projects(user)]
+    projects = None if user["is_admin"] else [p["id"] for p in await svc.store.call(Store.visible_projects, user)]
     info: dict[str, Any] = {
         "version": __version__,
         "uptime_seconds": round(time.time() - state["started"], 1),
-        "queue": await svc.store.queue_depth(),
-        "last_error": await svc.store.last_error(projects),
+        "queue": await svc.store.call(Store.queue_depth),
+        "last_error": await svc.store.call(Store.last_error, projects),
         "watched_folders": [],
     }
     if user["is_admin"]:
@@ -140,10 +142,10 @@ async def status(request: web.Request) -> web.Response:
     if state["status"] is not None:
         info.update(await state["status"]())
     if not user["is_admin"]:  # only the folders that feed pipelines the user can see
-        visible = {p["slug"] for p in await svc.store.visible_projects(user)}
+        visible = {p["slug"] for p in await svc.store.call(Store.visible_projects, user)}
         kept = []
         for w in info["watched_folders"]:
-            p = await svc.store.find_pipeline(w["pipeline"])
+            p = await svc.store.call(Store.find_pipeline, w["pipeline"])
             if p is not None and p["project_slug"] in visible:
                 kept.append(w)
         info["watched_folders"] = kept

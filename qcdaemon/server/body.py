@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from ..errors import BadRequest
+from qcdaemon.errors import BadRequest
 
 _FALSE = {"false", "0", "no", "off", ""}
 _TRUE = {"true", "1", "yes", "on"}

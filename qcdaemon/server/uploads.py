@@ -18,10 +18,12 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from ..errors import BadRequest, Forbidden, QcdaemonError, TooLarge
-from ..rawfile import RAW_MAGIC_LEN, looks_like_thermo_raw
-from .app import AUTH_KIND, CONFIG, SERVICE, USER, check_csrf, require_user
-from .jsonout import json_response
+from qcdaemon.errors import BadRequest, Forbidden, QcdaemonError, TooLarge
+from qcdaemon.rawfile.magic import RAW_MAGIC_LEN, looks_like_thermo_raw
+from qcdaemon.server.jsonout import json_response
+from qcdaemon.server.keys import AUTH_KIND, CONFIG, SERVICE, USER
+from qcdaemon.server.middleware import check_csrf, require_user
+from qcdaemon.store import Store
 
 CHUNK = 1 << 20
 RESERVE = 1 << 30
@@ -85,7 +87,7 @@ async def _pipeline_for(request: web.Request, pid: str | None) -> dict[str, Any]
     if not pid or not pid.strip():
         raise BadRequest("pid: this field is required (the pipeline uuid)")
     user = request[USER]
-    p = await request.app[SERVICE].store.visible_pipeline_by_uuid(user, pid.strip())
+    p = await request.app[SERVICE].store.call(Store.visible_pipeline_by_uuid, user, pid.strip())
     if p is None:
         raise Forbidden("Missing permissions for requested pipeline.")
     if p["read_only"]:

@@ -2,45 +2,44 @@
 
 ``Store`` is synchronous; ``AsyncStore`` is the gate the event loop uses: every call runs on a
 single dedicated thread (DuckDB connections are not thread-safe), so the loop never blocks on I/O.
+A call names the method itself, ``await astore.call(Store.run, run_id)``, so the arguments and the
+result are type-checked like a direct call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
-from ..config import StoreConfig
-from .database import Store
+from qcdaemon.config import StoreConfig
+from qcdaemon.store.database import Store
 
 __all__ = ["AsyncStore", "Store"]
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 class AsyncStore:
-    """``await astore.method(...)`` runs ``Store.method`` on the store thread."""
+    """``await astore.call(Store.method, ...)`` runs ``Store.method`` on the store thread."""
 
     def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="duckdb")
-        self._store: Store = self._pool.submit(Store, path, cfg).result()
+        try:
+            self._store: Store = self._pool.submit(Store, path, cfg).result()
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
         self.path = path
 
-    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn(store, *args)`` on the store thread (for multi-step work in one hop)."""
+    async def call(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(store, *args, **kwargs)`` on the store thread (one method, or several steps in one hop)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, self._store, *args, **kwargs))
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(Store, name)
-        if not callable(method):
-            raise AttributeError(name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await self.call(method, *args, **kwargs)
-
-        call.__name__ = name
-        return call
 
     def close(self) -> None:
         self._pool.submit(self._store.close).result()

@@ -6,27 +6,21 @@ hold a DuckDB result open.  Methods that change several rows run in one transact
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable
 
 import duckdb
 
-from ..config import StoreConfig
-from ..errors import StoreBusy
-from .schema import MIGRATIONS
-from .queries_auth import AuthQueries
-from .queries_jobs import JobQueries
-from .queries_runs import RunQueries
+from qcdaemon.config import StoreConfig
+from qcdaemon.core.clock import utcnow
+from qcdaemon.errors import StoreBusy
+from qcdaemon.store.auth import AuthQueries
+from qcdaemon.store.runs import RunQueries
+from qcdaemon.store.schema import MIGRATIONS
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-class Store(AuthQueries, RunQueries, JobQueries):
+class Store(AuthQueries, RunQueries):
     """All of qcdaemon's persistent state in one DuckDB file."""
 
     def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:
@@ -74,27 +68,11 @@ class Store(AuthQueries, RunQueries, JobQueries):
     def schema_version(self) -> int:
         return self.con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
 
-    def transaction(self) -> "_Tx":
-        return _Tx(self.con)
 
-    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        cur = self.con.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
 
-    def row(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
-        rows = self.rows(sql, params)
-        return rows[0] if rows else None
 
-    def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        r = self.con.execute(sql, list(params)).fetchone()
-        return r[0] if r else None
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
-        self.con.execute(sql, list(params))
 
-    def next_id(self, seq: str) -> int:
-        return int(self.scalar(f"SELECT nextval('{seq}')"))
 
     def checkpoint(self) -> None:
         self.con.execute("FORCE CHECKPOINT")
@@ -120,15 +98,3 @@ class Store(AuthQueries, RunQueries, JobQueries):
 
 def _sql_str(s: str) -> str:
     return s.replace("'", "''")
-
-
-class _Tx:
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
-
-    def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self.con.execute("BEGIN TRANSACTION")
-        return self.con
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.con.execute("ROLLBACK" if exc_type else "COMMIT")

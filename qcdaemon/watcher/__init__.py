@@ -6,8 +6,8 @@ watchdog events are hints; a start-up scan and the periodic :meth:`FolderWatcher
 events missed. Deduplication against the store is the service's job.
 """
 
-from .folder_watcher import FolderWatcher
-from .scan import matches, scan_folder
-from .settle import FileEvent
+from qcdaemon.watcher.folder_watcher import FolderWatcher
+from qcdaemon.watcher.scan import matches, scan_folder
+from qcdaemon.watcher.settle import FileEvent
 
 __all__ = ["FileEvent", "FolderWatcher", "matches", "scan_folder"]

@@ -22,11 +22,17 @@ from typing import Any
 
 import structlog
 
-from ..config import WatchConfig
-from .observer import WatchedFolder
-from .scan import Sig, scan_signatures, stat_many, stat_signature, watch_root
-from .settle import FileEvent, Key, Observation, SettleTracker
-from .winshare import default_share_probe
+from qcdaemon.config import WatchConfig
+from qcdaemon.watcher.observer import WatchedFolder
+from qcdaemon.watcher.scan import (
+    Sig,
+    scan_signatures,
+    stat_many,
+    stat_signature,
+    watch_root,
+)
+from qcdaemon.watcher.settle import FileEvent, Key, Observation, SettleTracker
+from qcdaemon.watcher.winshare import default_share_probe
 
 log = structlog.get_logger(__name__)
 

@@ -32,8 +32,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from ..config import WatchConfig
-from .scan import matches
+from qcdaemon.config import WatchConfig
+from qcdaemon.watcher.scan import matches
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from ..config import WatchConfig
+from qcdaemon.config import WatchConfig
 
 log = structlog.get_logger(__name__)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from ..config import WatchConfig
-from .scan import Sig
+from qcdaemon.config import WatchConfig
+from qcdaemon.watcher.scan import Sig
 
 MIN_RECHECK = 0.25
 """Never re-stat one file more often than this (keeps ``settle_seconds = 0`` from spinning)."""

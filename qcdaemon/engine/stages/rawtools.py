@@ -1,0 +1,58 @@
+"""The RawTools stage: the real RawTools on a staged copy of the RAW file, its outputs parsed."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from qcdaemon.engine.stages.common import (
+    StageContext,
+    fresh_dir,
+    raw_path_of,
+    record_scan_values,
+    stages_failed,
+)
+from qcdaemon.store import Store
+from qcdaemon.tools import rawtools as rt
+from qcdaemon.tools.rawtools_parse import parse_rawtools
+from qcdaemon.tools.runner import run_tool
+
+
+async def rawtools_stage(ctx: StageContext, run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
+    tool = ctx.cfg.engine.rawtools
+    if not tool.command:
+        return {"state": "skipped", "error": "RawTools is not configured ([engine.rawtools] command)"}
+    raw = await raw_path_of(run)
+    pipeline = await ctx.store.call(Store.pipeline, run["pipeline_id"])
+    base = await fresh_dir(work / "rawtools-stage")
+    try:
+        return await _rawtools_jobs(ctx, run, raw, base, pipeline, cancel)
+    finally:  # the staged RAW copy never outlives the stage
+        await asyncio.to_thread(shutil.rmtree, base / rt.STAGE_DIR, True)
+
+
+async def _rawtools_jobs(ctx: StageContext, run: dict[str, Any], raw: Path, base: Path, pipeline: dict[str, Any],
+                         cancel: asyncio.Event) -> dict[str, Any]:
+    tool = ctx.cfg.engine.rawtools
+    staged = await asyncio.to_thread(rt.stage_raw, raw, base / rt.STAGE_DIR)
+    deadline = time.monotonic() + tool.timeout_seconds
+    for name, argv in rt.rawtools_jobs(tool.command, staged, base, pipeline["rawtools_args"]):
+        job = rt.job_dir(base, name)
+        res = await run_tool(
+            argv, cwd=job, log_dir=job, name=name, timeout=max(deadline - time.monotonic(), 1),
+            nice=ctx.cfg.engine.nice, pid_dir=ctx.pid_dir, cancel=cancel,
+        )
+        if not res.ok:
+            return stages_failed(f"{name}: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(job))
+    reason = rt.rawtools_outputs_ok(base)
+    if reason:
+        return stages_failed(f"RawTools wrote no usable output: {reason}", exit_code=0, log_dir=str(base))
+    values = await asyncio.to_thread(
+        parse_rawtools, rt.job_dir(base, "rawtools_metrics"), rt.job_dir(base, "rawtools_qc"), raw_name=staged.name
+    )
+    values["RawFilePath"] = str(raw.parent)  # RawTools saw the staged copy; report the real folder
+    await record_scan_values(ctx, run, "rawtools", values)
+    return {"state": "done", "exit_code": 0, "log_dir": str(base)}

@@ -1,0 +1,1 @@
+"""Pure computations on stored QC values: the qc-data table, mzQC, control limits and verdicts."""

@@ -1,0 +1,1 @@
+"""The web pages (sign-in, home, trends): HTML for people, served beside the JSON API."""

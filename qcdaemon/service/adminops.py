@@ -1,0 +1,117 @@
+"""Administrative operations shared by the CLI and the running daemon.
+
+DuckDB allows one writer process.  The CLI runs an operation directly on the store when no
+daemon holds it; otherwise it sends the same operation to the running daemon's local admin
+endpoint, authenticated with a random secret in ``<data_dir>/admin.secret`` (mode 0600) and
+accepted from loopback only.  Either way the same function below does the work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from qcdaemon.service.qcservice import QcService
+from qcdaemon.store import Store
+
+Op = Callable[..., Awaitable[Any]]
+
+
+def _public_user(u: dict[str, Any]) -> dict[str, Any]:
+    return {"id": u["id"], "email": u["email"], "is_admin": bool(u["is_admin"])}
+
+
+async def user_add(svc: QcService, email: str, password: str | None, admin: bool = False) -> dict[str, Any]:
+    return _public_user(await svc.add_user(email, password, admin))
+
+
+async def project_add(svc: QcService, name: str, description: str = "", members: list[str] | None = None) -> dict:
+    p = await svc.add_project(name, description, members or [])
+    return {"pk": p["id"], "name": p["name"], "slug": p["slug"], "description": p["description"]}
+
+
+async def pipeline_add(svc: QcService, project: str, name: str, fasta: str | None = None, mqpar: str | None = None,
+                       rawtools_args: str | None = None) -> dict[str, Any]:
+    p = await svc.add_pipeline(project, name, fasta=fasta, mqpar=mqpar, rawtools_args=rawtools_args)
+    return {"uuid": p["uuid"], "slug": p["slug"], "name": p["name"], "path": p["path"]}
+
+
+async def member_add(svc: QcService, project: str, email: str) -> dict[str, Any]:
+    await svc.add_member(project, email)
+    return {"project": project, "member": email}
+
+
+async def token_create(svc: QcService, email: str) -> dict[str, Any]:
+    user = await svc.store.call(Store.user_by_email, email)
+    if user is None:
+        from qcdaemon.errors import NotFound
+
+        raise NotFound(f"no user {email}")
+    token, created = await svc.token_create(user)
+    return {"token": token, "created": created}
+
+
+async def bootstrap_demo(svc: QcService, email: str, password: str | None = None) -> dict[str, Any]:
+    from qcdaemon.demo import bootstrap
+
+    return await bootstrap(svc, email, password)
+
+
+async def runs(svc: QcService, project: str | None = None, pipeline: str | None = None, limit: int = 50) -> list:
+    return await svc.runs_overview(None, project, pipeline, limit)
+
+
+async def retry(svc: QcService, run_key: str, stages: list[str] | None = None) -> dict[str, Any]:
+    return await svc.retry(None, run_key, stages)
+
+
+async def cancel(svc: QcService, run_key: str) -> dict[str, Any]:
+    return await svc.cancel(None, run_key)
+
+
+async def snapshot(svc: QcService) -> dict[str, Any]:
+    """A consistent copy of the database, written inside the data folder (the one place a hardened
+    service may write); the CLI then moves it where the operator asked."""
+    import datetime as dt
+
+    folder = svc.cfg.data_dir / "snapshots"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"qcdaemon-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.duckdb"
+    await svc.store.call(Store.snapshot, path)
+    os.chmod(path, 0o600)
+    return {"snapshot": str(path), "bytes": path.stat().st_size}
+
+
+OPS: dict[str, Op] = {
+    "user_add": user_add,
+    "project_add": project_add,
+    "pipeline_add": pipeline_add,
+    "member_add": member_add,
+    "token_create": token_create,
+    "bootstrap_demo": bootstrap_demo,
+    "runs": runs,
+    "retry": retry,
+    "cancel": cancel,
+    "snapshot": snapshot,
+}
+
+
+def write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+def daemon_info_path(data_dir: Path) -> Path:
+    return data_dir / "daemon.json"
+
+
+def read_daemon_info(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(daemon_info_path(data_dir).read_text())
+    except (OSError, ValueError):
+        return None

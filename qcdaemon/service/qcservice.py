@@ -1,0 +1,362 @@
+"""The use cases behind the API and the CLI: who may see and change what, and the answers.
+
+Handlers and CLI commands stay thin and call these; this module knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import unicodedata
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from qcdaemon import __version__
+from qcdaemon.config import DEFAULT_RAWTOOLS_ARGS, Config
+from qcdaemon.core import security
+from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound
+from qcdaemon.qc import mzqc, qcdata
+from qcdaemon.store import AsyncStore, Store
+
+ACTIONS = {
+    "flag": {"flagged": True},
+    "unflag": {"flagged": False},
+    "accept": {"use_downstream": True},
+    "reject": {"use_downstream": False},
+}
+
+
+def slugify(value: str) -> str:
+    """Django's slugify: ASCII, lower case, runs of spaces/dashes to one dash."""
+    value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
+    value = re.sub(r"[^\w\s-]", "", value.lower())
+    return re.sub(r"[-\s]+", "-", value).strip("-_")
+
+
+class EngineControl(Protocol):
+    """What the use cases may ask of a running engine: look at the queue again, stop a run's stages."""
+
+    def wake(self) -> None: ...
+
+    def cancel(self, run_id: int) -> None: ...
+
+
+class QcService:
+    def __init__(self, store: AsyncStore, cfg: Config, key: bytes) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.key = key
+        self.engine: EngineControl | None = None  # set by the daemon when the engine runs (wake, cancel)
+
+    # -- identity -----------------------------------------------------------------------------
+
+    async def user_for_token(self, token: str) -> dict[str, Any] | None:
+        return await self.store.call(Store.user_by_token_digest, security.digest(token))
+
+    async def login(self, email: str, password: str) -> dict[str, Any] | None:
+        user = await self.store.call(Store.user_by_email, email)
+        ok = await asyncio.to_thread(security.verify_password, password, user["password_hash"] if user else None)
+        return user if ok and user else None
+
+    async def token_create(self, user: dict[str, Any]) -> tuple[str, bool]:
+        """The user's one token: existing (created False) or new (created True).
+
+        Look-up and creation are one step on the store thread, so that concurrent requests of one
+        user cannot each create a token (the later one silently replacing the earlier one).
+        """
+        key = self.key
+
+        def work(store: Any) -> tuple[str, bool]:
+            row = store.token_of(user["id"])
+            if row:
+                token = security.unseal(key, row["sealed"])
+                if token is not None and security.same(security.digest(token), row["digest"]):
+                    return token, False
+            token = security.new_token()
+            store.put_token(user["id"], security.digest(token), security.seal(key, token))
+            return token, True
+
+        return await self.store.call(work)
+
+    async def token_revoke(self, user: dict[str, Any]) -> bool:
+        return await self.store.call(Store.delete_token, user["id"])
+
+    # -- administration (CLI) ---------------------------------------------------------------
+
+    async def add_user(self, email: str, password: str | None, admin: bool = False) -> dict[str, Any]:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+            raise BadRequest(f"{email!r} is not an e-mail address")
+        hashed = await asyncio.to_thread(security.hash_password, password) if password else None
+        uid = await self.store.call(Store.create_user, email, hashed, admin)
+        return await self.store.call(Store.user, uid)
+
+    async def add_project(self, name: str, description: str = "", members: Sequence[str] = (),
+                          created_by: str | None = None) -> dict[str, Any]:
+        slug = slugify(name)
+        if not slug:
+            raise BadRequest(f"project name {name!r} gives an empty slug")
+        users = [await self._user(m) for m in members]
+        creator = await self._user(created_by) if created_by else None
+        pid = await self.store.call(Store.create_project, name, slug, description, creator["id"] if creator else None)
+        for u in users:
+            await self.store.call(Store.add_member, pid, u["id"])
+        return await self.store.call(Store.project_by_slug, slug)
+
+    async def add_pipeline(self, project: str, name: str, *, fasta: str | None = None, mqpar: str | None = None,
+                           rawtools_args: str | None = None, read_only: bool = False) -> dict[str, Any]:
+        proj = await self.store.call(Store.project_by_slug, project)
+        if proj is None:
+            raise NotFound(f"no project with slug {project!r}")
+        for label, p in (("fasta", fasta), ("mqpar", mqpar)):
+            if p and not Path(p).is_file():
+                raise BadRequest(f"{label} file {p} does not exist")
+        slug = slugify(name)
+        path = self.cfg.data_dir / "pipelines" / proj["slug"] / slug
+        pipeline = await self.store.call(Store.create_pipeline, 
+            proj["id"], name, slug, str(path),
+            fasta_path=str(Path(fasta).resolve()) if fasta else None,
+            mqpar_path=str(Path(mqpar).resolve()) if mqpar else None,
+            rawtools_args=rawtools_args or DEFAULT_RAWTOOLS_ARGS, read_only=read_only,
+        )
+        await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+        return pipeline
+
+    async def add_member(self, project: str, email: str) -> None:
+        proj = await self.store.call(Store.project_by_slug, project)
+        if proj is None:
+            raise NotFound(f"no project with slug {project!r}")
+        await self.store.call(Store.add_member, proj["id"], (await self._user(email))["id"])
+
+    async def _user(self, email: str) -> dict[str, Any]:
+        u = await self.store.call(Store.user_by_email, email)
+        if u is None:
+            raise NotFound(f"no user {email}")
+        return u
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def projects(self, user: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {"pk": p["id"], "name": p["name"], "description": p["description"], "slug": p["slug"]}
+            for p in await self.store.call(Store.visible_projects, user)
+        ]
+
+    async def pipelines(self, user: dict[str, Any], project: str | None) -> list[dict[str, Any]]:
+        proj = await self.store.call(Store.visible_project, user, project) if project else None
+        if proj is None:
+            return []
+        return [
+            {"uuid": p["uuid"], "slug": p["slug"], "name": p["name"], "path_as_str": p["path"]}
+            for p in await self.store.call(Store.pipelines_of, proj["id"])
+        ]
+
+    async def pipeline_uploaders(self, user: dict[str, Any], project: str | None, pipeline: str | None) -> list:
+        if not project or not pipeline:
+            return []
+        p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
+        if p is None:
+            return []
+        return [{"label": e, "value": e} for e in await self.store.call(Store.pipeline_uploaders, p["id"])]
+
+    async def visible_pipeline(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+        p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
+        if p is None:
+            raise Forbidden("Missing permissions for requested pipeline.")
+        return p
+
+    async def qc_data(self, user: dict[str, Any], project: str, pipeline: str, data_range: int | None,
+                      columns: Sequence[str] | None) -> dict[str, list[Any]]:
+        p = await self.visible_pipeline(user, project, pipeline)
+
+        def work(store: Any) -> dict[str, list[Any]]:
+            runs = store.selected_runs(p["id"], data_range)
+            return qcdata.build_qc_data(runs, store.qc_values([r["id"] for r in runs]), columns)
+
+        return await self.store.call(work)
+
+    async def _protein_runs(self, p: dict[str, Any], data_range: int | None,
+                            raw_files: Sequence[str] | None) -> list[dict[str, Any]]:
+        runs = await self.store.call(Store.selected_runs, p["id"], data_range)
+        if raw_files:
+            wanted = {qcdata.stem(n).lower() for n in raw_files}
+            runs = [r for r in runs if qcdata.stem(r["name"]).lower() in wanted]
+        return runs
+
+    async def protein_names(self, user: dict[str, Any], project: str, pipeline: str, data_range: int | None,
+                            raw_files: Sequence[str] | None, remove_con: bool, remove_rev: bool) -> dict:
+        p = await self.visible_pipeline(user, project, pipeline)
+        runs = await self._protein_runs(p, data_range, raw_files)
+        groups = await self.store.call(Store.protein_names, [r["id"] for r in runs], remove_con, remove_rev)
+        return qcdata.protein_names_answer(groups)
+
+    async def protein_groups(self, user: dict[str, Any], project: str, pipeline: str, data_range: int | None,
+                             raw_files: Sequence[str] | None, names: Sequence[str], columns: Sequence[str]) -> dict:
+        p = await self.visible_pipeline(user, project, pipeline)
+        runs = await self._protein_runs(p, data_range, raw_files)
+        rows = await self.store.call(Store.protein_rows, [r["id"] for r in runs], list(names))
+        return qcdata.protein_groups_answer(rows, {r["id"]: r for r in runs}, columns)
+
+    # -- run state changes --------------------------------------------------------------------
+
+    async def select_runs(self, user: dict[str, Any], p: dict[str, Any], *, run_keys: Sequence[str] | None,
+                          raw_file_ids: Sequence[Any] | None, raw_files: Sequence[str] | None) -> list[dict]:
+        runs = await self.store.call(Store.runs_of, p["id"])
+        by_id = {r["id"]: r for r in runs}
+        chosen: list[dict[str, Any]] = []
+        if run_keys is not None:
+            for key in run_keys:
+                m = re.fullmatch(r"rf([0-9]{1,18})", str(key).strip())
+                if not m or int(m.group(1)) not in by_id:
+                    raise NotFound(f"run key {key!r} does not exist in this pipeline")
+                chosen.append(by_id[int(m.group(1))])
+        elif raw_file_ids is not None:
+            for rid in raw_file_ids:
+                try:
+                    n = int(str(rid).strip())
+                except ValueError:
+                    raise BadRequest(f"raw_file_ids: {rid!r} is not an integer") from None
+                if n not in by_id:
+                    raise NotFound(f"raw file id {n} does not exist in this pipeline")
+                chosen.append(by_id[n])
+        elif raw_files is not None:
+            for name in raw_files:
+                hits = [r for r in runs if qcdata.stem(r["name"]) == qcdata.stem(str(name).strip())]
+                if not hits:
+                    raise NotFound(f"raw file {name!r} does not exist in this pipeline")
+                chosen.extend(hits)
+        else:
+            raise BadRequest("one of run_keys, raw_file_ids or raw_files is required")
+        if not chosen:
+            raise BadRequest("the selection is empty")
+        unique = list({r["id"]: r for r in chosen}.values())
+        if not user["is_admin"]:
+            foreign = [r for r in unique if r["owner_id"] != user["id"]]
+            if foreign:
+                raise Forbidden(f"run {foreign[0]['run_key']} is not yours to change; nothing was changed")
+        return unique
+
+    async def rawfile_action(self, user: dict[str, Any], project: str, pipeline: str, action: str,
+                             **selector: Any) -> dict[str, Any]:
+        if action not in ACTIONS:
+            raise BadRequest(f"action: unknown action {action!r} (one of {', '.join(ACTIONS)})")
+        p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
+        if p is None:
+            raise Forbidden("Missing permissions for requested pipeline.")
+        runs = await self.select_runs(user, p, **selector)
+        await self.store.call(Store.set_run_fields, [r["id"] for r in runs], **ACTIONS[action])
+        return {"status": "success", "updated": [r["run_key"] for r in runs]}
+
+    # -- processing visibility ------------------------------------------------------------------
+
+    async def runs_overview(self, user: dict[str, Any] | None, project: str | None = None,
+                            pipeline: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        pid = None
+        if project and pipeline:
+            p = await self.store.call(Store.visible_pipeline, user, project, pipeline) if user else \
+                await self.store.call(Store.find_pipeline, f"{project}/{pipeline}")
+            if p is None:
+                raise Forbidden("Missing permissions for requested pipeline.")
+            pid = p["id"]
+        projects = None
+        if user and not user["is_admin"]:
+            # filtered in the query, before the limit: others' newer runs must not crowd out one's own
+            projects = [p["id"] for p in await self.store.call(Store.visible_projects, user)]
+        return await self.store.call(Store.runs_overview, pid, limit, projects)
+
+    async def run_for_change(self, user: dict[str, Any] | None, run_key: str) -> dict[str, Any]:
+        m = re.fullmatch(r"rf([0-9]{1,18})", str(run_key or "").strip())
+        if not m:
+            raise BadRequest(f"run_key: {run_key!r} is not a run key like 'rf12'")
+        try:
+            run = await self.store.call(Store.run, int(m.group(1)))
+        except NotFound:
+            raise NotFound(f"run {run_key} does not exist") from None
+        if user is not None and not user["is_admin"]:
+            if await self.store.call(Store.visible_project, user, run["project_slug"]) is None:
+                raise NotFound(f"run {run_key} does not exist")
+            if run["owner_id"] != user["id"]:
+                raise Forbidden(f"run {run_key} is not yours to change")
+        return run
+
+    async def retry(self, user: dict[str, Any] | None, run_key: str, stages: Sequence[str] | None = None) -> dict:
+        run = await self.run_for_change(user, run_key)
+        requeued = await self.store.call(Store.retry_run, run["id"], stages)
+        if not requeued:
+            raise Conflict(f"run {run_key} has no failed, cancelled or skipped stage to retry")
+        if self.engine is not None:
+            self.engine.wake()
+        return {"run_key": run["run_key"], "requeued": requeued}
+
+    async def cancel(self, user: dict[str, Any] | None, run_key: str) -> dict:
+        run = await self.run_for_change(user, run_key)
+        running = await self.store.call(Store.cancel_run, run["id"])
+        if running and self.engine is not None:
+            self.engine.cancel(run["id"])
+        return {"run_key": run["run_key"], "cancelled": True, "stopping": running}
+
+    # -- new runs ---------------------------------------------------------------------------------
+
+    def stage_plan(self, pipeline: dict[str, Any]) -> list[tuple[str, str | None]]:
+        """The stages of a new run; a stage that cannot run here is created 'skipped' with the reason."""
+        eng = self.cfg.engine
+        mq_missing = [k for k in ("fasta_path", "mqpar_path") if not pipeline.get(k)]
+        return [
+            ("native", None if eng.native else "native metrics are switched off ([engine] native = false)"),
+            ("rawtools", None if eng.rawtools.command else "RawTools is not configured ([engine.rawtools] command)"),
+            ("maxquant",
+             "MaxQuant is not configured ([engine.maxquant] command)" if not eng.maxquant.command
+             else f"the pipeline has no {' and no '.join(m.split('_')[0] for m in mq_missing)} file"
+             if mq_missing else None),
+        ]
+
+    async def new_run(self, pipeline: dict[str, Any], name: str, *, source: str, owner_id: int | None,
+                      stored_path: str, size: int, sha256: str, ledger: dict[str, Any] | None = None) -> dict:
+        run = await self.store.call(Store.create_run, 
+            pipeline["id"], name, source=source, owner_id=owner_id, stored_path=stored_path, size=size,
+            sha256=sha256, stages=self.stage_plan(pipeline), ledger=ledger,
+        )
+        if self.engine is not None:
+            self.engine.wake()
+        return run
+
+    # -- exports and plots ------------------------------------------------------------------------
+
+    async def mzqc_export(self, user: dict[str, Any], project: str, pipeline: str, data_range: int | None,
+                          run_keys: Sequence[str] | None) -> dict[str, Any]:
+        """The pipeline's runs as an mzQC document: all, the newest ``data_range``, or ``run_keys``
+        (an unknown key is a 404; the runs keep their acquisition order either way)."""
+        if run_keys and data_range is not None:
+            raise BadRequest("give only one of run_keys, data_range")
+        p = await self.visible_pipeline(user, project, pipeline)
+
+        def work(store: Any) -> tuple[list[dict[str, Any]], list[tuple[int, str, str, Any]]]:
+            runs = store.selected_runs(p["id"], None if run_keys else data_range)
+            if run_keys:
+                by_key = {r["run_key"]: r for r in runs}
+                for key in run_keys:
+                    if str(key).strip() not in by_key:
+                        raise NotFound(f"run key {key!r} does not exist in this pipeline")
+                wanted = {str(k).strip() for k in run_keys}
+                runs = [r for r in runs if r["run_key"] in wanted]
+            return runs, store.qc_values([r["id"] for r in runs])
+
+        runs, values = await self.store.call(work)
+        by_run: dict[int, list[tuple[str, str, Any]]] = {}
+        for run_id, source, name, value in values:
+            by_run.setdefault(run_id, []).append((source, name, value))
+        return mzqc.build_mzqc(runs, by_run, pipeline=p, created=datetime.now(timezone.utc), version=__version__)
+
+    async def chromatograms(self, user: dict[str, Any], project: str, pipeline: str, run_key: str) -> dict[str, Any]:
+        """The run's stored chromatograms (TIC/BPC per MS order): ``{name: {"rt": [...], "intensity": [...]}}``."""
+        p = await self.visible_pipeline(user, project, pipeline)
+        m = re.fullmatch(r"rf([0-9]{1,18})", str(run_key).strip())
+        run = None
+        if m:
+            try:
+                run = await self.store.call(Store.run, int(m.group(1)))
+            except NotFound:
+                run = None
+        if run is None or run["pipeline_id"] != p["id"]:
+            raise NotFound(f"run key {run_key!r} does not exist in this pipeline")
+        return {"run_key": run["run_key"], "chromatograms": await self.store.call(Store.chromatograms, run["id"])}

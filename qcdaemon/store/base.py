@@ -1,0 +1,52 @@
+"""The typed base every store module builds on: one DuckDB connection and its few primitives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+
+class StoreBase:
+    """One DuckDB connection, used from one thread only (the gate in ``qcdaemon.store`` sees to that)."""
+
+    con: duckdb.DuckDBPyConnection
+    path: Path
+
+    def transaction(self) -> Tx:
+        return Tx(self.con)
+
+    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql, list(params))
+        names = [d[0] for d in cur.description or ()]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def row(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
+        rows = self.rows(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        r = self.con.execute(sql, list(params)).fetchone()
+        return r[0] if r else None
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
+        self.con.execute(sql, list(params))
+
+    def next_id(self, seq: str) -> int:
+        return int(self.scalar(f"SELECT nextval('{seq}')"))
+
+
+class Tx:
+    """``with store.transaction():`` commits on success and rolls back on any exception."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.con.execute("BEGIN TRANSACTION")
+        return self.con
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")

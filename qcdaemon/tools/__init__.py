@@ -1,0 +1,1 @@
+"""External programs: the runner that starts them, and RawTools and MaxQuant command building and parsing."""

@@ -1,0 +1,368 @@
+"""Run one external tool as a low-priority child that can always be stopped.
+
+:func:`run_tool` is the only door to RawTools and MaxQuant.  It never uses a shell, sends the
+tool's output to files (never pipes, which fill up and hang the tool), runs it at low priority
+in its own process group, and makes sure the tool dies with the daemon:
+
+* POSIX: a new session (so the group can be signalled as a whole), the nice value set in the
+  child, and on Linux ``PR_SET_PDEATHSIG=SIGKILL`` so a SIGKILLed daemon takes its direct child
+  with it.  Stopping = SIGTERM to the group, ``grace`` seconds, then SIGKILL to the group.
+* Windows: ``BELOW_NORMAL_PRIORITY_CLASS`` and a kill-on-close Job Object (see ``winjob``).
+
+A failed, timed-out or cancelled run is data (a :class:`ToolResult`), not an exception; only
+task cancellation propagates (after the tool has been stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import functools
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from qcdaemon.tools import orphans
+
+log = structlog.get_logger(__name__)
+
+IS_WINDOWS = os.name == "nt"
+TERM_GRACE_SECONDS = 5.0
+EXCERPT_MAX_CHARS = 16_000
+_MARKERS = ("Unhandled Exception", "System.Exception")
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What happened to one tool run; the log files stay on disk for the UI and for debugging."""
+
+    argv: tuple[str, ...]
+    exit_code: int | None
+    timed_out: bool
+    cancelled: bool
+    started_at: float
+    ended_at: float
+    stdout_path: Path
+    stderr_path: Path
+    error_excerpt: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.cancelled
+
+    @property
+    def duration(self) -> float:
+        return self.ended_at - self.started_at
+
+
+# Error excerpts (pure; behaviour spec 2.8)
+
+def excerpt_text(text: str, *, tail: bool = False) -> str | None:
+    """The readable part of a tool's log: the .NET exception if any, else 20 non-empty lines.
+
+    With an ``Unhandled Exception``/``System.Exception`` line: from the non-empty line before it
+    through the next 15 non-empty lines.  Otherwise the first (or, with ``tail``, the last) 20
+    non-empty lines.  None when there is nothing but whitespace.
+    """
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    for i, line in enumerate(lines):
+        if any(marker in line for marker in _MARKERS):
+            return "\n".join(lines[max(i - 1, 0): i + 16])
+    return "\n".join(lines[-20:] if tail else lines[:20])
+
+
+def _read_limited(path: Path, *, tail: bool) -> str:
+    try:
+        with open(path, "rb") as f:
+            if tail:
+                f.seek(max(f.seek(0, os.SEEK_END) - EXCERPT_MAX_CHARS, 0))
+            return f.read(EXCERPT_MAX_CHARS).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def read_excerpt(stdout_path: Path, stderr_path: Path) -> str | None:
+    """Excerpt of stderr (its head); if stderr is empty, of stdout (its tail: errors come last)."""
+    return excerpt_text(_read_limited(stderr_path, tail=False)) or excerpt_text(
+        _read_limited(stdout_path, tail=True), tail=True
+    )
+
+
+def _failure_reason(exit_code: int, excerpt: str | None) -> str:
+    if exit_code < 0 and not IS_WINDOWS:
+        with contextlib.suppress(ValueError):
+            head = f"killed by {signal.Signals(-exit_code).name} (exit code {exit_code})"
+            return f"{head}: {excerpt}" if excerpt else head
+    return f"exit code {exit_code}: {excerpt}" if excerpt else f"exit code {exit_code} (no output captured)"
+
+
+# Spawning
+
+@functools.cache
+def _linux_prctl() -> Callable[..., int] | None:
+    """libc ``prctl``, resolved in the parent so the forked child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl  # type: ignore[no-any-return]
+
+
+def _posix_child_setup(nice: int) -> Callable[[], None]:
+    """preexec_fn: lower the priority and tie the child's life to ours.
+
+    Runs between fork and exec, so it only makes plain syscalls: no imports, no locks, no
+    logging.  The nice value is absolute (it is never lowered below what we already have,
+    which an unprivileged process could not do anyway).
+    """
+    parent = os.getpid()
+    prctl = _linux_prctl()
+
+    def setup() -> None:
+        try:
+            if nice > os.getpriority(os.PRIO_PROCESS, 0):
+                os.setpriority(os.PRIO_PROCESS, 0, nice)
+        except OSError:
+            pass
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the daemon died before prctl took effect
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return setup
+
+
+def _spawn_kwargs(nice: int) -> dict[str, Any]:
+    if IS_WINDOWS:
+        from qcdaemon.tools import winjob
+
+        return {"creationflags": winjob.creation_flags(nice, has_console=winjob.has_console())}
+    return {"start_new_session": True, "preexec_fn": _posix_child_setup(nice)}
+
+
+def _windows_job(pid: int, nice: int) -> Any:
+    from qcdaemon.tools import winjob
+
+    try:
+        job = winjob.WindowsJob(priority=winjob.priority_class(nice))
+        job.assign(pid)
+        return job
+    except OSError as exc:  # e.g. a nested job not allowed on an old Windows
+        log.warning("tool_job_object_failed", pid=pid, error=str(exc))
+        return None
+
+
+def _start_error(argv0: str, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"executable not found: {argv0}"
+    if isinstance(exc, PermissionError):
+        return f"executable not runnable: {argv0} (permission denied)"
+    return f"could not start {argv0}: {exc.strerror or exc}"
+
+
+# Stopping
+
+def _group_alive(pgid: int) -> bool:
+    """Is any live (non-zombie) process left in process group ``pgid``?"""
+    proc = Path("/proc")
+    if proc.is_dir():
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+                return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _signal_group(proc: asyncio.subprocess.Process, job: Any, *, kill: bool) -> bool:
+    """Send the graceful (SIGTERM / CTRL_BREAK) or the final (SIGKILL / job kill) stop."""
+    if IS_WINDOWS:
+        if kill:
+            if job is not None:
+                job.terminate(1)
+            with contextlib.suppress(ProcessLookupError, OSError):
+                proc.kill()
+            return True
+        from qcdaemon.tools import winjob
+
+        if not winjob.has_console():
+            return False  # nothing can ask a console-less child to stop gracefully
+        with contextlib.suppress(ProcessLookupError, OSError):
+            proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+        return True
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    return True
+
+
+async def _stop(proc: asyncio.subprocess.Process, job: Any, grace: float, name: str) -> None:
+    """Terminate, wait ``grace`` seconds, then kill; logs each step."""
+    if proc.returncode is None:
+        log.info("tool_terminating", tool=name, pid=proc.pid)
+        if _signal_group(proc, job, kill=False):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace)
+    if proc.returncode is None:
+        log.warning("tool_killing", tool=name, pid=proc.pid)
+        _signal_group(proc, job, kill=True)
+        await proc.wait()
+
+
+async def _group_gone_within(pgid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while await asyncio.to_thread(_group_alive, pgid):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def _reap_group(pgid: int, grace: float, name: str) -> None:
+    """After the tool exited: stop anything still running in its process group (POSIX).
+
+    Members already signalled get a moment to die before they count as left over.
+    """
+    if IS_WINDOWS or await _group_gone_within(pgid, 0.5):
+        return
+    log.warning("tool_left_processes", tool=name, pgid=pgid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    if not await _group_gone_within(pgid, grace):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        await _group_gone_within(pgid, grace)
+
+
+async def _wait(proc: asyncio.subprocess.Process, timeout: float, cancel: asyncio.Event | None) -> str:
+    """Wait for exit, timeout or the cancel event: returns "exited", "timeout" or "cancel"."""
+    try:
+        async with asyncio.timeout(timeout):
+            if cancel is None:
+                await proc.wait()
+                return "exited"
+            waiter = asyncio.ensure_future(proc.wait())
+            stopper = asyncio.ensure_future(cancel.wait())
+            try:
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopper.cancel()
+            return "exited" if proc.returncode is not None else "cancel"
+    except TimeoutError:
+        return "timeout"
+
+
+async def run_tool(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    log_dir: Path,
+    name: str,
+    timeout: float,
+    nice: int = 10,
+    env: Mapping[str, str] | None = None,
+    cancel: asyncio.Event | None = None,
+    grace: float = TERM_GRACE_SECONDS,
+    pid_dir: Path | None = None,
+) -> ToolResult:
+    """Run ``argv`` to completion, timeout or cancellation and describe what happened.
+
+    Args:
+        argv: program and arguments (no shell).
+        cwd: working directory; created if missing.
+        log_dir: where ``<name>.out`` and ``<name>.err`` go; created if missing.
+        name: stage name, used for the log files and log events.
+        timeout: seconds before the tool is stopped and the result marked ``timed_out``.
+        nice: POSIX nice value for the tool (Windows: mapped to a priority class).
+        env: extra variables added to the daemon's environment (not a replacement).
+        cancel: when set, the tool is stopped and the result marked ``cancelled``.
+        grace: seconds between the graceful stop and the kill.
+        pid_dir: where a record of the running tool's process group is kept (see ``orphans``).
+
+    Raises:
+        asyncio.CancelledError: the calling task was cancelled; the tool is stopped first.
+    """
+    argv = tuple(str(a) for a in argv)
+    cwd, log_dir = Path(cwd), Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cwd.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
+    started = time.time()
+
+    def result(code: int | None, error: str | None, *, timed_out: bool = False, cancelled: bool = False) -> ToolResult:
+        return ToolResult(argv, code, timed_out, cancelled, started, time.time(), out_path, err_path, error)
+
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        if not argv:
+            return result(None, "no command configured")
+        if cancel is not None and cancel.is_set():
+            return result(None, "cancelled before start", cancelled=True)
+        tool_id = orphans.new_id()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+                env={**os.environ, **(env or {}), orphans.ENV_KEY: tool_id}, **_spawn_kwargs(nice),
+            )
+        except OSError as exc:
+            log.error("tool_start_failed", tool=name, argv=argv, error=str(exc))
+            return result(None, _start_error(argv[0], exc))
+        job = _windows_job(proc.pid, nice) if IS_WINDOWS else None
+        record = orphans.record(pid_dir, name, proc.pid, tool_id)
+        log.info("tool_started", tool=name, pid=proc.pid, argv=argv, cwd=str(cwd))
+        try:
+            try:
+                outcome = await _wait(proc, timeout, cancel)
+                if outcome != "exited":
+                    log.warning("tool_stopping", tool=name, pid=proc.pid, reason=outcome)
+                    await _stop(proc, job, grace, name)
+                await _reap_group(proc.pid, grace, name)
+            except asyncio.CancelledError:
+                log.warning("tool_stopping", tool=name, pid=proc.pid, reason="task cancelled")
+                try:
+                    await _stop(proc, job, grace, name)
+                    await _reap_group(proc.pid, grace, name)
+                finally:
+                    if proc.returncode is None:  # cancelled again while stopping: no mercy
+                        _signal_group(proc, job, kill=True)
+                raise
+        finally:
+            orphans.forget(record)
+            if job is not None:
+                job.close()
+
+    exit_code = proc.returncode
+    log.info("tool_exited", tool=name, pid=proc.pid, exit_code=exit_code, outcome=outcome,
+             seconds=round(time.time() - started, 3))
+    if outcome == "timeout":
+        return result(exit_code, f"timed out after {timeout:g} s", timed_out=True)
+    if outcome == "cancel":
+        return result(exit_code, "cancelled", cancelled=True)
+    if exit_code == 0:
+        return result(0, None)
+    excerpt = await asyncio.to_thread(read_excerpt, out_path, err_path)
+    assert exit_code is not None
+    return result(exit_code, _failure_reason(exit_code, excerpt))
