@@ -9,8 +9,9 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from qcdaemon import __version__
 from qcdaemon.config import Config, load_config

@@ -22,19 +22,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from aiohttp import ClientSession, web  # noqa: E402
+from aiohttp import ClientSession, web
 
-from qcdaemon import qcdata  # noqa: E402
-from qcdaemon.config import config_from_dict  # noqa: E402
-from qcdaemon.core.security import load_or_create_key  # noqa: E402
-from qcdaemon.server import create_app  # noqa: E402
-from qcdaemon.service.qcservice import QcService  # noqa: E402
+from qcdaemon import qcdata
+from qcdaemon.config import config_from_dict
+from qcdaemon.core.security import load_or_create_key
+from qcdaemon.server import create_app
+from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import (
-    AsyncStore,  # noqa: E402
+    AsyncStore,
     Store,
 )
-from qcdaemon.tools.maxquant_parse import parse_maxquant  # noqa: E402
-from qcdaemon.tools.rawtools_parse import parse_rawtools  # noqa: E402
+from qcdaemon.tools.maxquant_parse import parse_maxquant
+from qcdaemon.tools.rawtools_parse import parse_rawtools
 
 
 def seed(store: AsyncStore, runs: int) -> int:

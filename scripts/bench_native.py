@@ -26,8 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from qcdaemon.rawfile.native import compute_native_metrics  # noqa: E402
-from qcdaemon.tools.rawtools import find_rawtools_exe  # noqa: E402
+from qcdaemon.rawfile.native import compute_native_metrics
+from qcdaemon.tools.rawtools import find_rawtools_exe
 
 DEFAULT_FILES = ("small2.RAW", "small.RAW", "Angiotensin_325-HCD.raw", "Blank04_29Mar17_Smeagol.raw")
 RAWTOOLS_ARGS = "-p -q -x -u -l -m -r TMT11 -chro 12TB".split()

@@ -123,7 +123,7 @@ async def bootstrap(svc: QcService, email: str = DEFAULT_USER, password: str | N
 async def _seed_run(svc: QcService, pipeline: dict[str, Any], user: dict[str, Any], name: str,
                     parsed: dict[str, Any]) -> None:
     acquired = (parsed["rawtools"] or {}).get("DateAcquired")
-    run = await svc.store.call(Store.create_run, 
+    run = await svc.store.call(Store.create_run,
         pipeline["id"], name, source="demo", owner_id=user["id"], state="done",
         acquired_at=acquired if isinstance(acquired, dt.datetime) else None,
     )

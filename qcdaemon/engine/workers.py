@@ -61,7 +61,7 @@ class Engine:
     def cancel(self, run_id: int) -> None:
         # A stage is registered in the same loop step in which its claim completes, and the
         # store serialises claim and cancel, so a running stage is always found here.
-        for (rid, stage), ev in self.cancels.items():
+        for (rid, _stage), ev in self.cancels.items():
             if rid == run_id:
                 ev.set()
 
@@ -140,7 +140,7 @@ class Engine:
             log.warning("stage_retrying", run_key=run["run_key"], stage=stage, attempt=job["attempts"],
                         of=allowed, error=(outcome.get("error") or "")[:300])
             return
-        await self.store.call(Store.finish_stage, 
+        await self.store.call(Store.finish_stage,
             run_id, stage, state, error=outcome.get("error"), exit_code=outcome.get("exit_code"),
             log_dir=outcome.get("log_dir"),
         )

@@ -24,10 +24,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Any, Callable
+from typing import Any
 
 from qcdaemon.errors import NotFound
 from qcdaemon.qc.qcdata import merge_run_values

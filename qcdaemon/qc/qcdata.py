@@ -8,8 +8,9 @@ metadata and calendar columns, and lays the result out as ``{column: [value per 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from pathlib import PurePath, PurePosixPath, PureWindowsPath
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from qcdaemon.tools.maxquant_parse import MAXQUANT_COLUMNS
 from qcdaemon.tools.rawtools_parse import RAWTOOLS_COLUMNS, calendar_columns

@@ -7,6 +7,7 @@ than 20 MS1 scans, ...) the native value is computed if the data allow it and No
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,7 +87,7 @@ def _counts_and_rates(scans: Sequence[Scan], ms: dict[int, list[Scan]]) -> dict[
 def _cycle(ms: dict[int, list[Scan]]) -> dict[str, Any]:
     """Duty cycle (median, with RawTools' trailing NaN) and MS2 scans per MS1 scan."""
     ms1 = ms[1]
-    duty = [(b.rt - a.rt) * 60 for a, b in zip(ms1, ms1[1:])]
+    duty = [(b.rt - a.rt) * 60 for a, b in itertools.pairwise(ms1)]
     triggered: dict[int, int] = {s.number: 0 for s in ms1}
     for scan in ms[2]:
         if scan.master in triggered:

@@ -75,7 +75,7 @@ def _naive_utc(timestamp: float | None) -> dt.datetime | None:
     if timestamp is None:
         return None
     try:
-        return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).replace(tzinfo=None)
+        return dt.datetime.fromtimestamp(timestamp, dt.UTC).replace(tzinfo=None)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -96,7 +96,7 @@ def _call(path: Path, what: str, fn: Any) -> Any:
         return fn()
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - pyo3's PanicException derives from BaseException
+    except BaseException as exc:
         reason = str(exc).strip() or type(exc).__name__
         raise CorruptRawFile(f"{path.name}: truncated or corrupt RAW file ({what}: {reason})") from None
 
@@ -191,7 +191,7 @@ def _trailer(raw: Any, number: int) -> dict[str, Any]:
         params = raw.scan_parameters(number)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException:  # noqa: BLE001 - includes pyo3's PanicException
+    except BaseException:
         return {}
     return params if isinstance(params, dict) else {}
 

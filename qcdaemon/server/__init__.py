@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from aiohttp import web
 
 from qcdaemon.config import Config, ServerConfig
 from qcdaemon.server.app import create_app
 
-__all__ = ["create_app", "serve", "is_loopback", "url_of"]
+__all__ = ["create_app", "is_loopback", "serve", "url_of"]
 
 
 def is_loopback(host: str) -> bool:

@@ -26,7 +26,7 @@ class Body:
         self.form = form
 
     @classmethod
-    async def read(cls, request: web.Request) -> "Body":
+    async def read(cls, request: web.Request) -> Body:
         ctype = request.content_type
         if ctype == "application/json" or (ctype not in _FORM_TYPES and request.can_read_body and ctype != "multipart/form-data"):
             raw = await request.read()

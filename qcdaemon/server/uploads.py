@@ -55,7 +55,7 @@ class _Sink:
         self.head = b""
         self.sha = hashlib.sha256()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(path, "wb")
+        self.f = open(path, "wb")  # noqa: SIM115 (open for the upload's lifetime; closed by close()/discard())
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from qcdaemon import __version__
 from qcdaemon.config import DEFAULT_RAWTOOLS_ARGS, Config
@@ -32,6 +33,10 @@ def slugify(value: str) -> str:
     value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
     value = re.sub(r"[^\w\s-]", "", value.lower())
     return re.sub(r"[-\s]+", "-", value).strip("-_")
+
+
+def _resolved(path: str | None) -> str | None:
+    return str(Path(path).resolve()) if path else None
 
 
 class EngineControl(Protocol):
@@ -109,14 +114,14 @@ class QcService:
         if proj is None:
             raise NotFound(f"no project with slug {project!r}")
         for label, p in (("fasta", fasta), ("mqpar", mqpar)):
-            if p and not Path(p).is_file():
+            if p and not await asyncio.to_thread(Path(p).is_file):
                 raise BadRequest(f"{label} file {p} does not exist")
+        fasta, mqpar = await asyncio.to_thread(_resolved, fasta), await asyncio.to_thread(_resolved, mqpar)
         slug = slugify(name)
         path = self.cfg.data_dir / "pipelines" / proj["slug"] / slug
-        pipeline = await self.store.call(Store.create_pipeline, 
+        pipeline = await self.store.call(Store.create_pipeline,
             proj["id"], name, slug, str(path),
-            fasta_path=str(Path(fasta).resolve()) if fasta else None,
-            mqpar_path=str(Path(mqpar).resolve()) if mqpar else None,
+            fasta_path=fasta, mqpar_path=mqpar,
             rawtools_args=rawtools_args or DEFAULT_RAWTOOLS_ARGS, read_only=read_only,
         )
         await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
@@ -312,7 +317,7 @@ class QcService:
 
     async def new_run(self, pipeline: dict[str, Any], name: str, *, source: str, owner_id: int | None,
                       stored_path: str, size: int, sha256: str, ledger: dict[str, Any] | None = None) -> dict:
-        run = await self.store.call(Store.create_run, 
+        run = await self.store.call(Store.create_run,
             pipeline["id"], name, source=source, owner_id=owner_id, stored_path=stored_path, size=size,
             sha256=sha256, stages=self.stage_plan(pipeline), ledger=ledger,
         )
@@ -345,7 +350,7 @@ class QcService:
         by_run: dict[int, list[tuple[str, str, Any]]] = {}
         for run_id, source, name, value in values:
             by_run.setdefault(run_id, []).append((source, name, value))
-        return mzqc.build_mzqc(runs, by_run, pipeline=p, created=datetime.now(timezone.utc), version=__version__)
+        return mzqc.build_mzqc(runs, by_run, pipeline=p, created=datetime.now(UTC), version=__version__)
 
     async def chromatograms(self, user: dict[str, Any], project: str, pipeline: str, run_key: str) -> dict[str, Any]:
         """The run's stored chromatograms (TIC/BPC per MS order): ``{name: {"rt": [...], "intensity": [...]}}``."""

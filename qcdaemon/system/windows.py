@@ -45,7 +45,7 @@ NAME = "qcdaemon"
 DISPLAY_NAME = "qcdaemon (mass-spectrometry QC)"
 DESCRIPTION = "Quality control of Thermo RAW files next to the instrument; web UI and API on the configured port."
 MODULE = "qcdaemon.system.windows"
-DATA_DIR = Path(os.environ.get("ProgramData", r"C:\ProgramData")) / NAME
+DATA_DIR = Path(os.environ.get("ProgramData", r"C:\ProgramData")) / NAME  # noqa: SIM112 (Windows spells it so)
 RECOVERY = "restart/5000/restart/5000/restart/5000"  # 1st, 2nd, subsequent failures: restart after 5 s
 RESET_SECONDS = 86400  # the failure count resets after a quiet day
 STOP_HINT_MS = 10_000  # each STOP_PENDING report asks the SCM for this much more time
@@ -108,7 +108,7 @@ def host_daemon(
     def target() -> None:
         try:
             rc = run_service(cfg, stop)
-        except BaseException as exc:  # noqa: BLE001 - handed to the service thread below
+        except BaseException as exc:
             failure.append(exc)
         else:
             if rc:
@@ -145,13 +145,13 @@ def service_class(config_path: str) -> type:  # pragma: no cover - needs pywin32
             super().__init__(args)
             self.stop = threading.Event()
 
-        def SvcStop(self) -> None:  # noqa: N802 - pywin32 names
+        def SvcStop(self) -> None:
             self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=STOP_HINT_MS)
             self.stop.set()
 
         SvcShutdown = SvcStop
 
-        def SvcDoRun(self) -> None:  # noqa: N802
+        def SvcDoRun(self) -> None:
             from qcdaemon.daemon import run_service  # configures logging itself
 
             servicemanager.LogInfoMsg(f"{NAME}: starting with {config_path}")

@@ -316,7 +316,7 @@ async def run_tool(
     def result(code: int | None, error: str | None, *, timed_out: bool = False, cancelled: bool = False) -> ToolResult:
         return ToolResult(argv, code, timed_out, cancelled, started, time.time(), out_path, err_path, error)
 
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:  # noqa: ASYNC230 (local files, opened in no time)
         if not argv:
             return result(None, "no command configured")
         if cancel is not None and cancel.is_set():

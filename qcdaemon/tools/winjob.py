@@ -33,7 +33,7 @@ PROCESS_TERMINATE = 0x0001
 PROCESS_SET_QUOTA = 0x0100
 
 
-class IO_COUNTERS(ctypes.Structure):  # noqa: N801 - Windows name
+class IO_COUNTERS(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_uint64)
         for name in (
@@ -43,7 +43,7 @@ class IO_COUNTERS(ctypes.Structure):  # noqa: N801 - Windows name
     ]
 
 
-class JOBOBJECT_BASIC_LIMIT_INFORMATION(ctypes.Structure):  # noqa: N801
+class JOBOBJECT_BASIC_LIMIT_INFORMATION(ctypes.Structure):
     _fields_ = [
         ("PerProcessUserTimeLimit", ctypes.c_int64),
         ("PerJobUserTimeLimit", ctypes.c_int64),
@@ -57,7 +57,7 @@ class JOBOBJECT_BASIC_LIMIT_INFORMATION(ctypes.Structure):  # noqa: N801
     ]
 
 
-class JOBOBJECT_EXTENDED_LIMIT_INFORMATION(ctypes.Structure):  # noqa: N801
+class JOBOBJECT_EXTENDED_LIMIT_INFORMATION(ctypes.Structure):
     _fields_ = [
         ("BasicLimitInformation", JOBOBJECT_BASIC_LIMIT_INFORMATION),
         ("IoInfo", IO_COUNTERS),

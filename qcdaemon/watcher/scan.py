@@ -119,12 +119,12 @@ def scan_signatures(
 
 def stat_many(
     paths: Sequence[Path], clock: Callable[[], float]
-) -> list[tuple[Sig | None | OSError, float]]:
+) -> list[tuple[Sig | OSError | None, float]]:
     """Blocking helper for the settle check: ``stat_signature`` of each path (errors returned, not
     raised) with the clock reading taken after each stat."""
-    out: list[tuple[Sig | None | OSError, float]] = []
+    out: list[tuple[Sig | OSError | None, float]] = []
     for p in paths:
-        res: Sig | None | OSError
+        res: Sig | OSError | None
         try:
             res = stat_signature(p)
         except OSError as exc:

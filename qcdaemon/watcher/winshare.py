@@ -76,5 +76,5 @@ def default_share_probe() -> Callable[[Path], bool] | None:
     """The probe to use on this OS: :func:`no_writer` on Windows, None elsewhere (Linux has no
     share modes; the settle window alone decides)."""
     if sys.platform == "win32":  # pragma: no cover
-        return no_writer  # noqa: F821 - defined above on Windows
+        return no_writer
     return None

@@ -4,10 +4,12 @@ and the page itself on a real server (session and token access, scoping, junk qu
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import random
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -147,7 +149,7 @@ def _check_ticks(lo: float, hi: float) -> list[float]:
     assert 4 <= len(ticks) <= 5, (lo, hi, ticks)
     assert ticks[0] <= lo and ticks[-1] >= hi, (lo, hi, ticks)
     step = ticks[1] - ticks[0]
-    assert all(math.isclose(b - a, step, rel_tol=1e-6) for a, b in zip(ticks, ticks[1:]))
+    assert all(math.isclose(b - a, step, rel_tol=1e-6) for a, b in itertools.pairwise(ticks))
     mantissa = step / 10 ** math.floor(math.log10(step) + 1e-6)
     assert any(math.isclose(mantissa, m, rel_tol=1e-6) for m in (1, 2, 2.5, 5)), (lo, hi, step)
     return ticks

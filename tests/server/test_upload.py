@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiohttp import FormData
@@ -200,7 +201,7 @@ async def test_header_bytes_that_are_not_utf8_in_the_filename(api: Api, world: W
     boundary = "qcdboundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"pid\"\r\n\r\n{lab_uuid(world)}\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"orig_file\"; filename=\"").encode() \
-        + b"\xff\xfeodd\x80.raw" + "\"\r\nContent-Type: application/octet-stream\r\n\r\n".encode() + RAW_BYTES \
+        + b"\xff\xfeodd\x80.raw" + b"\"\r\nContent-Type: application/octet-stream\r\n\r\n" + RAW_BYTES \
         + f"\r\n--{boundary}--\r\n".encode()
     before = user_files(world)
     r = await upload(api, body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
