@@ -52,7 +52,7 @@ async def _op_direct(cfg: Config, op: str, args: dict[str, Any]) -> Any:
 
     store = await asyncio.to_thread(AsyncStore, cfg.db_path, cfg.store)
     try:
-        svc = QcService(store, cfg, load_or_create_key(cfg.data_dir / "secret.key"))
+        svc = QcService(store, cfg, load_or_create_key(cfg.files.secret_key))
         return await OPS[op](svc, **args)
     finally:
         await asyncio.to_thread(store.close)
@@ -64,7 +64,7 @@ def _op_via_daemon(cfg: Config, op: str, args: dict[str, Any], busy: StoreBusy) 
     from qcdaemon.service.adminops import read_daemon_info
 
     info = read_daemon_info(cfg.data_dir)
-    secret_file = cfg.data_dir / "admin.secret"
+    secret_file = cfg.files.admin_secret
     if info is None or not secret_file.exists():
         raise QcdaemonError(f"{busy}; and no running qcdaemon answers for {cfg.data_dir}. Stop the other process.")
     try:
@@ -174,9 +174,9 @@ def cmd_bootstrap_demo(args: argparse.Namespace) -> int:
     cfg = _config(args)
     report = run_op(cfg, "bootstrap_demo", email=args.user, password=_read_password(args, required=False))
     pw = report.pop("generated_password", None)
-    saved = cfg.data_dir / "demo-password.txt"
+    saved = cfg.files.demo_password
     if pw:
-        from qcdaemon.service.adminops import write_private
+        from qcdaemon.core.files import write_private
 
         write_private(saved, f"{args.user} {pw}\n")
     _print(report)

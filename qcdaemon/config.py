@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import platformdirs
 
+from qcdaemon.core.net import is_loopback
+from qcdaemon.core.paths import DataPaths
 from qcdaemon.errors import ConfigError
 
 APP = "qcdaemon"
@@ -136,8 +138,13 @@ class Config:
         return Path(self.paths.log_dir) if self.paths.log_dir else default_log_dir(self.mode)
 
     @property
+    def files(self) -> DataPaths:
+        """Every file and folder under the data directory."""
+        return DataPaths(self.data_dir)
+
+    @property
     def db_path(self) -> Path:
-        return self.data_dir / "qcdaemon.duckdb"
+        return self.files.db
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,14 +292,8 @@ def _check_overlaps(watches: tuple[WatchConfig, ...]) -> None:
 
 def transport_problem(cfg: Config) -> str | None:
     """Why the server must not start as configured (plain HTTP on the network without opt-in), or None."""
-    import ipaddress
-
     s = cfg.server
-    try:
-        loopback = s.host == "localhost" or ipaddress.ip_address(s.host).is_loopback
-    except ValueError:
-        loopback = False
-    if loopback or s.tls_cert or s.allow_insecure_http:
+    if is_loopback(s.host) or s.tls_cert or s.allow_insecure_http:
         return None
     return (
         f"server.host: {s.host} is reachable from other machines; set server.tls_cert and server.tls_key "

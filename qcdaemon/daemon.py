@@ -25,13 +25,13 @@ import structlog
 
 from qcdaemon import __version__
 from qcdaemon.config import Config, transport_problem
+from qcdaemon.core.files import write_private
 from qcdaemon.core.security import load_or_create_key
 from qcdaemon.engine.ingest import Ingest
 from qcdaemon.engine.workers import Engine
 from qcdaemon.errors import ConfigError, StoreBusy
 from qcdaemon.server import create_app, is_loopback, serve, url_of
 from qcdaemon.server.keys import STATE
-from qcdaemon.service.adminops import daemon_info_path, write_private
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import AsyncStore, Store
 
@@ -85,11 +85,11 @@ class Daemon:
 
     async def _run_with_store(self, store: AsyncStore) -> int:
         cfg = self.cfg
-        svc = QcService(store, cfg, load_or_create_key(cfg.data_dir / "secret.key"))
+        svc = QcService(store, cfg, load_or_create_key(cfg.files.secret_key))
         ingest = Ingest(svc, cfg)
         await ingest.resolve()
         self.engine = engine = Engine(svc, cfg)
-        from qcdaemon.system.sdnotify import sd_notify, watchdog_interval
+        from qcdaemon.core.sdnotify import sd_notify, watchdog_interval
         from qcdaemon.watcher import FolderWatcher
 
         self.watcher = FolderWatcher(cfg.watch, ingest.on_event)
@@ -98,7 +98,7 @@ class Daemon:
         admin_secret = secrets.token_hex(32)
         app[STATE]["admin_secret"] = admin_secret
         # uploads cut off by a crash leave .part files; none can be in flight before the server starts
-        await asyncio.to_thread(shutil.rmtree, cfg.data_dir / "incoming", True)
+        await asyncio.to_thread(shutil.rmtree, cfg.files.incoming, True)
         async with AsyncExitStack() as stack:
             try:  # bind first: a busy port stops start-up before any work is taken
                 await stack.enter_async_context(serve(app, cfg))
@@ -107,10 +107,10 @@ class Daemon:
                 print(f"qcdaemon: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}"
                       " (is another program using the port? set [server] port)", file=sys.stderr)
                 return 1
-            write_private(cfg.data_dir / "admin.secret", admin_secret + "\n")
+            write_private(cfg.files.admin_secret, admin_secret + "\n")
             info = {"pid": os.getpid(), "url": url_of(cfg.server), "admin_url": url_of(cfg.server) + "/_admin/op",
                     "version": __version__}
-            write_private(daemon_info_path(cfg.data_dir), json.dumps(info))
+            write_private(cfg.files.daemon_info, json.dumps(info))
             await engine.start()
             await self.watcher.start()
             pending = sum(w.get("pending", 0) for w in self.watcher.status())
@@ -128,7 +128,7 @@ class Daemon:
             # the engine takes no new stage from this moment; the watcher winds down meanwhile
             await asyncio.gather(engine.stop(timeout), self.watcher.stop())
             await ingest.stop()
-            for f in (cfg.data_dir / "admin.secret", daemon_info_path(cfg.data_dir)):
+            for f in (cfg.files.admin_secret, cfg.files.daemon_info):
                 f.unlink(missing_ok=True)
         log.info("stopped")
         return 0

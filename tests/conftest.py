@@ -33,10 +33,10 @@ import pytest_asyncio
 from aiohttp import ClientSession, CookieJar, FormData
 from aiohttp.test_utils import TestClient, TestServer
 
-from qcdaemon import demo
 from qcdaemon.config import Config, config_from_dict
 from qcdaemon.core import security
 from qcdaemon.server import create_app
+from qcdaemon.service import demo
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.tools.maxquant_parse import ProteinGroup

@@ -36,7 +36,7 @@ class Engine:
         self.shutdown_cancels: set[tuple[int, str]] = set()
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
-        self.pid_dir = cfg.data_dir / "pids"
+        self.pid_dir = cfg.files.pids
         self.ctx = StageContext(store=svc.store, cfg=cfg, pid_dir=self.pid_dir)
         svc.engine = self
 
@@ -152,7 +152,7 @@ class Engine:
     async def _outcome(self, run: dict[str, Any], stage: str, cancel: asyncio.Event) -> dict[str, Any]:
         """Run the stage; a failure of the tool, its output or the stage's own code is an outcome."""
         try:
-            return await RUNNERS[stage](self.ctx, run, self.cfg.data_dir / "work" / run["run_key"], cancel)
+            return await RUNNERS[stage](self.ctx, run, self.cfg.files.work_of(run["run_key"]), cancel)
         except (ParseError, ToolError, QcdaemonError, OSError) as exc:
             return stages_failed(str(exc))
         except Exception as exc:  # a bug in a stage: record it, keep the daemon going

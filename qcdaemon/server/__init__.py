@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,18 +9,10 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from qcdaemon.config import Config, ServerConfig
+from qcdaemon.core.net import is_loopback
 from qcdaemon.server.app import create_app
 
 __all__ = ["create_app", "is_loopback", "serve", "url_of"]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def url_of(cfg: ServerConfig) -> str:

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import Any
 
 from aiohttp import web
 
 from qcdaemon.core import security
+from qcdaemon.core.net import is_loopback
 from qcdaemon.errors import BadRequest, Forbidden, NotFound
 from qcdaemon.server.jsonout import json_response
 from qcdaemon.server.keys import SERVICE, STATE
 from qcdaemon.service.adminops import OPS
 
 
-def _loopback(remote: str | None) -> bool:
-    try:
-        return remote is not None and ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        return False
-
-
 async def admin_op(request: web.Request) -> web.Response:
     secret = request.app[STATE].get("admin_secret")
-    if not secret or not _loopback(request.remote):
+    if not secret or not is_loopback(request.remote):
         raise NotFound("Not Found")
     if not security.same(request.headers.get("X-Qcdaemon-Admin"), secret):
         raise Forbidden("bad admin secret")

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from qcdaemon.core.paths import pipeline_inputs
 from qcdaemon.errors import BadRequest, Forbidden, QcdaemonError, TooLarge
 from qcdaemon.rawfile.magic import RAW_MAGIC_LEN, looks_like_thermo_raw
 from qcdaemon.server.jsonout import json_response
@@ -122,7 +123,7 @@ async def upload_raw(request: web.Request) -> web.Response:
                 name = safe_name(part.filename)
                 if pid is not None:
                     pipeline = await _pipeline_for(request, pid)
-                incoming = Path(cfg.data_dir) / "incoming"
+                incoming = cfg.files.incoming
                 await loop.run_in_executor(None, _check_space, cfg.data_dir, request.content_length)
                 sink = await loop.run_in_executor(None, _Sink, incoming / f"{uuid.uuid4().hex}.part", limit, name)
                 while chunk := await part.read_chunk(CHUNK):
@@ -143,7 +144,7 @@ async def upload_raw(request: web.Request) -> web.Response:
             raise BadRequest("orig_file: a file is required")
         await loop.run_in_executor(None, sink.finish)
         sink.check_head()  # a file shorter than the RAW header
-        final = Path(pipeline["path"]) / "inputs" / uuid.uuid4().hex / name
+        final = pipeline_inputs(Path(pipeline["path"])) / uuid.uuid4().hex / name
         await loop.run_in_executor(None, _move, sink.path, final)
         sha256, size = sink.sha.hexdigest(), sink.size
         sink = None

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from qcdaemon.core.paths import DataPaths
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
 
@@ -55,7 +56,7 @@ async def token_create(svc: QcService, email: str) -> dict[str, Any]:
 
 
 async def bootstrap_demo(svc: QcService, email: str, password: str | None = None) -> dict[str, Any]:
-    from qcdaemon.demo import bootstrap
+    from qcdaemon.service.demo import bootstrap
 
     return await bootstrap(svc, email, password)
 
@@ -77,7 +78,7 @@ async def snapshot(svc: QcService) -> dict[str, Any]:
     service may write); the CLI then moves it where the operator asked."""
     import datetime as dt
 
-    folder = svc.cfg.data_dir / "snapshots"
+    folder = svc.cfg.files.snapshots
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / f"qcdaemon-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.duckdb"
     await svc.store.call(Store.snapshot, path)
@@ -99,20 +100,10 @@ OPS: dict[str, Op] = {
 }
 
 
-def write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
-
-
-def daemon_info_path(data_dir: Path) -> Path:
-    return data_dir / "daemon.json"
 
 
 def read_daemon_info(data_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(daemon_info_path(data_dir).read_text())
+        return json.loads(DataPaths(data_dir).daemon_info.read_text())
     except (OSError, ValueError):
         return None

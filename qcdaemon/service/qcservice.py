@@ -118,7 +118,7 @@ class QcService:
                 raise BadRequest(f"{label} file {p} does not exist")
         fasta, mqpar = await asyncio.to_thread(_resolved, fasta), await asyncio.to_thread(_resolved, mqpar)
         slug = slugify(name)
-        path = self.cfg.data_dir / "pipelines" / proj["slug"] / slug
+        path = self.cfg.files.pipelines / proj["slug"] / slug
         pipeline = await self.store.call(Store.create_pipeline,
             proj["id"], name, slug, str(path),
             fasta_path=fasta, mqpar_path=mqpar,

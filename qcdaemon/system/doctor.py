@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import importlib.metadata
-import ipaddress
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from typing import Any, TextIO
 import duckdb
 
 from qcdaemon.config import Config, EngineConfig, ServerConfig, WatchConfig
+from qcdaemon.core.net import is_loopback
 from qcdaemon.system.plan import show
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -438,15 +438,6 @@ def check_engine(engine: EngineConfig) -> list[Check]:
     return rows
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _health(server: ServerConfig) -> dict[str, Any] | None:
     """GET /api/health of whatever listens on the port; the JSON body if it is a healthy qcdaemon."""
     host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(server.host, server.host)
@@ -498,7 +489,7 @@ def check_tls(server: ServerConfig) -> Check:
     """Anything reachable from the network must be HTTPS unless explicitly allowed."""
     if server.tls_cert and server.tls_key:
         return Check("tls", OK, f"HTTPS with {server.tls_cert}")
-    if _is_loopback(server.host):
+    if is_loopback(server.host):
         return Check("tls", OK, "plain HTTP on loopback only")
     if server.allow_insecure_http:
         return Check("tls", WARN, f"plain HTTP on {server.host or 'all interfaces'}: passwords and tokens "

@@ -33,7 +33,7 @@ from conftest import (
     read_only_world,
 )
 
-from qcdaemon.demo import DESCRIPTION
+from qcdaemon.service.demo import DESCRIPTION
 
 # Nothing here changes the world: one server for the module.
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from qcdaemon.config import Config, EngineConfig, PathsConfig, config_from_dict
+from qcdaemon.core.sdnotify import sd_notify, watchdog_interval
 from qcdaemon.system import plan, systemd, windows
-from qcdaemon.system.sdnotify import sd_notify, watchdog_interval
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = """\
