@@ -23,6 +23,7 @@ from qcdaemon.errors import ConfigError
 from qcdaemon.rawfile.magic import RAW_MAGIC_LEN, looks_like_thermo_raw
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
+from qcdaemon.store.rows import LedgerKey, PipelineRow, UserRow
 
 log = structlog.get_logger("qcdaemon.engine.ingest")
 RETRY_DELAYS = (10.0, 30.0, 90.0, 270.0, 810.0)  # seconds before each new try of an unreadable file
@@ -44,7 +45,7 @@ class Ingest:
     def __init__(self, svc: QcService, cfg: Config) -> None:
         self.svc = svc
         self.cfg = cfg
-        self.targets: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.targets: dict[str, tuple[PipelineRow, UserRow]] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.progress_total = 0
         self.progress_done = 0
@@ -119,7 +120,7 @@ class Ingest:
         st = await asyncio.to_thread(os.stat, ev.path)
         if (st.st_size, st.st_mtime_ns) != (ev.size, ev.mtime_ns):
             return  # it changed while we read it: the watcher reports the new version when it settles
-        key = {"watch_path": watch.path, "path": path, "size": ev.size, "mtime_ns": ev.mtime_ns, "sha256": sha}
+        key = LedgerKey(watch_path=watch.path, path=path, size=ev.size, mtime_ns=ev.mtime_ns, sha256=sha)
         if await store.call(Store.ledger_exists, key):
             return
         same = await store.call(Store.ledger_same_content, path, ev.size, sha)

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import structlog
 
 from qcdaemon.config import Config
-from qcdaemon.engine.stages import RUNNERS, StageContext, stages_failed
+from qcdaemon.engine.stages import RUNNERS, Outcome, StageContext, stages_failed
 from qcdaemon.errors import ParseError, QcdaemonError, ToolError
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
+from qcdaemon.store.rows import RunRow, StageRow
 from qcdaemon.tools.orphans import kill_stale
 
 log = structlog.get_logger("qcdaemon.engine")
@@ -115,7 +115,7 @@ class Engine:
                 await asyncio.sleep(5)
             self.wake()  # a finished first stage unlocks the run's other stages
 
-    async def _run_job(self, job: dict[str, Any]) -> None:
+    async def _run_job(self, job: StageRow) -> None:
         run_id, stage = job["run_id"], job["stage"]
         key = (run_id, stage)
         cancel = self.cancels[key] = asyncio.Event()
@@ -149,7 +149,7 @@ class Engine:
             event, run_key=run["run_key"], stage=stage, error=(outcome.get("error") or "")[:300] or None
         )
 
-    async def _outcome(self, run: dict[str, Any], stage: str, cancel: asyncio.Event) -> dict[str, Any]:
+    async def _outcome(self, run: RunRow, stage: str, cancel: asyncio.Event) -> Outcome:
         """Run the stage; a failure of the tool, its output or the stage's own code is an outcome."""
         try:
             return await RUNNERS[stage](self.ctx, run, self.cfg.files.work_of(run["run_key"]), cancel)

@@ -8,7 +8,7 @@ metadata and calendar columns, and lays the result out as ``{column: [value per 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -66,7 +66,7 @@ def _tmt_sort_key(col: str) -> tuple[int, int]:
 
 
 def build_qc_data(
-    runs: Sequence[dict[str, Any]],
+    runs: Sequence[Mapping[str, Any]],
     values: Iterable[tuple[int, str, str, Any]],
     columns: Sequence[str] | None = None,
 ) -> dict[str, list[Any]]:
@@ -124,7 +124,7 @@ def build_qc_data(
     return {col: [row.get(col) for row in rows] for col in wanted}
 
 
-def protein_names_answer(groups: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+def protein_names_answer(groups: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     if not groups:
         return {}
     return {
@@ -136,7 +136,7 @@ def protein_names_answer(groups: Sequence[dict[str, Any]]) -> dict[str, list[Any
 
 
 def protein_groups_answer(
-    rows: Sequence[dict[str, Any]], runs: dict[int, dict[str, Any]], columns: Sequence[str]
+    rows: Sequence[Mapping[str, Any]], runs: Mapping[int, Mapping[str, Any]], columns: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
     """pandas "columns" orientation: ``{column: {"0": value, "1": value, ...}}``."""
     if not rows:
@@ -159,7 +159,7 @@ def protein_groups_answer(
     return out
 
 
-def _protein_value(r: dict[str, Any], col: str) -> Any:
+def _protein_value(r: Mapping[str, Any], col: str) -> Any:
     fixed = {"Fasta headers": "fasta_headers", "Score": "score", "Intensity": "intensity"}
     if col in fixed:
         return r[fixed[col]]

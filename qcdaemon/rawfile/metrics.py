@@ -161,7 +161,7 @@ def _median_interference(run: RunData, ms: dict[int, list[Scan]]) -> float | Non
     deepest = 3 if ms[3] else 2
     values = []
     for scan in ms[deepest]:
-        ms2 = by_number.get(scan.master) if deepest == 3 else scan
+        ms2 = (by_number.get(scan.master) if scan.master is not None else None) if deepest == 3 else scan
         ms1 = by_number.get(ms2.master) if ms2 is not None and ms2.master is not None else None
         if ms2 is None or ms1 is None or ms1.level != 1 or ms2.parent_mz is None or ms2.isolation_width is None:
             continue

@@ -43,7 +43,7 @@ async def pipeline_uploaders(request: web.Request) -> web.Response:
 
 
 def _scope(body: Body) -> tuple[str, str]:
-    return body.text("project", required=True), body.text("pipeline", required=True)  # type: ignore[return-value]
+    return body.text("project", required=True), body.text("pipeline", required=True)
 
 
 async def qc_data(request: web.Request) -> web.Response:

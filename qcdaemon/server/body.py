@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal, overload
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
@@ -45,6 +45,12 @@ class Body:
 
     def __contains__(self, name: str) -> bool:
         return name in self._data
+
+    @overload
+    def text(self, name: str, *, required: Literal[True]) -> str: ...
+
+    @overload
+    def text(self, name: str, *, required: bool = False) -> str | None: ...
 
     def text(self, name: str, *, required: bool = False) -> str | None:
         if name not in self._data:

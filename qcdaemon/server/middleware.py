@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import time
 from collections import deque
-from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -27,6 +26,7 @@ from qcdaemon.server.keys import (
     Handler,
 )
 from qcdaemon.store import Store
+from qcdaemon.store.rows import UserRow
 
 log = structlog.get_logger("qcdaemon.server")
 
@@ -68,7 +68,7 @@ def allowed_hosts(cfg: Config) -> set[str]:
         names |= {host, host.lower()}
         if cfg.server.host in ("0.0.0.0", "::"):
             try:
-                names |= {a[4][0] for a in socket.getaddrinfo(host, None)}
+                names |= {str(a[4][0]) for a in socket.getaddrinfo(host, None)}
             except OSError:
                 pass
     return {n.lower() for n in names if n}
@@ -136,7 +136,7 @@ def check_csrf(request: web.Request, form_token: str | None = None) -> None:
         raise Forbidden(f"CSRF Failed: Referer checking failed - {source} does not match the host.")
 
 
-def require_user(request: web.Request) -> dict[str, Any]:
+def require_user(request: web.Request) -> UserRow:
     """The authenticated user of an API request (with CSRF checked for cookie sessions)."""
     user = request[USER]
     if user is None:

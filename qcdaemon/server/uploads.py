@@ -14,17 +14,17 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from qcdaemon.core.paths import pipeline_inputs
-from qcdaemon.errors import BadRequest, Forbidden, QcdaemonError, TooLarge
+from qcdaemon.errors import BadRequest, Forbidden, QcdaemonError, TooLarge, Unauthorized
 from qcdaemon.rawfile.magic import RAW_MAGIC_LEN, looks_like_thermo_raw
 from qcdaemon.server.jsonout import json_response
 from qcdaemon.server.keys import AUTH_KIND, CONFIG, SERVICE, USER
-from qcdaemon.server.middleware import check_csrf, require_user
+from qcdaemon.server.middleware import check_csrf
 from qcdaemon.store import Store
+from qcdaemon.store.rows import PipelineRow
 
 CHUNK = 1 << 20
 RESERVE = 1 << 30
@@ -84,10 +84,12 @@ class _Sink:
         self.path.unlink(missing_ok=True)
 
 
-async def _pipeline_for(request: web.Request, pid: str | None) -> dict[str, Any]:
+async def _pipeline_for(request: web.Request, pid: str | None) -> PipelineRow:
     if not pid or not pid.strip():
         raise BadRequest("pid: this field is required (the pipeline uuid)")
     user = request[USER]
+    if user is None:
+        raise Unauthorized("Authentication credentials were not provided.")
     p = await request.app[SERVICE].store.call(Store.visible_pipeline_by_uuid, user, pid.strip())
     if p is None:
         raise Forbidden("Missing permissions for requested pipeline.")
@@ -97,8 +99,9 @@ async def _pipeline_for(request: web.Request, pid: str | None) -> dict[str, Any]
 
 
 async def upload_raw(request: web.Request) -> web.Response:
-    if request[USER] is None:
-        require_user(request)  # 401
+    user = request[USER]
+    if user is None:
+        raise Unauthorized("Authentication credentials were not provided.")  # CSRF: checked below, header or form
     session_auth = request[AUTH_KIND] == "session"
     if session_auth and request.headers.get("X-CSRFToken"):
         check_csrf(request)
@@ -110,7 +113,7 @@ async def upload_raw(request: web.Request) -> web.Response:
         raise BadRequest("the upload must be multipart/form-data with fields pid and orig_file")
     loop = asyncio.get_running_loop()
     reader = await request.multipart()
-    pipeline: dict[str, Any] | None = None
+    pipeline: PipelineRow | None = None
     pid: str | None = None
     form_csrf: str | None = None
     sink: _Sink | None = None
@@ -153,7 +156,7 @@ async def upload_raw(request: web.Request) -> web.Response:
             await loop.run_in_executor(None, sink.discard)
     try:
         run = await request.app[SERVICE].new_run(
-            pipeline, name, source="upload", owner_id=request[USER]["id"], stored_path=str(final), size=size,
+            pipeline, name, source="upload", owner_id=user["id"], stored_path=str(final), size=size,
             sha256=sha256,
         )
     except BaseException:  # no run, no file: an upload either fully exists or not at all

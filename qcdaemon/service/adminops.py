@@ -17,11 +17,12 @@ from typing import Any
 from qcdaemon.core.paths import DataPaths
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
+from qcdaemon.store.rows import UserRow
 
 Op = Callable[..., Awaitable[Any]]
 
 
-def _public_user(u: dict[str, Any]) -> dict[str, Any]:
+def _public_user(u: UserRow) -> dict[str, Any]:
     return {"id": u["id"], "email": u["email"], "is_admin": bool(u["is_admin"])}
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
+from qcdaemon.store.rows import PipelineRow, UserRow
 from qcdaemon.tools.maxquant_parse import parse_maxquant, parse_protein_groups
 from qcdaemon.tools.rawtools_parse import parse_rawtools
 
@@ -120,7 +121,7 @@ async def bootstrap(svc: QcService, email: str = DEFAULT_USER, password: str | N
     return report
 
 
-async def _seed_run(svc: QcService, pipeline: dict[str, Any], user: dict[str, Any], name: str,
+async def _seed_run(svc: QcService, pipeline: PipelineRow, user: UserRow, name: str,
                     parsed: dict[str, Any]) -> None:
     acquired = (parsed["rawtools"] or {}).get("DateAcquired")
     run = await svc.store.call(Store.create_run,
@@ -129,7 +130,7 @@ async def _seed_run(svc: QcService, pipeline: dict[str, Any], user: dict[str, An
     )
     if parsed["rawtools"]:
         await svc.store.call(Store.put_qc_values, run["id"], "rawtools", parsed["rawtools"])
-        await svc.store.call(Store.set_run_fields, [run["id"]], metrics_engine="rawtools")
+        await svc.store.call(Store.set_run_fields, [run["id"]], {"metrics_engine": "rawtools"})
     if parsed["maxquant"]:
         await svc.store.call(Store.put_qc_values, run["id"], "maxquant", parsed["maxquant"])
     if parsed["groups"]:

@@ -11,16 +11,20 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from qcdaemon import __version__
 from qcdaemon.config import DEFAULT_RAWTOOLS_ARGS, Config
 from qcdaemon.core import security
+from qcdaemon.core.runkeys import run_id_of
 from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound
 from qcdaemon.qc import mzqc, qcdata
 from qcdaemon.store import AsyncStore, Store
+from qcdaemon.store.rows import LedgerKey, PipelineRow, ProjectRow, QcValue, RunOverview, RunRow, UserRow
 
-ACTIONS = {
+T = TypeVar("T")
+
+ACTIONS: dict[str, dict[str, Any]] = {
     "flag": {"flagged": True},
     "unflag": {"flagged": False},
     "accept": {"use_downstream": True},
@@ -37,6 +41,13 @@ def slugify(value: str) -> str:
 
 def _resolved(path: str | None) -> str | None:
     return str(Path(path).resolve()) if path else None
+
+
+def _found(row: T | None, what: str) -> T:
+    """A row that was just written must be there; if not, the store lost it: say which."""
+    if row is None:
+        raise NotFound(f"{what} does not exist")
+    return row
 
 
 class EngineControl(Protocol):
@@ -56,15 +67,15 @@ class QcService:
 
     # -- identity -----------------------------------------------------------------------------
 
-    async def user_for_token(self, token: str) -> dict[str, Any] | None:
+    async def user_for_token(self, token: str) -> UserRow | None:
         return await self.store.call(Store.user_by_token_digest, security.digest(token))
 
-    async def login(self, email: str, password: str) -> dict[str, Any] | None:
+    async def login(self, email: str, password: str) -> UserRow | None:
         user = await self.store.call(Store.user_by_email, email)
         ok = await asyncio.to_thread(security.verify_password, password, user["password_hash"] if user else None)
         return user if ok and user else None
 
-    async def token_create(self, user: dict[str, Any]) -> tuple[str, bool]:
+    async def token_create(self, user: UserRow) -> tuple[str, bool]:
         """The user's one token: existing (created False) or new (created True).
 
         Look-up and creation are one step on the store thread, so that concurrent requests of one
@@ -72,7 +83,7 @@ class QcService:
         """
         key = self.key
 
-        def work(store: Any) -> tuple[str, bool]:
+        def work(store: Store) -> tuple[str, bool]:
             row = store.token_of(user["id"])
             if row:
                 token = security.unseal(key, row["sealed"])
@@ -84,20 +95,20 @@ class QcService:
 
         return await self.store.call(work)
 
-    async def token_revoke(self, user: dict[str, Any]) -> bool:
+    async def token_revoke(self, user: UserRow) -> bool:
         return await self.store.call(Store.delete_token, user["id"])
 
     # -- administration (CLI) ---------------------------------------------------------------
 
-    async def add_user(self, email: str, password: str | None, admin: bool = False) -> dict[str, Any]:
+    async def add_user(self, email: str, password: str | None, admin: bool = False) -> UserRow:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
             raise BadRequest(f"{email!r} is not an e-mail address")
         hashed = await asyncio.to_thread(security.hash_password, password) if password else None
         uid = await self.store.call(Store.create_user, email, hashed, admin)
-        return await self.store.call(Store.user, uid)
+        return _found(await self.store.call(Store.user, uid), f"user {email}")
 
     async def add_project(self, name: str, description: str = "", members: Sequence[str] = (),
-                          created_by: str | None = None) -> dict[str, Any]:
+                          created_by: str | None = None) -> ProjectRow:
         slug = slugify(name)
         if not slug:
             raise BadRequest(f"project name {name!r} gives an empty slug")
@@ -106,10 +117,10 @@ class QcService:
         pid = await self.store.call(Store.create_project, name, slug, description, creator["id"] if creator else None)
         for u in users:
             await self.store.call(Store.add_member, pid, u["id"])
-        return await self.store.call(Store.project_by_slug, slug)
+        return _found(await self.store.call(Store.project_by_slug, slug), f"project {slug}")
 
     async def add_pipeline(self, project: str, name: str, *, fasta: str | None = None, mqpar: str | None = None,
-                           rawtools_args: str | None = None, read_only: bool = False) -> dict[str, Any]:
+                           rawtools_args: str | None = None, read_only: bool = False) -> PipelineRow:
         proj = await self.store.call(Store.project_by_slug, project)
         if proj is None:
             raise NotFound(f"no project with slug {project!r}")
@@ -133,7 +144,7 @@ class QcService:
             raise NotFound(f"no project with slug {project!r}")
         await self.store.call(Store.add_member, proj["id"], (await self._user(email))["id"])
 
-    async def _user(self, email: str) -> dict[str, Any]:
+    async def _user(self, email: str) -> UserRow:
         u = await self.store.call(Store.user_by_email, email)
         if u is None:
             raise NotFound(f"no user {email}")
@@ -141,13 +152,13 @@ class QcService:
 
     # -- reads --------------------------------------------------------------------------------
 
-    async def projects(self, user: dict[str, Any]) -> list[dict[str, Any]]:
+    async def projects(self, user: UserRow) -> list[dict[str, Any]]:
         return [
             {"pk": p["id"], "name": p["name"], "description": p["description"], "slug": p["slug"]}
             for p in await self.store.call(Store.visible_projects, user)
         ]
 
-    async def pipelines(self, user: dict[str, Any], project: str | None) -> list[dict[str, Any]]:
+    async def pipelines(self, user: UserRow, project: str | None) -> list[dict[str, Any]]:
         proj = await self.store.call(Store.visible_project, user, project) if project else None
         if proj is None:
             return []
@@ -156,7 +167,7 @@ class QcService:
             for p in await self.store.call(Store.pipelines_of, proj["id"])
         ]
 
-    async def pipeline_uploaders(self, user: dict[str, Any], project: str | None, pipeline: str | None) -> list:
+    async def pipeline_uploaders(self, user: UserRow, project: str | None, pipeline: str | None) -> list[dict[str, str]]:
         if not project or not pipeline:
             return []
         p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
@@ -164,39 +175,39 @@ class QcService:
             return []
         return [{"label": e, "value": e} for e in await self.store.call(Store.pipeline_uploaders, p["id"])]
 
-    async def visible_pipeline(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+    async def visible_pipeline(self, user: UserRow, project: str, pipeline: str) -> PipelineRow:
         p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
         if p is None:
             raise Forbidden("Missing permissions for requested pipeline.")
         return p
 
-    async def qc_data(self, user: dict[str, Any], project: str, pipeline: str, data_range: int | None,
+    async def qc_data(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
                       columns: Sequence[str] | None) -> dict[str, list[Any]]:
         p = await self.visible_pipeline(user, project, pipeline)
 
-        def work(store: Any) -> dict[str, list[Any]]:
+        def work(store: Store) -> dict[str, list[Any]]:
             runs = store.selected_runs(p["id"], data_range)
             return qcdata.build_qc_data(runs, store.qc_values([r["id"] for r in runs]), columns)
 
         return await self.store.call(work)
 
-    async def _protein_runs(self, p: dict[str, Any], data_range: int | None,
-                            raw_files: Sequence[str] | None) -> list[dict[str, Any]]:
+    async def _protein_runs(self, p: PipelineRow, data_range: int | None,
+                            raw_files: Sequence[str] | None) -> list[RunRow]:
         runs = await self.store.call(Store.selected_runs, p["id"], data_range)
         if raw_files:
             wanted = {qcdata.stem(n).lower() for n in raw_files}
             runs = [r for r in runs if qcdata.stem(r["name"]).lower() in wanted]
         return runs
 
-    async def protein_names(self, user: dict[str, Any], project: str, pipeline: str, data_range: int | None,
-                            raw_files: Sequence[str] | None, remove_con: bool, remove_rev: bool) -> dict:
+    async def protein_names(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
+                            raw_files: Sequence[str] | None, remove_con: bool, remove_rev: bool) -> dict[str, list[Any]]:
         p = await self.visible_pipeline(user, project, pipeline)
         runs = await self._protein_runs(p, data_range, raw_files)
         groups = await self.store.call(Store.protein_names, [r["id"] for r in runs], remove_con, remove_rev)
         return qcdata.protein_names_answer(groups)
 
-    async def protein_groups(self, user: dict[str, Any], project: str, pipeline: str, data_range: int | None,
-                             raw_files: Sequence[str] | None, names: Sequence[str], columns: Sequence[str]) -> dict:
+    async def protein_groups(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
+                             raw_files: Sequence[str] | None, names: Sequence[str], columns: Sequence[str]) -> dict[str, dict[str, Any]]:
         p = await self.visible_pipeline(user, project, pipeline)
         runs = await self._protein_runs(p, data_range, raw_files)
         rows = await self.store.call(Store.protein_rows, [r["id"] for r in runs], list(names))
@@ -204,17 +215,17 @@ class QcService:
 
     # -- run state changes --------------------------------------------------------------------
 
-    async def select_runs(self, user: dict[str, Any], p: dict[str, Any], *, run_keys: Sequence[str] | None,
-                          raw_file_ids: Sequence[Any] | None, raw_files: Sequence[str] | None) -> list[dict]:
+    async def select_runs(self, user: UserRow, p: PipelineRow, *, run_keys: Sequence[str] | None,
+                          raw_file_ids: Sequence[Any] | None, raw_files: Sequence[str] | None) -> list[RunRow]:
         runs = await self.store.call(Store.runs_of, p["id"])
         by_id = {r["id"]: r for r in runs}
-        chosen: list[dict[str, Any]] = []
+        chosen: list[RunRow] = []
         if run_keys is not None:
             for key in run_keys:
-                m = re.fullmatch(r"rf([0-9]{1,18})", str(key).strip())
-                if not m or int(m.group(1)) not in by_id:
+                rid = run_id_of(str(key).strip())
+                if rid is None or rid not in by_id:
                     raise NotFound(f"run key {key!r} does not exist in this pipeline")
-                chosen.append(by_id[int(m.group(1))])
+                chosen.append(by_id[rid])
         elif raw_file_ids is not None:
             for rid in raw_file_ids:
                 try:
@@ -241,7 +252,7 @@ class QcService:
                 raise Forbidden(f"run {foreign[0]['run_key']} is not yours to change; nothing was changed")
         return unique
 
-    async def rawfile_action(self, user: dict[str, Any], project: str, pipeline: str, action: str,
+    async def rawfile_action(self, user: UserRow, project: str, pipeline: str, action: str,
                              **selector: Any) -> dict[str, Any]:
         if action not in ACTIONS:
             raise BadRequest(f"action: unknown action {action!r} (one of {', '.join(ACTIONS)})")
@@ -249,13 +260,13 @@ class QcService:
         if p is None:
             raise Forbidden("Missing permissions for requested pipeline.")
         runs = await self.select_runs(user, p, **selector)
-        await self.store.call(Store.set_run_fields, [r["id"] for r in runs], **ACTIONS[action])
+        await self.store.call(Store.set_run_fields, [r["id"] for r in runs], ACTIONS[action])
         return {"status": "success", "updated": [r["run_key"] for r in runs]}
 
     # -- processing visibility ------------------------------------------------------------------
 
-    async def runs_overview(self, user: dict[str, Any] | None, project: str | None = None,
-                            pipeline: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    async def runs_overview(self, user: UserRow | None, project: str | None = None,
+                            pipeline: str | None = None, limit: int = 100) -> list[RunOverview]:
         pid = None
         if project and pipeline:
             p = await self.store.call(Store.visible_pipeline, user, project, pipeline) if user else \
@@ -269,22 +280,22 @@ class QcService:
             projects = [p["id"] for p in await self.store.call(Store.visible_projects, user)]
         return await self.store.call(Store.runs_overview, pid, limit, projects)
 
-    async def run_for_change(self, user: dict[str, Any] | None, run_key: str) -> dict[str, Any]:
-        m = re.fullmatch(r"rf([0-9]{1,18})", str(run_key or "").strip())
-        if not m:
+    async def run_for_change(self, user: UserRow | None, run_key: str) -> RunRow:
+        rid = run_id_of(str(run_key or "").strip())
+        if rid is None:
             raise BadRequest(f"run_key: {run_key!r} is not a run key like 'rf12'")
         try:
-            run = await self.store.call(Store.run, int(m.group(1)))
+            run = await self.store.call(Store.run, rid)
         except NotFound:
             raise NotFound(f"run {run_key} does not exist") from None
         if user is not None and not user["is_admin"]:
-            if await self.store.call(Store.visible_project, user, run["project_slug"]) is None:
+            if await self.store.call(Store.visible_project, user, run.get("project_slug", "")) is None:
                 raise NotFound(f"run {run_key} does not exist")
             if run["owner_id"] != user["id"]:
                 raise Forbidden(f"run {run_key} is not yours to change")
         return run
 
-    async def retry(self, user: dict[str, Any] | None, run_key: str, stages: Sequence[str] | None = None) -> dict:
+    async def retry(self, user: UserRow | None, run_key: str, stages: Sequence[str] | None = None) -> dict[str, Any]:
         run = await self.run_for_change(user, run_key)
         requeued = await self.store.call(Store.retry_run, run["id"], stages)
         if not requeued:
@@ -293,7 +304,7 @@ class QcService:
             self.engine.wake()
         return {"run_key": run["run_key"], "requeued": requeued}
 
-    async def cancel(self, user: dict[str, Any] | None, run_key: str) -> dict:
+    async def cancel(self, user: UserRow | None, run_key: str) -> dict[str, Any]:
         run = await self.run_for_change(user, run_key)
         running = await self.store.call(Store.cancel_run, run["id"])
         if running and self.engine is not None:
@@ -302,7 +313,7 @@ class QcService:
 
     # -- new runs ---------------------------------------------------------------------------------
 
-    def stage_plan(self, pipeline: dict[str, Any]) -> list[tuple[str, str | None]]:
+    def stage_plan(self, pipeline: PipelineRow) -> list[tuple[str, str | None]]:
         """The stages of a new run; a stage that cannot run here is created 'skipped' with the reason."""
         eng = self.cfg.engine
         mq_missing = [k for k in ("fasta_path", "mqpar_path") if not pipeline.get(k)]
@@ -315,8 +326,8 @@ class QcService:
              if mq_missing else None),
         ]
 
-    async def new_run(self, pipeline: dict[str, Any], name: str, *, source: str, owner_id: int | None,
-                      stored_path: str, size: int, sha256: str, ledger: dict[str, Any] | None = None) -> dict:
+    async def new_run(self, pipeline: PipelineRow, name: str, *, source: str, owner_id: int | None,
+                      stored_path: str, size: int, sha256: str, ledger: LedgerKey | None = None) -> RunRow:
         run = await self.store.call(Store.create_run,
             pipeline["id"], name, source=source, owner_id=owner_id, stored_path=stored_path, size=size,
             sha256=sha256, stages=self.stage_plan(pipeline), ledger=ledger,
@@ -327,7 +338,7 @@ class QcService:
 
     # -- exports and plots ------------------------------------------------------------------------
 
-    async def mzqc_export(self, user: dict[str, Any], project: str, pipeline: str, data_range: int | None,
+    async def mzqc_export(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
                           run_keys: Sequence[str] | None) -> dict[str, Any]:
         """The pipeline's runs as an mzQC document: all, the newest ``data_range``, or ``run_keys``
         (an unknown key is a 404; the runs keep their acquisition order either way)."""
@@ -335,7 +346,7 @@ class QcService:
             raise BadRequest("give only one of run_keys, data_range")
         p = await self.visible_pipeline(user, project, pipeline)
 
-        def work(store: Any) -> tuple[list[dict[str, Any]], list[tuple[int, str, str, Any]]]:
+        def work(store: Store) -> tuple[list[RunRow], list[QcValue]]:
             runs = store.selected_runs(p["id"], None if run_keys else data_range)
             if run_keys:
                 by_key = {r["run_key"]: r for r in runs}
@@ -352,14 +363,14 @@ class QcService:
             by_run.setdefault(run_id, []).append((source, name, value))
         return mzqc.build_mzqc(runs, by_run, pipeline=p, created=datetime.now(UTC), version=__version__)
 
-    async def chromatograms(self, user: dict[str, Any], project: str, pipeline: str, run_key: str) -> dict[str, Any]:
+    async def chromatograms(self, user: UserRow, project: str, pipeline: str, run_key: str) -> dict[str, Any]:
         """The run's stored chromatograms (TIC/BPC per MS order): ``{name: {"rt": [...], "intensity": [...]}}``."""
         p = await self.visible_pipeline(user, project, pipeline)
-        m = re.fullmatch(r"rf([0-9]{1,18})", str(run_key).strip())
+        rid = run_id_of(str(run_key).strip())
         run = None
-        if m:
+        if rid is not None:
             try:
-                run = await self.store.call(Store.run, int(m.group(1)))
+                run = await self.store.call(Store.run, rid)
             except NotFound:
                 run = None
         if run is None or run["pipeline_id"] != p["id"]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid as uuidlib
-from typing import Any
 
 from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import Conflict, NotFound
 from qcdaemon.store.base import StoreBase
+from qcdaemon.store.rows import PipelineRow, ProjectRow, SessionRow, TokenRow, UserRow, UserSummary
 
 # The visibility test is parenthesised: callers append "AND p.slug = ?", which must narrow every
 # branch of the OR (without the parentheses an admin or a creator got an arbitrary project).
@@ -37,13 +37,13 @@ class AuthQueries(StoreBase):
     def set_admin(self, user_id: int, is_admin: bool) -> None:
         self.execute("UPDATE users SET is_admin = ? WHERE id = ?", [is_admin, user_id])
 
-    def user_by_email(self, email: str) -> dict[str, Any] | None:
+    def user_by_email(self, email: str) -> UserRow | None:
         return self.row("SELECT * FROM users WHERE email = ?", [email.strip().lower()])
 
-    def user(self, user_id: int) -> dict[str, Any] | None:
+    def user(self, user_id: int) -> UserRow | None:
         return self.row("SELECT * FROM users WHERE id = ?", [user_id])
 
-    def users(self) -> list[dict[str, Any]]:
+    def users(self) -> list[UserSummary]:
         return self.rows("SELECT id, email, is_admin, created_at FROM users ORDER BY email")
 
     # -- projects ---------------------------------------------------------------------------
@@ -62,18 +62,18 @@ class AuthQueries(StoreBase):
             "INSERT INTO project_members VALUES (?, ?) ON CONFLICT DO NOTHING", [project_id, user_id]
         )
 
-    def project_by_slug(self, slug: str) -> dict[str, Any] | None:
+    def project_by_slug(self, slug: str) -> ProjectRow | None:
         return self.row("SELECT * FROM projects WHERE slug = ?", [slug])
 
-    def projects_all(self) -> list[dict[str, Any]]:
+    def projects_all(self) -> list[ProjectRow]:
         return self.rows("SELECT * FROM projects ORDER BY name")
 
-    def visible_projects(self, user: dict[str, Any]) -> list[dict[str, Any]]:
+    def visible_projects(self, user: UserRow) -> list[ProjectRow]:
         return self.rows(
             _VISIBLE_PROJECTS + " ORDER BY p.name, p.id", [bool(user["is_admin"]), user["id"], user["id"]]
         )
 
-    def visible_project(self, user: dict[str, Any], slug: str) -> dict[str, Any] | None:
+    def visible_project(self, user: UserRow, slug: str) -> ProjectRow | None:
         return self.row(_VISIBLE_PROJECTS + " AND p.slug = ?", [bool(user["is_admin"]), user["id"], user["id"], slug])
 
     # -- pipelines --------------------------------------------------------------------------
@@ -91,7 +91,7 @@ class AuthQueries(StoreBase):
         read_only: bool = False,
         created_by: int | None = None,
         uuid: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> PipelineRow:
         if self.row("SELECT id FROM pipelines WHERE project_id = ? AND slug = ?", [project_id, slug]):
             raise Conflict(f"the project already has a pipeline with slug {slug!r}")
         pid = self.next_id("seq_pipelines")
@@ -102,7 +102,7 @@ class AuthQueries(StoreBase):
         )
         return self.pipeline(pid)
 
-    def pipeline(self, pipeline_id: int) -> dict[str, Any]:
+    def pipeline(self, pipeline_id: int) -> PipelineRow:
         p = self.row(
             "SELECT pl.*, p.slug AS project_slug FROM pipelines pl JOIN projects p ON p.id = pl.project_id"
             " WHERE pl.id = ?",
@@ -112,16 +112,16 @@ class AuthQueries(StoreBase):
             raise NotFound(f"pipeline {pipeline_id} does not exist")
         return p
 
-    def pipelines_of(self, project_id: int) -> list[dict[str, Any]]:
+    def pipelines_of(self, project_id: int) -> list[PipelineRow]:
         return self.rows("SELECT * FROM pipelines WHERE project_id = ? ORDER BY name, id", [project_id])
 
-    def pipelines_all(self) -> list[dict[str, Any]]:
+    def pipelines_all(self) -> list[PipelineRow]:
         return self.rows(
             "SELECT pl.*, p.slug AS project_slug FROM pipelines pl JOIN projects p ON p.id = pl.project_id"
             " ORDER BY p.slug, pl.slug"
         )
 
-    def find_pipeline(self, ref: str) -> dict[str, Any] | None:
+    def find_pipeline(self, ref: str) -> PipelineRow | None:
         """By uuid, or by ``project-slug/pipeline-slug``."""
         if "/" in ref:
             proj, _, slug = ref.partition("/")
@@ -136,7 +136,7 @@ class AuthQueries(StoreBase):
             [ref],
         )
 
-    def visible_pipeline(self, user: dict[str, Any], project_slug: str, slug: str) -> dict[str, Any] | None:
+    def visible_pipeline(self, user: UserRow, project_slug: str, slug: str) -> PipelineRow | None:
         project = self.visible_project(user, project_slug)
         if project is None:
             return None
@@ -145,7 +145,7 @@ class AuthQueries(StoreBase):
             [project_slug, project["id"], slug],
         )
 
-    def visible_pipeline_by_uuid(self, user: dict[str, Any], uuid: str) -> dict[str, Any] | None:
+    def visible_pipeline_by_uuid(self, user: UserRow, uuid: str) -> PipelineRow | None:
         p = self.find_pipeline(uuid) if "/" not in uuid else None
         if p is None:
             return None
@@ -153,7 +153,7 @@ class AuthQueries(StoreBase):
 
     # -- tokens -----------------------------------------------------------------------------
 
-    def token_of(self, user_id: int) -> dict[str, Any] | None:
+    def token_of(self, user_id: int) -> TokenRow | None:
         return self.row("SELECT * FROM tokens WHERE user_id = ?", [user_id])
 
     def put_token(self, user_id: int, digest: str, sealed: str) -> None:
@@ -166,7 +166,7 @@ class AuthQueries(StoreBase):
         self.execute("DELETE FROM tokens WHERE user_id = ?", [user_id])
         return existed
 
-    def user_by_token_digest(self, digest: str) -> dict[str, Any] | None:
+    def user_by_token_digest(self, digest: str) -> UserRow | None:
         return self.row(
             "SELECT u.*, t.digest AS token_digest FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.digest = ?",
             [digest],
@@ -181,7 +181,7 @@ class AuthQueries(StoreBase):
             [digest, user_id, csrf, now, now + dt.timedelta(hours=hours)],
         )
 
-    def session(self, digest: str) -> dict[str, Any] | None:
+    def session(self, digest: str) -> SessionRow | None:
         return self.row("SELECT * FROM sessions WHERE digest = ? AND expires_at > ?", [digest, utcnow()])
 
     def delete_session(self, digest: str) -> None:

@@ -18,12 +18,14 @@ class StoreBase:
     def transaction(self) -> Tx:
         return Tx(self.con)
 
-    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    # rows() and row() give Any-typed dicts: each public store method declares the row type it
+    # returns (qcdaemon.store.rows), and that declaration is what callers are checked against.
+    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         cur = self.con.execute(sql, list(params))
         names = [d[0] for d in cur.description or ()]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
-    def row(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
+    def row(self, sql: str, params: Iterable[Any] = ()) -> Any:
         rows = self.rows(sql, params)
         return rows[0] if rows else None
 

@@ -57,7 +57,7 @@ class Store(AuthQueries, RunQueries):
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, name VARCHAR, applied_at TIMESTAMP)"
         )
-        done = self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        done = int(self.scalar("SELECT coalesce(max(version), 0) FROM schema_version"))
         for version, (name, sql) in enumerate(MIGRATIONS, start=1):
             if version <= done:
                 continue
@@ -66,7 +66,7 @@ class Store(AuthQueries, RunQueries):
                 self.con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, utcnow()])
 
     def schema_version(self) -> int:
-        return self.con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        return int(self.scalar("SELECT max(version) FROM schema_version"))
 
 
 

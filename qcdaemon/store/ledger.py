@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from qcdaemon.core.clock import utcnow
 from qcdaemon.store.base import StoreBase
+from qcdaemon.store.rows import LedgerKey, LedgerRow
 
 
 class LedgerQueries(StoreBase):
@@ -23,14 +22,14 @@ class LedgerQueries(StoreBase):
     def ledger_forget_pending(self, path: str) -> None:
         self.execute("DELETE FROM files WHERE path = ? AND sha256 = ''", [path])
 
-    def ledger_known(self, path: str, size: int, mtime_ns: int) -> dict[str, Any] | None:
+    def ledger_known(self, path: str, size: int, mtime_ns: int) -> LedgerRow | None:
         """A finished ledger row for this exact file version (path, size, mtime), if any."""
         return self.row(
             "SELECT * FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND sha256 <> '' LIMIT 1",
             [path, size, mtime_ns],
         )
 
-    def ledger_final(self, key: dict[str, Any], state: str, reason: str | None = None) -> bool:
+    def ledger_final(self, key: LedgerKey, state: str, reason: str | None = None) -> bool:
         """Record a finished candidate that does not become a run (rejected); False if already known."""
         with self.transaction():
             self.execute("DELETE FROM files WHERE path = ? AND sha256 = ''", [key["path"]])
@@ -39,14 +38,14 @@ class LedgerQueries(StoreBase):
             self._ledger_insert(key, state=state, reason=reason)
         return True
 
-    def ledger_same_content(self, path: str, size: int, sha256: str) -> dict[str, Any] | None:
+    def ledger_same_content(self, path: str, size: int, sha256: str) -> LedgerRow | None:
         """A finished row for the same bytes at the same path under another mtime, if any."""
         return self.row(
             "SELECT * FROM files WHERE path = ? AND size = ? AND sha256 = ? ORDER BY id LIMIT 1",
             [path, size, sha256],
         )
 
-    def ledger_alias(self, key: dict[str, Any], same: dict[str, Any]) -> None:
+    def ledger_alias(self, key: LedgerKey, same: LedgerRow) -> None:
         """Remember this (path, size, mtime) as the already-known content ``same`` (no new run)."""
         with self.transaction():
             self.execute("DELETE FROM files WHERE path = ? AND sha256 = ''", [key["path"]])
@@ -54,19 +53,19 @@ class LedgerQueries(StoreBase):
                 self._ledger_insert(key, state=same["state"], run_id=same["run_id"],
                                     reason=f"same content as ledger entry {same['id']} (only the mtime changed)")
 
-    def ledger_exists(self, key: dict[str, Any]) -> bool:
+    def ledger_exists(self, key: LedgerKey) -> bool:
         return self._ledger_exists(key)
 
-    def ledger(self, limit: int = 200) -> list[dict[str, Any]]:
+    def ledger(self, limit: int = 200) -> list[LedgerRow]:
         return self.rows(f"SELECT * FROM files ORDER BY updated_at DESC LIMIT {int(limit)}")
 
-    def _ledger_exists(self, key: dict[str, Any]) -> bool:
+    def _ledger_exists(self, key: LedgerKey) -> bool:
         return self.row(
             "SELECT 1 FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND sha256 = ?",
             [key["path"], key["size"], key["mtime_ns"], key["sha256"]],
         ) is not None
 
-    def _ledger_insert(self, key: dict[str, Any], *, state: str, reason: str | None = None,
+    def _ledger_insert(self, key: LedgerKey, *, state: str, reason: str | None = None,
                        run_id: int | None = None) -> None:
         now = utcnow()
         self.execute(

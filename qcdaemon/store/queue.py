@@ -12,6 +12,7 @@ from typing import Any
 from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import Conflict, NotFound
 from qcdaemon.store.base import StoreBase
+from qcdaemon.store.rows import RunOverview, StageRow
 
 FIRST_STAGE = "native"
 
@@ -19,10 +20,10 @@ FIRST_STAGE = "native"
 class QueueQueries(StoreBase):
     # -- stages -----------------------------------------------------------------------------
 
-    def stages(self, run_id: int) -> list[dict[str, Any]]:
+    def stages(self, run_id: int) -> list[StageRow]:
         return self.rows("SELECT * FROM stages WHERE run_id = ? ORDER BY seq", [run_id])
 
-    def claim_stage(self, stage: str) -> dict[str, Any] | None:
+    def claim_stage(self, stage: str) -> StageRow | None:
         """Mark the oldest runnable queued ``stage`` as running and return it (with its run).
 
         A stage other than the first one runs only once the run's first stage (``native``)
@@ -162,7 +163,7 @@ class QueueQueries(StoreBase):
         )
 
     def runs_overview(self, pipeline_id: int | None = None, limit: int = 100,
-                      project_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+                      project_ids: Sequence[int] | None = None) -> list[RunOverview]:
         """The newest ``limit`` runs (of one pipeline, and/or of the given projects) with their stages."""
         conditions: list[str] = []
         params: list[Any] = []

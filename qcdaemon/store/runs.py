@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -13,6 +13,7 @@ from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import NotFound
 from qcdaemon.store.ledger import LedgerQueries
 from qcdaemon.store.queue import QueueQueries
+from qcdaemon.store.rows import LedgerKey, QcValue, RunRow
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("done", "failed", "skipped", "cancelled")
@@ -40,8 +41,8 @@ class RunQueries(QueueQueries, LedgerQueries):
         stages: Sequence[str | tuple[str, str | None]] = (),
         state: str = "queued",
         acquired_at: dt.datetime | None = None,
-        ledger: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        ledger: LedgerKey | None = None,
+    ) -> RunRow:
         """Create a run, its queued stages and (optionally) its ledger row in one transaction."""
         with self.transaction():
             rid = self.next_id("seq_runs")
@@ -64,7 +65,7 @@ class RunQueries(QueueQueries, LedgerQueries):
                 self._ledger_insert(ledger, state="queued", run_id=rid)
         return self.run(rid)
 
-    def run(self, run_id: int) -> dict[str, Any]:
+    def run(self, run_id: int) -> RunRow:
         r = self.row(
             "SELECT r.*, 'rf' || r.id AS run_key, u.email AS owner_email, pl.uuid AS pipeline_uuid,"
             " pl.slug AS pipeline_slug, p.slug AS project_slug FROM runs r"
@@ -76,7 +77,7 @@ class RunQueries(QueueQueries, LedgerQueries):
             raise NotFound(f"run rf{run_id} does not exist")
         return r
 
-    def runs_of(self, pipeline_id: int) -> list[dict[str, Any]]:
+    def runs_of(self, pipeline_id: int) -> list[RunRow]:
         return self.rows(
             "SELECT r.*, 'rf' || r.id AS run_key, u.email AS owner_email FROM runs r"
             " LEFT JOIN users u ON u.id = r.owner_id WHERE r.pipeline_id = ? ORDER BY r.id",
@@ -94,7 +95,7 @@ class RunQueries(QueueQueries, LedgerQueries):
     def run_has_values(self, run_id: int) -> bool:
         return self.scalar("SELECT count(*) FROM qc_values WHERE run_id = ?", [run_id]) > 0
 
-    def set_run_fields(self, run_ids: Sequence[int], **fields: Any) -> None:
+    def set_run_fields(self, run_ids: Sequence[int], fields: Mapping[str, Any]) -> None:
         if not run_ids or not fields:
             return
         cols = ", ".join(f"{k} = ?" for k in fields)
@@ -109,7 +110,7 @@ class RunQueries(QueueQueries, LedgerQueries):
         )
         return [r["email"] for r in rows]
 
-    def selected_runs(self, pipeline_id: int, data_range: int | None) -> list[dict[str, Any]]:
+    def selected_runs(self, pipeline_id: int, data_range: int | None) -> list[RunRow]:
         """The pipeline's runs, oldest to newest by acquisition (then ingestion) time; the newest N."""
         limit = "" if data_range is None else f"LIMIT {min(max(int(data_range), 0), 2**62)}"
         return self.rows(
@@ -133,7 +134,7 @@ class RunQueries(QueueQueries, LedgerQueries):
             if rows:
                 self.con.executemany("INSERT INTO qc_values VALUES (?, ?, ?, ?, ?)", rows)
 
-    def qc_values(self, run_ids: Sequence[int]) -> list[tuple[int, str, str, Any]]:
+    def qc_values(self, run_ids: Sequence[int]) -> list[QcValue]:
         """(run_id, source, name, value) for the runs, in each source's column order."""
         if not run_ids:
             return []

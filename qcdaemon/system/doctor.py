@@ -380,11 +380,11 @@ def maxquant_version_text(argv: Sequence[str]) -> str:
 
     candidates = [a for a in argv if "maxquant" in a.lower() or Path(a).suffix.lower() in (".exe", ".dll")]
     for a in reversed(candidates):
-        if (v := maxquant_version(Path(a))) is not None:
-            return "MaxQuant " + ".".join(map(str, v))
+        if (parts := maxquant_version(Path(a))) is not None:
+            return "MaxQuant " + ".".join(map(str, parts))
     for exe in reversed(_assemblies(candidates)):
-        if v := pe_product_version(exe):
-            return f"MaxQuant {v}"
+        if product := pe_product_version(exe):
+            return f"MaxQuant {product}"
     return "MaxQuant version unknown"
 
 

@@ -136,7 +136,7 @@ def service_class(config_path: str) -> type:  # pragma: no cover - needs pywin32
     import win32service
     import win32serviceutil
 
-    class QcdaemonService(win32serviceutil.ServiceFramework):  # type: ignore[misc]
+    class QcdaemonService(win32serviceutil.ServiceFramework):
         _svc_name_ = NAME
         _svc_display_name_ = DISPLAY_NAME
         _svc_description_ = DESCRIPTION

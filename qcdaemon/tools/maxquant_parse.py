@@ -320,8 +320,8 @@ def _evidence_values(path: Path) -> tuple[dict[str, Any], list[int]]:
                 qc_rows[seq].append(row)
         values: dict[str, Any] = {}
         for column, (src, stat) in _EVIDENCE_STATS.items():
-            m = moments.get(src)
-            values[column] = None if m is None else (m.mean() if stat == "mean" else m.sd())
+            found = moments.get(src)
+            values[column] = None if found is None else (found.mean() if stat == "mean" else found.sd())
         for i, peptide in enumerate(QC_PEPTIDES, start=1):
             values |= _qc_peptide(table, i, qc_rows[peptide], channels)
     return values, counter.counts()

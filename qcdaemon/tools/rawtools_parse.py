@@ -145,7 +145,7 @@ def parse_qc_data_table(path: Path, *, normalize: bool = True) -> list[dict[str,
         if len(cells) != len(header):
             raise ParseError(f"{path}: line {lineno} has {len(cells)} fields, "
                              f"the header has {len(header)}")
-        row = {n: _value(c) for n, c in zip(names, cells, strict=True)}
+        row: dict[str, Any] = {n: _value(c) for n, c in zip(names, cells, strict=True)}
         row["DateAcquired"] = _parse_date(path, cells[header.index("DateAcquired")])
         rows.append(row)
     return rows

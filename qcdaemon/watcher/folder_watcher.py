@@ -245,7 +245,7 @@ class FolderWatcher:
             if isinstance(res, OSError):
                 log.warning("watch_stat_failed", path=str(key[1]), error=str(res))
                 self._tracker.defer(key, at + max(watch.settle_seconds, RETRY_AFTER_ERROR))
-            elif self._apply(key, watch, res, at).ready:
+            elif self._apply(key, watch, res, at).ready and res is not None:
                 ready.append((key, res))
         if ready:
             await self._settle(ready)

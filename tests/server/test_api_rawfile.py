@@ -55,7 +55,7 @@ async def test_rawfile_actions_change_qc_data(api: Api, world: World, enc: str, 
                                               start: dict[str, bool], after: dict[str, bool]) -> None:
     rf1 = world.runs["sa001"]
     if start != UNTOUCHED:
-        await world.store.call(Store.set_run_fields, [int(rf1[2:])], flagged=True, use_downstream=False)
+        await world.store.call(Store.set_run_fields, [int(rf1[2:])], {"flagged": True, "use_downstream": False})
     before = await states(api, DEMO_PIPELINE)
     assert before[rf1] == start
     data = await api.ok("/api/rawfile", {**DEMO, "action": action, "run_keys": [rf1]}, enc=enc)

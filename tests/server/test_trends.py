@@ -364,8 +364,8 @@ async def test_outliers_flagged_and_rejected_runs_end_to_end(world: World, make_
         if v is not None:
             await world.store.call(Store.put_qc_values, run["id"], "rawtools", {"NumMs2Scans": v})
         keys.append(run["run_key"])
-    await world.store.call(Store.set_run_fields, [int(keys[2][2:])], flagged=True)
-    await world.store.call(Store.set_run_fields, [int(keys[9][2:])], use_downstream=False)
+    await world.store.call(Store.set_run_fields, [int(keys[2][2:])], {"flagged": True})
+    await world.store.call(Store.set_run_fields, [int(keys[9][2:])], {"use_downstream": False})
     b = browsers(await make_api(world))
     await b.login(DEMO_USER)
     page = (await b.get(LAB_URL)).text  # NumMs2Scans is the default metric

@@ -7,11 +7,11 @@ in the run's own work folder; the instrument's folder is only ever read.
 
 from __future__ import annotations
 
-from qcdaemon.engine.stages.common import Runner, StageContext, stages_failed
+from qcdaemon.engine.stages.common import Outcome, Runner, StageContext, stages_failed
 from qcdaemon.engine.stages.maxquant import maxquant_stage
 from qcdaemon.engine.stages.native import native_stage
 from qcdaemon.engine.stages.rawtools import rawtools_stage
 
 RUNNERS: dict[str, Runner] = {"native": native_stage, "rawtools": rawtools_stage, "maxquant": maxquant_stage}
 
-__all__ = ["RUNNERS", "Runner", "StageContext", "stages_failed"]
+__all__ = ["RUNNERS", "Outcome", "Runner", "StageContext", "stages_failed"]

@@ -8,11 +8,13 @@ import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from qcdaemon.config import Config
+from qcdaemon.core.states import StageState
 from qcdaemon.errors import ToolError
 from qcdaemon.store import AsyncStore, Store
+from qcdaemon.store.rows import RunRow
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,20 @@ class StageContext:
     pid_dir: Path
 
 
-Runner = Callable[[StageContext, dict[str, Any], Path, asyncio.Event], Awaitable[dict[str, Any]]]
+class Outcome(TypedDict, total=False):
+    """What a stage's attempt came to; the engine records it on the stage's row."""
+
+    state: Required[str]  # a StageState value
+    error: str | None
+    exit_code: int | None
+    log_dir: str | None
 
 
-def stages_failed(error: str, **extra: Any) -> dict[str, Any]:
-    return {"state": "failed", "error": error, **extra}
+Runner = Callable[[StageContext, RunRow, Path, asyncio.Event], Awaitable[Outcome]]
+
+
+def stages_failed(error: str, *, exit_code: int | None = None, log_dir: str | None = None) -> Outcome:
+    return Outcome(state=StageState.FAILED, error=error, exit_code=exit_code, log_dir=log_dir)
 
 
 def as_datetime(value: Any) -> dt.datetime | None:
@@ -42,7 +53,7 @@ def as_datetime(value: Any) -> dt.datetime | None:
     return None
 
 
-async def raw_path_of(run: dict[str, Any]) -> Path:
+async def raw_path_of(run: RunRow) -> Path:
     """The run's RAW file (checked off the loop: on a share a stat can hang)."""
     path = Path(run["stored_path"] or "")
     if not run["stored_path"] or not await asyncio.to_thread(path.is_file):
@@ -68,7 +79,7 @@ def prune(base: Path, keep: tuple[str, ...]) -> None:
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
 
-async def record_scan_values(ctx: StageContext, run: dict[str, Any], source: str, values: dict[str, Any]) -> None:
+async def record_scan_values(ctx: StageContext, run: RunRow, source: str, values: dict[str, Any]) -> None:
     store = ctx.store
     await store.call(Store.put_qc_values, run["id"], source, values)
     fields: dict[str, Any] = {}
@@ -78,6 +89,6 @@ async def record_scan_values(ctx: StageContext, run: dict[str, Any], source: str
     current = (await store.call(Store.run, run["id"]))["metrics_engine"]
     if source == "rawtools" or current is None:
         fields["metrics_engine"] = source
-    await store.call(Store.set_run_fields, [run["id"]], **fields)
+    await store.call(Store.set_run_fields, [run["id"]], fields)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qcdaemon.engine.stages.common import (
+    Outcome,
     StageContext,
     fresh_dir,
     prune,
@@ -15,23 +16,25 @@ from qcdaemon.engine.stages.common import (
     stages_failed,
 )
 from qcdaemon.store import Store
+from qcdaemon.store.rows import RunRow
 from qcdaemon.tools import maxquant as mq
 from qcdaemon.tools import rawtools as rt
 from qcdaemon.tools.maxquant_parse import parse_maxquant, parse_protein_groups
 from qcdaemon.tools.runner import run_tool
 
 
-async def maxquant_stage(ctx: StageContext, run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
+async def maxquant_stage(ctx: StageContext, run: RunRow, work: Path, cancel: asyncio.Event) -> Outcome:
     tool = ctx.cfg.engine.maxquant
     if not tool.command:
         return {"state": "skipped", "error": "MaxQuant is not configured ([engine.maxquant] command)"}
     pipeline = await ctx.store.call(Store.pipeline, run["pipeline_id"])
-    if not pipeline["fasta_path"] or not pipeline["mqpar_path"]:
+    fasta, mqpar = pipeline["fasta_path"], pipeline["mqpar_path"]
+    if not fasta or not mqpar:
         return {"state": "skipped", "error": "the pipeline has no fasta or mqpar file"}
     raw = await raw_path_of(run)
     base = await fresh_dir(work / "maxquant-stage")
     try:
-        return await _maxquant_run(ctx, run, raw, base, pipeline, cancel)
+        return await _maxquant_run(ctx, run, raw, base, Path(fasta), Path(mqpar), cancel)
     finally:  # keep the logs, the mqpar and combined/txt; drop the staged RAW and MaxQuant's scratch (GBs)
         await asyncio.to_thread(_prune_maxquant, base)
 
@@ -43,15 +46,15 @@ def _prune_maxquant(base: Path) -> None:
         prune(combined, ("txt",))
 
 
-async def _maxquant_run(ctx: StageContext, run: dict[str, Any], raw: Path, base: Path, pipeline: dict[str, Any],
-                        cancel: asyncio.Event) -> dict[str, Any]:
+async def _maxquant_run(ctx: StageContext, run: RunRow, raw: Path, base: Path, fasta: Path, template: Path,
+                        cancel: asyncio.Event) -> Outcome:
     tool = ctx.cfg.engine.maxquant
     logs = base / "logs"
     staged = await asyncio.to_thread(rt.stage_raw, raw, base / "maxquant")
     mqpar = base / "mqpar.xml"
     label = Path(run["name"]).stem
     await asyncio.to_thread(
-        mq.write_mqpar, Path(pipeline["mqpar_path"]), mqpar, raw=staged, fasta=Path(pipeline["fasta_path"]),
+        mq.write_mqpar, template, mqpar, raw=staged, fasta=fasta,
         label=label, threads=tool.threads, combined_dir=base,
     )
     argv = mq.maxquant_argv(tool.command, mqpar, tool.runtime)

@@ -7,9 +7,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from qcdaemon.engine.stages.common import (
+    Outcome,
     StageContext,
     fresh_dir,
     raw_path_of,
@@ -17,12 +17,13 @@ from qcdaemon.engine.stages.common import (
     stages_failed,
 )
 from qcdaemon.store import Store
+from qcdaemon.store.rows import RunRow
 from qcdaemon.tools.runner import run_tool
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 
 
-async def native_stage(ctx: StageContext, run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
+async def native_stage(ctx: StageContext, run: RunRow, work: Path, cancel: asyncio.Event) -> Outcome:
     """Native metrics in a child process: a crash or hang in the RAW reader cannot take the daemon down."""
     raw = await raw_path_of(run)
     base = await fresh_dir(work / "native-stage")

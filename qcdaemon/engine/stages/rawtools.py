@@ -6,9 +6,9 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from qcdaemon.engine.stages.common import (
+    Outcome,
     StageContext,
     fresh_dir,
     raw_path_of,
@@ -16,12 +16,13 @@ from qcdaemon.engine.stages.common import (
     stages_failed,
 )
 from qcdaemon.store import Store
+from qcdaemon.store.rows import PipelineRow, RunRow
 from qcdaemon.tools import rawtools as rt
 from qcdaemon.tools.rawtools_parse import parse_rawtools
 from qcdaemon.tools.runner import run_tool
 
 
-async def rawtools_stage(ctx: StageContext, run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
+async def rawtools_stage(ctx: StageContext, run: RunRow, work: Path, cancel: asyncio.Event) -> Outcome:
     tool = ctx.cfg.engine.rawtools
     if not tool.command:
         return {"state": "skipped", "error": "RawTools is not configured ([engine.rawtools] command)"}
@@ -34,8 +35,8 @@ async def rawtools_stage(ctx: StageContext, run: dict[str, Any], work: Path, can
         await asyncio.to_thread(shutil.rmtree, base / rt.STAGE_DIR, True)
 
 
-async def _rawtools_jobs(ctx: StageContext, run: dict[str, Any], raw: Path, base: Path, pipeline: dict[str, Any],
-                         cancel: asyncio.Event) -> dict[str, Any]:
+async def _rawtools_jobs(ctx: StageContext, run: RunRow, raw: Path, base: Path, pipeline: PipelineRow,
+                         cancel: asyncio.Event) -> Outcome:
     tool = ctx.cfg.engine.rawtools
     staged = await asyncio.to_thread(rt.stage_raw, raw, base / rt.STAGE_DIR)
     deadline = time.monotonic() + tool.timeout_seconds

@@ -17,7 +17,6 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import structlog
@@ -39,6 +38,7 @@ from qcdaemon.server.keys import (
 from qcdaemon.server.middleware import check_csrf
 from qcdaemon.server.pages.html import is_text, page, pipeline_link, safe_next
 from qcdaemon.store import Store
+from qcdaemon.store.rows import RunOverview, UserRow
 
 log = structlog.get_logger("qcdaemon.server")
 
@@ -125,7 +125,7 @@ async def home(request: web.Request) -> web.Response:
     if user is None or request[AUTH_KIND] != "session":
         response.text = _login_form(_login_token(request, response), safe_next(request.query.get("next")))
         return response
-    response.text = await _home_page(request, user, session["csrf"], notice=_notice(request.query))
+    response.text = await _home_page(request, user, session["csrf"] if session else "", notice=_notice(request.query))
     return response
 
 
@@ -162,7 +162,7 @@ _RETRYABLE = {"failed", "cancelled", "skipped"}
 _CANCELLABLE = {"queued", "running"}
 
 
-def _run_buttons(r: dict[str, Any], user: dict[str, Any], csrf: str) -> str:
+def _run_buttons(r: RunOverview, user: UserRow, csrf: str) -> str:
     """Retry/Cancel forms for a run the user may change (its owner, or an admin)."""
     if not (user["is_admin"] or (r["owner"] is not None and r["owner"] == user["email"])):
         return ""
@@ -181,7 +181,7 @@ def _run_buttons(r: dict[str, Any], user: dict[str, Any], csrf: str) -> str:
     )
 
 
-async def _home_page(request: web.Request, user: dict[str, Any], csrf: str, *, notice: str = "",
+async def _home_page(request: web.Request, user: UserRow, csrf: str, *, notice: str = "",
                      error: str = "") -> str:
     svc = request.app[SERVICE]
     parts = [
@@ -247,7 +247,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     source = request.headers.get("Origin") or request.headers.get("Referer")
     if source and urlsplit(source).netloc.lower() != (request.host or "").lower():
         raise Forbidden("CSRF Failed: Referer checking failed.")
-    next_url = safe_next(form.get("next") if isinstance(form.get("next"), str) else None)  # type: ignore[arg-type]
+    raw_next = form.get("next")
+    next_url = safe_next(raw_next if isinstance(raw_next, str) else None)
     if not state["limiter"].try_start(addr):
         log.warning("login_rate_limited", remote=addr)
         return web.Response(text=_login_form(token, next_url, "Too many failed sign-ins; wait a minute."),
@@ -261,8 +262,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         log.warning("login_failed", remote=addr, email=email if isinstance(email, str) else None)
         return web.Response(text=_login_form(token, next_url, "Wrong e-mail or password."),
                             status=200, content_type="text/html")
-    if request[SESSION] is not None:  # signing in again (as someone else): the old session ends
-        await svc.store.call(Store.delete_session, request[SESSION]["digest"])
+    if (old := request[SESSION]) is not None:  # signing in again (as someone else): the old session ends
+        await svc.store.call(Store.delete_session, old["digest"])
     state["limiter"].succeeded(addr)
     response = web.Response(status=302, headers={"Location": next_url})
     response.del_cookie(LOGIN_COOKIE, path="/")
@@ -311,7 +312,8 @@ async def _run_action(request: web.Request, action: str) -> web.StreamResponse:
     except (BadRequest, Forbidden, NotFound, Conflict) as exc:
         if not by_session:
             raise  # scripts get the JSON error
-        page = await _home_page(request, user, request[SESSION]["csrf"], error=str(exc))
+        session = request[SESSION]
+        page = await _home_page(request, user, session["csrf"] if session else "", error=str(exc))
         return web.Response(text=page, status=exc.status, content_type="text/html", charset="utf-8",
                             headers={"Cache-Control": "no-store"})
     log.info("run_" + action, user=user["email"], run=query["run"])
