@@ -17,6 +17,7 @@ except for the three checks that decide "this is not a RAW file at all".
 from __future__ import annotations
 
 import datetime as dt
+import os
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -126,6 +127,12 @@ def read_header(fh: BinaryIO, size: int) -> RawHeader:
     model, name, serial, software = strings
     return RawHeader(version, created, model or None, name or None, serial or None, software or None,
                      streams=streams)
+
+
+def file_in_acquisition(path: str | os.PathLike[str]) -> bool:
+    """:func:`acquisition_in_progress` of the file at ``path`` (reads a few KB; OSError propagates)."""
+    with open(path, "rb") as fh:
+        return acquisition_in_progress(fh, os.fstat(fh.fileno()).st_size)
 
 
 def acquisition_in_progress(fh: BinaryIO, size: int) -> bool:

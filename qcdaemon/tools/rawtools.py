@@ -137,6 +137,25 @@ def clear_outputs(work_dir: Path) -> None:
         shutil.rmtree(Path(work_dir) / sub, ignore_errors=True)
 
 
+def outputs_summary(work_dir: Path, job: str) -> str:
+    """What one job left behind, for the note of a job that exited non-zero after writing it."""
+    out = job_dir(work_dir, job)
+    if job == "rawtools_qc":
+        table = out / "QcDataTable.csv"
+        try:
+            lines = [ln for ln in table.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return "no QcDataTable.csv"
+        header = len(lines[0].split(",")) if lines else 0
+        cells = len(lines[1].rstrip(",").split(",")) if len(lines) > 1 else 0
+        if cells < header:
+            return f"QcDataTable.csv with its row cut after column {cells} of {header}"
+        return "a complete QcDataTable.csv"
+    names = sorted(p.name for p in out.iterdir() if p.is_file() and p.suffix == ".txt"
+                   and not p.name.startswith(("rawtools_", "stdout", "stderr"))) if out.is_dir() else []
+    return ", ".join(names) or "no files"
+
+
 def rawtools_outputs_ok(work_dir: Path, jobs: Iterable[str] = tuple(JOB_DIRS)) -> str | None:
     """None when the expected outputs exist and are non-empty, else the reason.
 
