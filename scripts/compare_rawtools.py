@@ -50,8 +50,10 @@ NOT_NATIVE = {"RawFile", "MedianMassDrift(ppm)", "IdentificationRate(IDs/Ms2Scan
               "NumberOfUniquePeptides", "PsmChargeRatio3to2", "PsmChargeRatio4to2", "SearchParameters"}
 #: How RawTools writes "no value" in its table.
 PLACEHOLDERS = {None, "Any", "None", ""}
-#: Native column holding RawTools' convention where the native one differs on purpose.
-RAWTOOLS_COMPATIBLE = {"MeanDutyCycle(s)": "RawToolsMeanDutyCycle(s)"}
+#: Metrics that need MS2 scans: RawTools prints 0 for them on a run without MS2 scans ("File
+#: only contains MS1 scans. Skipping meta data calculations."), native gives None.
+NEEDS_MS2 = {"Ms2MedianSummedIntensity", "MedianPrecursorIntensity", "MedianMs1IsolationInterference",
+             "MedianMs2PeakFractionConsumingTop80PercentTotalIntensity"}
 
 
 @dataclass
@@ -68,7 +70,7 @@ class Row:
     native: Any
     rawtools: Any
     rel: float | None
-    verdict: str  # agree / DIFFER / both-none / native-only
+    verdict: str  # agree / DIFFER / both-none / no-ms2 (RawTools' 0 placeholder) / native-only
 
 
 @dataclass
@@ -123,21 +125,26 @@ def run_rawtools(raw: Path, cache: Path, fresh: bool) -> RawToolsRun:
 
 
 def _crash_reason(job: Path) -> str | None:
+    """The first .NET exception line RawTools printed (``System.XxxException: message``)."""
     for name in ("stderr.txt", "stdout.txt"):
         path = job / name
         if path.is_file():
             for line in path.read_text(errors="replace").splitlines():
-                if "Exception" in line:
+                if "Exception:" in line and not line.strip().startswith("Unhandled Exception"):
                     return line.strip()[:160]
     return None
 
 
 def compare_values(native: dict[str, Any], table: dict[str, Any]) -> list[Row]:
     rows = []
+    no_ms2 = table.get("NumMs2Scans") == 0
     for metric, ref in table.items():
         if metric in NOT_NATIVE:
             continue
-        mine = native.get(RAWTOOLS_COMPATIBLE.get(metric, metric), native.get(metric))
+        mine = native.get(metric)
+        if no_ms2 and metric in NEEDS_MS2 and ref == 0 and mine is None:
+            rows.append(Row(metric, mine, ref, None, "no-ms2"))
+            continue
         rows.append(_compare(metric, mine, ref))
     return rows
 
@@ -198,7 +205,7 @@ def print_markdown(reports: list[FileReport]) -> None:
             print(f"| {rep.name} | (all) | {rep.native_error or 'metrics'} | no QC row: {rep.rawtools.reason} | – | – |")
             continue
         for r in rep.rows:
-            if r.verdict == "both-none":
+            if r.verdict in ("both-none", "no-ms2"):
                 continue
             rel = f"{r.rel:.1e}" if r.rel is not None else "–"
             print(f"| {rep.name} | `{r.metric}` | {_fmt(r.native)} | {_fmt(r.rawtools)} | {rel} | {r.verdict} |")
@@ -210,10 +217,13 @@ def summary(reports: list[FileReport]) -> tuple[str, bool]:
     with_table = [rep for rep in reports if rep.rawtools.table is not None]
     full = [rep.name for rep in with_table if not any(r.verdict == "DIFFER" for r in rep.rows)]
     native_failed = [rep.name for rep in reports if rep.native_error]
+    placeholders = sum(1 for rep in reports for r in rep.rows if r.verdict == "no-ms2")
     text = (f"SUMMARY: {len(reports)} files, RawTools QC row for {len(with_table)}, "
             f"native failed on {len(native_failed)}; {len(compared)} metric values compared, "
-            f"{len(compared) - len(differ)} agree, {len(differ)} differ; "
-            f"files agreeing fully: {len(full)}/{len(with_table)}")
+            f"{len(compared) - len(differ)} agree, {len(differ)} differ "
+            f"({placeholders} RawTools 0-placeholders on runs without MS2 not counted); "
+            f"files agreeing fully: {len(full)}/{len(with_table)}"
+            + (f" (differ: {', '.join(sorted({rep.name for rep in with_table} - set(full)))})" if differ else ""))
     return text, not differ
 
 
