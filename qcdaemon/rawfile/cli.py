@@ -6,7 +6,7 @@ Output: one JSON object ``{"file": ..., "values": {...}, "chromatograms": {...}}
 
 Exit status: 0 success, 1 the file cannot be opened, 2 it is not a readable RAW file, 3 it is
 still being acquired (its header says acquisition in progress: not finished, not corrupt).
-Standalone use: ``python -m qcdaemon.engine.native_cli FILE.raw [--chromatograms]``.
+Standalone use: ``python -m qcdaemon.rawfile.cli FILE.raw [--chromatograms]``.
 """
 
 from __future__ import annotations

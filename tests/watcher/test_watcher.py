@@ -458,7 +458,7 @@ async def test_a_raw_file_whose_header_says_acquisition_in_progress_is_not_relea
     tmp_path: Path, make_watcher: MakeWatcher
 ) -> None:
     """Stable size and mtime are not enough: the header's IsInAcquisition flag holds the file."""
-    source = Path(__file__).parent / "data" / "raw-outside" / "msdk_tsq_quantum.raw"
+    source = Path(__file__).resolve().parents[1] / "data" / "raw-outside" / "msdk_tsq_quantum.raw"
     data = bytearray(source.read_bytes())
     offset = 1788  # RawFileInfo.IsInAcquisition of this file (Thermo's reader: InAcquisition = true when 1)
     assert data[offset:offset + 4] == b"\0\0\0\0"

@@ -24,19 +24,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import opentfraw
 import pytest
 
-from qcdaemon.engine.native import CorruptRawFile, RawFileInAcquisition, compute_native_metrics
-from qcdaemon.engine.native_cli import EXIT_CORRUPT, EXIT_IN_ACQUISITION
-from qcdaemon.engine.native_header import file_in_acquisition
-from qcdaemon.engine.native_peaks import isolation_interference
-from qcdaemon.engine.native_read import read_run
-from qcdaemon.engine.rawtools import default_rawtools_command, job_dir, rawtools_jobs, stage_raw
-from qcdaemon.engine.rawtools_parse import parse_metrics_txt, parse_qc_data_table
+from qcdaemon.rawfile.cli import EXIT_CORRUPT, EXIT_IN_ACQUISITION
+from qcdaemon.rawfile.header import file_in_acquisition
+from qcdaemon.rawfile.native import CorruptRawFile, RawFileInAcquisition, compute_native_metrics
+from qcdaemon.rawfile.peaks import isolation_interference
+from qcdaemon.rawfile.reader import read_run
+from qcdaemon.tools.rawtools import default_rawtools_command, job_dir, rawtools_jobs, stage_raw
+from qcdaemon.tools.rawtools_parse import parse_metrics_txt, parse_qc_data_table
 
-DATA = Path(__file__).parent / "data" / "raw-outside"
+DATA = Path(__file__).resolve().parents[1] / "data" / "raw-outside"
 RECORDED = DATA / "rawtools"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROCESSED = ("galaxyp_BSA_min_22.raw", "msdk_RP240K_01.raw", "msdk_tsq_quantum.raw")
 EXACT = {"TotalScans", "NumMs1Scans", "NumMs2Scans", "NumMs3Scans", "NumEsiInstabilityFlags",
          "Instrument", "ExperimentMsOrder", "Ms1Analyzer", "Ms2Analyzer", "Ms3Analyzer"}
@@ -98,8 +99,7 @@ def test_tsq_full_scans_are_ms1_and_the_one_difference_is_rawtools_fill_time_sta
     # trailer field, "Elapsed Scan Time (sec)". Native reports no fill time.
     run = read_run(DATA / "msdk_tsq_quantum.raw")
     assert values["MedianMs1FillTime(ms)"] is None and all(s.fill_time is None for s in run.scans)
-    import opentfraw  # the trailer values, read independently of the native code
-
+    # the trailer values, read with opentfraw directly (not through the native code)
     raw = opentfraw.RawFile(str(DATA / "msdk_tsq_quantum.raw"))
     elapsed = sorted(raw.scan_parameters(n)["Elapsed Scan Time (sec):"] for n in range(1, 79))
     assert row["MedianMs1FillTime(ms)"] == pytest.approx(statistics.median(elapsed), rel=1e-12)
@@ -124,8 +124,7 @@ def test_interference_per_scan_equals_rawtools_matrix_with_the_reactions_isolati
         assert value == pytest.approx(expected, rel=1e-9, abs=1e-12) or (math.isnan(value) and math.isnan(expected))
         widths.add(ms2.isolation_width)
     assert len(rows) == 123 and widths == {1.0}
-    import opentfraw  # the trailer's width is a different number: using it was the bug
-
+    # the trailer's width is a different number: using it was the bug
     raw = opentfraw.RawFile(str(DATA / "galaxyp_BSA_min_22.raw"))
     trailer_widths = {raw.scan_parameters(int(r["MS2ScanNumber"]))["MS2 Isolation Width:"] for r in rows}
     assert 1.0 not in trailer_widths
@@ -139,8 +138,7 @@ def test_ms1_tic_leaves_out_the_peaks_rawtools_leaves_out() -> None:
     assert len(mine) == len(points) == 55
     for (rt, y), (ref_rt, ref_y) in zip(mine, points):
         assert rt == pytest.approx(ref_rt, rel=1e-12) and y == pytest.approx(ref_y, rel=1e-12)
-    import opentfraw  # every peak the reader returns: RawTools' TIC is smaller
-
+    # every peak the reader returns: RawTools' TIC is smaller
     raw = opentfraw.RawFile(str(DATA / "msdk_RP240K_01.raw"))
     everything = [float(raw.peaks(n)[1].astype("float64").sum()) for n in range(1, 56)]
     assert all(full > y for full, (_, y) in zip(everything, points))
@@ -172,7 +170,7 @@ def test_short_qc_table_row_of_an_ms1_only_run_is_read_as_far_as_rawtools_wrote_
 def test_a_file_without_scans_gets_a_clear_reason() -> None:
     with pytest.raises(CorruptRawFile, match="holds no scans"):
         compute_native_metrics(DATA / "galaxyp_maxquant_thermo.raw")
-    proc = subprocess.run([sys.executable, "-m", "qcdaemon.engine.native_cli", str(DATA / "galaxyp_maxquant_thermo.raw")],
+    proc = subprocess.run([sys.executable, "-m", "qcdaemon.rawfile.cli", str(DATA / "galaxyp_maxquant_thermo.raw")],
                           capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
     assert proc.returncode == EXIT_CORRUPT and "holds no scans" in proc.stderr
 
@@ -192,7 +190,7 @@ def test_a_file_still_being_acquired_is_not_called_corrupt(tmp_path: Path) -> No
     with pytest.raises(RawFileInAcquisition, match="still being acquired") as info:
         compute_native_metrics(path)
     assert not isinstance(info.value, CorruptRawFile)
-    proc = subprocess.run([sys.executable, "-m", "qcdaemon.engine.native_cli", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "qcdaemon.rawfile.cli", str(path)],
                           capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
     assert proc.returncode == EXIT_IN_ACQUISITION and "still being acquired" in proc.stderr
     assert "corrupt" not in proc.stderr
