@@ -16,6 +16,7 @@ three of them; see tests/data/README.md).  Each file is a case the issue found w
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import shutil
@@ -111,7 +112,7 @@ def test_interference_per_scan_equals_rawtools_matrix_with_the_reactions_isolati
     matrix = (RECORDED / "galaxyp_BSA_min_22.raw" / "rawtools" / "galaxyp_BSA_min_22.raw_Matrix.txt")
     lines = matrix.read_text().splitlines()
     header = lines[0].split("\t")
-    rows = [dict(zip(header, ln.split("\t"))) for ln in lines[1:] if ln.strip()]
+    rows = [dict(zip(header, ln.split("\t"), strict=False)) for ln in lines[1:] if ln.strip()]
     by_number = {s.number: s for s in run.scans}
     widths = set()
     for r in rows:
@@ -136,12 +137,12 @@ def test_ms1_tic_leaves_out_the_peaks_rawtools_leaves_out() -> None:
     points = [tuple(map(float, ln.split("\t"))) for ln in recorded.read_text().splitlines()[1:] if ln.strip()]
     mine = result.chromatograms["MS1_TIC"]
     assert len(mine) == len(points) == 55
-    for (rt, y), (ref_rt, ref_y) in zip(mine, points):
+    for (rt, y), (ref_rt, ref_y) in zip(mine, points, strict=True):
         assert rt == pytest.approx(ref_rt, rel=1e-12) and y == pytest.approx(ref_y, rel=1e-12)
     # every peak the reader returns: RawTools' TIC is smaller
     raw = opentfraw.RawFile(str(DATA / "msdk_RP240K_01.raw"))
     everything = [float(raw.peaks(n)[1].astype("float64").sum()) for n in range(1, 56)]
-    assert all(full > y for full, (_, y) in zip(everything, points))
+    assert all(full > y for full, (_, y) in zip(everything, points, strict=True))
     assert result.values["Ms1MedianSummedIntensity"] == pytest.approx(qc_row("msdk_RP240K_01.raw")["Ms1MedianSummedIntensity"], rel=1e-12)
 
 
@@ -150,7 +151,7 @@ def test_ms1_only_run_duty_cycle_keeps_rawtools_zero_and_native_reports_the_cycl
     assert qc_row("msdk_RP240K_01.raw")["MeanDutyCycle(s)"] == 0 == values["MeanDutyCycle(s)"]
     recorded = RECORDED / "msdk_RP240K_01.raw" / "rawtools" / "msdk_RP240K_01.raw_Ms_TIC_chromatogram.txt"
     rts = [float(ln.split("\t")[0]) for ln in recorded.read_text().splitlines()[1:] if ln.strip()]
-    cycle = statistics.median((b - a) * 60 for a, b in zip(rts, rts[1:]))
+    cycle = statistics.median((b - a) * 60 for a, b in itertools.pairwise(rts))
     assert values["MedianMs1CycleTime(s)"] == pytest.approx(cycle, rel=1e-9)
     assert values["MedianMs1CycleTime(s)"] == pytest.approx(4.11, abs=0.01)
 
