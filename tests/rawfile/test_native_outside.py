@@ -213,3 +213,23 @@ def test_real_rawtools_agrees_on_the_bsa_run(tmp_path: Path) -> None:
     native = compute_native_metrics(DATA / "galaxyp_BSA_min_22.raw").values
     assert disagreements(native, rows[0]) == []
     assert json.loads((RECORDED / "galaxyp_BSA_min_22.raw" / "exit_codes.json").read_text())["exit_codes"]["rawtools_qc"] == 0
+
+
+def test_scans_without_an_ms_order_are_reported_as_what_they_are(tmp_path: Path) -> None:
+    """Precursor-ion and neutral-loss scans (Thermo MSOrderType Par = -1, Nl = -2) are no MSn scans.
+
+    No public RAW file with such scans is at hand, so a copy of the TSQ file gets those MS orders
+    in its scan events: 78 events of 208 bytes from offset 58152, MS order at byte 6 of each
+    (checked: all 78 read 1 = Ms, scan type 6 = Q1MS, in the original, as Thermo's reader says).
+    """
+    data = bytearray((DATA / "msdk_tsq_quantum.raw").read_bytes())
+    for k in range(78):
+        event = 58152 + 208 * k
+        assert (data[event + 6], data[event + 7]) == (1, 6)
+        data[event + 6] = 0xFF if k % 2 == 0 else 0xFE  # -1 precursor-ion, -2 neutral-loss
+    path = tmp_path / "precursor_and_neutral_loss.raw"
+    path.write_bytes(bytes(data))
+    values = compute_native_metrics(path).values
+    assert (values["TotalScans"], values["NumPrecursorIonScans"], values["NumNeutralLossScans"]) == (78, 39, 39)
+    assert (values["NumMs1Scans"], values["NumMs2Scans"], values["ExperimentMsOrder"]) == (0, 0, None)
+    assert values["Ms1MedianSummedIntensity"] is None
