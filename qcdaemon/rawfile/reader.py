@@ -138,7 +138,8 @@ def _read_scans(
     for i, number in enumerate(numbers):
         event = _event_of(events, number - first)
         level = _level(table, i, event)
-        mz, intensity = _peaks(path, raw, number)
+        ftms = (event.analyzer if event is not None else table["analyzer"][i]) == "FTMS"
+        mz, intensity = _peaks(path, raw, number, ftms)
         if level == 1:
             ms1_peaks[number] = _sorted_by_mz(mz, intensity)
         trailer = _trailer(raw, number) if level >= 2 else {}
@@ -161,15 +162,16 @@ def _level(table: dict[str, list[Any]], i: int, event: ScanEvent | None) -> int:
     return int(level) if level is not None else 0
 
 
-def _peaks(path: Path, raw: Any, number: int) -> tuple[np.ndarray, np.ndarray]:
-    """The scan's peaks as RawTools sees them: centroids without exception/reference peaks."""
+def _peaks(path: Path, raw: Any, number: int, ftms: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The scan's peaks as RawTools sees them: FTMS centroids without exception/reference peaks
+    (RawTools reads the other analyzers' segmented scans, which carry no such flags)."""
     mz, intensity = _call(path, f"scan {number}", lambda: raw.peaks(number))
     with np.errstate(invalid="ignore", over="ignore"):
         mz = np.asarray(mz, dtype=np.float64)
         intensity = np.asarray(intensity, dtype=np.float64)
     if mz.shape != intensity.shape or not np.all(np.isfinite(intensity)):
         raise CorruptRawFile(f"{path.name}: scan {number}: inconsistent peak data")
-    if mz.size:
+    if mz.size and ftms:
         labels = _call(path, f"scan {number} peak labels", lambda: raw.centroid_labels(number))
         descriptor = np.asarray(labels["descriptor"], dtype=np.uint32)
         if descriptor.shape != mz.shape:
