@@ -35,10 +35,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from qcdaemon.errors import ParseError  # noqa: E402
-from qcdaemon.rawfile.native import compute_native_metrics  # noqa: E402
-from qcdaemon.tools import rawtools as rt  # noqa: E402
-from qcdaemon.tools.rawtools_parse import parse_qc_data_table  # noqa: E402
+from qcdaemon.errors import ParseError
+from qcdaemon.rawfile.native import compute_native_metrics
+from qcdaemon.tools import rawtools as rt
+from qcdaemon.tools.rawtools_parse import parse_qc_data_table
 
 TOLERANCE = 0.01
 #: Metrics compared exactly (counts and names); the rest within TOLERANCE relative.
