@@ -18,6 +18,7 @@ found by running it:
 
 from __future__ import annotations
 
+import csv
 import importlib.metadata
 import os
 import shlex
@@ -146,8 +147,10 @@ def outputs_summary(work_dir: Path, job: str) -> str:
             lines = [ln for ln in table.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
         except OSError:
             return "no QcDataTable.csv"
-        header = len(lines[0].split(",")) if lines else 0
-        cells = len(lines[1].rstrip(",").split(",")) if len(lines) > 1 else 0
+        rows = list(csv.reader(lines[:2]))
+        header = len(rows[0]) if rows else 0
+        # RawTools ends every cell with a comma; a row it stopped writing ends with an empty cell
+        cells = len(rows[1]) - (1 if rows[1] and rows[1][-1] == "" else 0) if len(rows) > 1 else 0
         if cells < header:
             return f"QcDataTable.csv with its row cut after column {cells} of {header}"
         return "a complete QcDataTable.csv"
