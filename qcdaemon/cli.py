@@ -199,9 +199,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         stages = "  ".join(f"{s['stage']}:{s['state']}" for s in r["stages"])
         print(f"{r['run_key']:<7} {r['state']:<11} {r['project'] + '/' + r['pipeline']:<32} {r['name'][:40]:<40} {stages}")
         for s in r["stages"]:
-            if s["state"] == "failed" and s["error"]:
+            if s["state"] in ("failed", "done") and s["error"]:  # on a done stage: a note (kept outputs)
                 lines = [ln.strip() for ln in s["error"].strip().splitlines() if ln.strip()][: args.error_lines]
-                print(f"{'':<7} {s['stage']} failed: " + ("\n" + " " * 10).join(ln[:160] for ln in lines))
+                what = "failed" if s["state"] == "failed" else "note"
+                print(f"{'':<7} {s['stage']} {what}: " + ("\n" + " " * 10).join(ln[:160] for ln in lines))
     return 0
 
 

@@ -4,8 +4,9 @@ Output: one JSON object ``{"file": ..., "values": {...}, "chromatograms": {...}}
 ``DateAcquired`` is an ISO-8601 string; each chromatogram is its point count, or with
 ``--chromatograms`` its ``[[retention time (min), intensity], ...]`` list.
 
-Exit status: 0 success, 1 the file cannot be opened, 2 it is not a readable RAW file.
-Standalone use: ``python -m qcdaemon.engine.native_cli FILE.raw [--chromatograms]``.
+Exit status: 0 success, 1 the file cannot be opened, 2 it is not a readable RAW file, 3 it is
+still being acquired (its header says acquisition in progress: not finished, not corrupt).
+Standalone use: ``python -m qcdaemon.rawfile.cli FILE.raw [--chromatograms]``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from qcdaemon.rawfile.native import CorruptRawFile, NativeResult, compute_native_metrics
+from qcdaemon.rawfile.native import CorruptRawFile, NativeResult, RawFileInAcquisition, compute_native_metrics
 
-EXIT_OK, EXIT_UNREADABLE, EXIT_CORRUPT = 0, 1, 2
+EXIT_OK, EXIT_UNREADABLE, EXIT_CORRUPT, EXIT_IN_ACQUISITION = 0, 1, 2, 3
 
 
 def main_parse_raw(path: str, *, chromatograms: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -29,6 +30,9 @@ def main_parse_raw(path: str, *, chromatograms: bool = False, out: TextIO | None
     err = err if err is not None else sys.stderr
     try:
         result = compute_native_metrics(Path(path))
+    except RawFileInAcquisition as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_IN_ACQUISITION
     except CorruptRawFile as exc:
         print(f"error: {exc}", file=err)
         return EXIT_CORRUPT

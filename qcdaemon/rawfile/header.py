@@ -17,6 +17,7 @@ except for the three checks that decide "this is not a RAW file at all".
 from __future__ import annotations
 
 import datetime as dt
+import os
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -39,6 +40,16 @@ class HeaderError(ValueError):
 
 
 @dataclass(frozen=True)
+class StreamLayout:
+    """Where the MS controller's per-scan streams are (absolute offsets), from its RunHeader."""
+
+    first_scan: int
+    last_scan: int
+    scan_events: int  # trailer scan events: one scan event per scan, in scan order
+    scan_events_end: int  # the stream that follows (trailer extra); the events end there
+
+
+@dataclass(frozen=True)
 class RawHeader:
     version: int
     created: dt.datetime | None  # acquisition start (audit tag), instrument wall clock, naive
@@ -46,6 +57,8 @@ class RawHeader:
     instrument_name: str | None = None
     serial_number: str | None = None
     software_version: str | None = None
+    in_acquisition: bool = False  # RawFileInfo "IsInAcquisition": the instrument is still writing
+    streams: StreamLayout | None = None
 
 
 class _Reader:
@@ -97,17 +110,62 @@ def read_header(fh: BinaryIO, size: int) -> RawHeader:
     if version not in KNOWN_VERSIONS:
         raise HeaderError(f"unknown RAW file format version {version}")
     created = _filetime(int(struct.unpack_from("<Q", head, 0x28)[0]))
+    in_acquisition = _in_acquisition(r, version)
     layout = _layout(r, version)
+    if in_acquisition:  # its run header and indices are not final yet: nothing else to check
+        return RawHeader(version=version, created=created, in_acquisition=True)
     if layout is not None:
         _check_not_truncated(*layout, size)
     try:
-        strings = _instrument_strings(r, version, *layout) if layout is not None else None
+        run_header = _ms_run_header(r, version, *layout) if layout is not None else None
+        streams = _streams(r, version, run_header) if run_header is not None else None
+        strings = _instrument_strings(r, version, run_header) if run_header is not None else None
     except (ValueError, struct.error, OSError):
-        strings = None
+        streams = strings = None
     if strings is None:
-        return RawHeader(version=version, created=created)
+        return RawHeader(version=version, created=created, streams=streams)
     model, name, serial, software = strings
-    return RawHeader(version, created, model or None, name or None, serial or None, software or None)
+    return RawHeader(version, created, model or None, name or None, serial or None, software or None,
+                     streams=streams)
+
+
+def file_in_acquisition(path: str | os.PathLike[str]) -> bool:
+    """:func:`acquisition_in_progress` of the file at ``path`` (reads a few KB; OSError propagates)."""
+    with open(path, "rb") as fh:
+        return acquisition_in_progress(fh, os.fstat(fh.fileno()).st_size)
+
+
+def acquisition_in_progress(fh: BinaryIO, size: int) -> bool:
+    """True when the file's RawFileInfo says the instrument is still acquiring into it.
+
+    Xcalibur sets ``IsInAcquisition`` when it creates the file and clears it when the run ends
+    (Thermo's reader reports it as ``IRawDataPlus.InAcquisition``).  False for anything that is
+    not a readable RAW header: deciding "not a RAW file" is the native reader's job.
+    """
+    try:
+        r = _Reader(fh, size)
+        head = r.read(FILE_HEADER_SIZE)
+        version = int(struct.unpack_from("<I", head, 0x24)[0])
+        if head[:RAW_MAGIC_LEN] != RAW_MAGIC or version not in KNOWN_VERSIONS:
+            return False
+        return _in_acquisition(r, version)
+    except (ValueError, struct.error, OSError):
+        return False
+
+
+def _in_acquisition(r: _Reader, version: int) -> bool:
+    """RawFileInfo preamble: i32 method flag, SYSTEMTIME (16 bytes), i32 IsInAcquisition."""
+    if version < 57:
+        return False
+    start = r.pos
+    try:
+        _skip_seq_row_and_as_info(r, version)
+        r.skip(20)
+        return r.u32() != 0
+    except (ValueError, struct.error, OSError):
+        return False
+    finally:
+        r.seek(start)
 
 
 def _check_not_truncated(data_addr: int, run_headers: list[int], size: int) -> None:
@@ -183,15 +241,33 @@ def _layout(r: _Reader, version: int) -> tuple[int, list[int]] | None:
         return None
 
 
-def _instrument_strings(r: _Reader, version: int, data_addr: int, addrs: list[int]) -> tuple[str, str, str, str] | None:
+def _streams(r: _Reader, version: int, run_header: int) -> StreamLayout | None:
+    """Scan range (SampleInfo) and the trailer scan-event stream bounds of one RunHeader.
+
+    SampleInfo: i16 revision, 2 bytes padding, i32 data set id, i32 first and i32 last scan.
+    The stream addresses are u32 at 7368/7372 before version 64 and u64 at 7448/7456 from 64 on
+    (the 64-bit block after the 7408-byte RunHeader: spectrum, packet, status log, error log,
+    run header, trailer scan events, trailer extra).
+    """
+    r.seek(run_header + 8)
+    first, last = r.u32(), r.u32()
+    if version >= 64:
+        r.seek(run_header + 7448)
+        events, end = r.u64(), r.u64()
+    else:
+        r.seek(run_header + 7368)
+        events, end = r.u32(), r.u32()
+    if not (0 < events < end <= r.size):
+        events = end = 0  # no scan-event stream (a file without scans)
+    return StreamLayout(first, last, events, end)
+
+
+def _instrument_strings(r: _Reader, version: int, run_header: int) -> tuple[str, str, str, str] | None:
     """(model, name, serial number, software version) from the MS controller's InstID block."""
-    run_header = _ms_run_header(r, version, data_addr, addrs)
-    if run_header is None:
-        return None
     r.seek(run_header + (_RUN_HEADER_SIZE_V64 if version >= 64 else _RUN_HEADER_SIZE_OLD))
     r.skip(8)
     has_third_model = r.u32() > 0
-    model, name = r.pascal(), r.pascal()
+    name, model = r.pascal(), r.pascal()  # Thermo: GetInstrumentData().Name, then .Model
     if has_third_model:
         r.pascal()
     serial, software = r.pascal(), r.pascal()

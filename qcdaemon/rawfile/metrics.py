@@ -43,6 +43,7 @@ def compute_values(run: RunData) -> dict[str, Any]:
     peaks = _precursor_peaks(run, ms[1], ms[2])
     values.update(_precursor_metrics(peaks))
     values.update(_peak_shape_metrics(run, peaks, values.get("MeanDutyCycle(s)")))
+    values["ScanEventsDecoded"] = run.events_decoded
     values["MedianMs1IsolationInterference"] = _median_interference(run, ms)
     values.update(_chromatogram_metrics(ms[1]))
     return {k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in values.items()}
@@ -50,7 +51,7 @@ def compute_values(run: RunData) -> dict[str, Any]:
 
 def _identity(run: RunData, ms: dict[int, list[Scan]]) -> dict[str, Any]:
     header = run.header
-    order = max((s.level for s in run.scans), default=0)
+    order = max((s.level for s in run.scans), default=0)  # 0: no scan with an MS order
     return {
         "DateAcquired": header.created or run.created_guess,
         "RawFile": str(run.path),
@@ -81,19 +82,37 @@ def _counts_and_rates(scans: Sequence[Scan], ms: dict[int, list[Scan]]) -> dict[
         out[f"NumMs{level}Scans"] = len(ms[level])
         rate = len(ms[level]) / total_time / 60 if total_time else None
         out[f"Ms{level}ScanRate(/s)"] = rate
+    # Scans that are not plain full/zoom/SIM scans, as the scan event names them.
+    out["NumSrmScans"] = sum(1 for s in scans if s.kind in ("SRM", "CRM"))
+    out["NumPrecursorIonScans"] = sum(1 for s in scans if s.kind == "precursor-ion")
+    out["NumNeutralLossScans"] = sum(1 for s in scans if s.kind == "neutral-loss")
+    out["NumNeutralGainScans"] = sum(1 for s in scans if s.kind == "neutral-gain")
     return out
 
 
 def _cycle(ms: dict[int, list[Scan]]) -> dict[str, Any]:
-    """Duty cycle (median, with RawTools' trailing NaN) and MS2 scans per MS1 scan."""
+    """Duty cycle (RawTools' convention), the plain MS1 cycle time, and MS2 scans per MS1 scan.
+
+    ``MeanDutyCycle(s)`` is RawTools' column: the median with its trailing NaN, and 0 for a run
+    without MS2 scans (RawTools skips its "meta data" for MS1-only runs and prints 0).
+    ``MedianMs1CycleTime(s)`` is the native one: the median time between consecutive MS1 scans
+    for every run with at least two MS1 scans, MS1-only runs included.
+    """
     ms1 = ms[1]
     duty = [(b.rt - a.rt) * 60 for a, b in itertools.pairwise(ms1)]
     triggered: dict[int, int] = {s.number: 0 for s in ms1}
     for scan in ms[2]:
         if scan.master in triggered:
             triggered[scan.master] += 1
+    if not duty:
+        rawtools_duty = None
+    elif not ms[2]:
+        rawtools_duty = 0.0
+    else:
+        rawtools_duty = percentile([*duty, float("nan")], 50)
     return {
-        "MeanDutyCycle(s)": percentile([*duty, float("nan")], 50) if duty else None,
+        "MeanDutyCycle(s)": rawtools_duty,
+        "MedianMs1CycleTime(s)": median(duty),
         "MeanMs2TriggerRate(/Ms1Scan)": mean(list(triggered.values())),
     }
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from qcdaemon.rawfile.metrics import compute_values
-from qcdaemon.rawfile.reader import CorruptRawFile, RunData, Scan, read_run
+from qcdaemon.rawfile.reader import CorruptRawFile, RawFileInAcquisition, RunData, Scan, read_run
 
-__all__ = ["CHROMATOGRAM_KEYS", "CorruptRawFile", "NativeResult", "compute_native_metrics"]
+__all__ = ["CHROMATOGRAM_KEYS", "CorruptRawFile", "NativeResult", "RawFileInAcquisition", "compute_native_metrics"]
 
 Chromatogram = list[tuple[float, float]]
 
@@ -40,7 +40,9 @@ def compute_native_metrics(raw_path: Path) -> NativeResult:
     """Compute the native metrics of one RAW file.
 
     Raises :class:`CorruptRawFile` (a :class:`~qcdaemon.errors.ParseError`) with the reason
-    when the file is not a RAW file, is truncated or cannot be decoded.
+    when the file is not a RAW file, is truncated or cannot be decoded, and
+    :class:`RawFileInAcquisition` (also a ParseError, not a CorruptRawFile) when its header says
+    the instrument is still acquiring into it.
     """
     path = Path(raw_path)
     try:

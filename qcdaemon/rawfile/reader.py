@@ -20,6 +20,7 @@ import numpy as np
 import opentfraw
 
 from qcdaemon.errors import ParseError
+from qcdaemon.rawfile.events import MS_ORDER_NAMES, ScanEvent, read_scan_events
 from qcdaemon.rawfile.header import HeaderError, RawHeader, read_header
 
 
@@ -27,20 +28,32 @@ class CorruptRawFile(ParseError):
     """The file is not a readable Thermo RAW file (not RAW, truncated, or corrupt)."""
 
 
+class RawFileInAcquisition(ParseError):
+    """The file's header says the instrument is still acquiring into it: it is not finished."""
+
+
+#: Centroid descriptor bits of the peaks Thermo's ``GetCentroidStream(scan, false)`` leaves out,
+#: as RawTools reads it: bit 20 = exception peak, bit 21 = reference (lock-mass) peak.  Checked
+#: against Thermo's reader on every FTMS scan of the files in tests/data: the kept peaks and
+#: their summed intensity are identical.
+EXCLUDED_PEAK_BITS = (1 << 20) | (1 << 21)
+
+
 @dataclass(frozen=True)
 class Scan:
     number: int
-    level: int  # 1 = MS1 (survey), 2 = MS2, ...
-    analyzer: str | None  # "FTMS", "ITMS", ... as in the scan filter
+    level: int  # 1 = MS1 (survey), 2 = MS2, ...; 0 for scans without an MS order (see ``kind``)
+    kind: str  # scan type ("Full", "SRM", "Q1MS", ...) or "precursor-ion" / "neutral-loss" / "neutral-gain"
+    analyzer: str | None  # "FTMS", "ITMS", ... as in the scan event
     rt: float  # minutes
     fill_time: float | None  # trailer "Ion Injection Time (ms)"
     master: int | None  # scan that triggered this one (trailer or nearest preceding survey scan)
-    parent_mz: float | None  # reaction precursor m/z (isolation-window centre)
+    parent_mz: float | None  # first reaction's precursor m/z (isolation-window centre)
     mono_mz: float  # trailer "Monoisotopic M/Z" (0 when the instrument did not set it)
     charge: int  # trailer "Charge State" (0 when unknown)
-    isolation_width: float | None
+    isolation_width: float | None  # first reaction's isolation width (None when the events do not decode)
     faims_cv: float | None
-    summed: float  # sum of centroid (FTMS) / segment (other analyzers) intensities
+    summed: float  # sum of centroid (FTMS, without exception/reference peaks) / segment intensities
     base_peak: float  # largest of those intensities (0 for an empty scan)
     top80: float | None  # fraction of peaks holding 80 % of the intensity (MS2+ only)
 
@@ -53,6 +66,7 @@ class RunData:
     created_guess: dt.datetime | None  # opentfraw's acquisition start (fallback)
     scans: list[Scan]
     ms1_peaks: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    events_decoded: bool = True  # False: MS order from opentfraw, no reaction widths
 
     def by_level(self, level: int) -> list[Scan]:
         return [s for s in self.scans if s.level == level]
@@ -61,13 +75,15 @@ class RunData:
 def read_run(raw_path: Path) -> RunData:
     """Decode ``raw_path``; raises :class:`CorruptRawFile` with a reason when it cannot."""
     path = Path(raw_path)
-    header = _read_header(path)
+    header, events = _read_header(path)
     raw = _call(path, "open", lambda: opentfraw.RawFile(str(path)))
     if raw.num_scans <= 0:
         raise CorruptRawFile(f"{path.name}: the file holds no scans")
     table = _call(path, "scan index", raw.scan_table)
-    scans, ms1_peaks = _read_scans(path, raw, table)
-    return RunData(path, header, raw.instrument_model, _naive_utc(raw.created), scans, ms1_peaks)
+    first = header.streams.first_scan if header.streams is not None else 1
+    scans, ms1_peaks = _read_scans(path, raw, table, events, first)
+    return RunData(path, header, raw.instrument_model, _naive_utc(raw.created), scans, ms1_peaks,
+                   events_decoded=events is not None)
 
 
 def _naive_utc(timestamp: float | None) -> dt.datetime | None:
@@ -80,14 +96,25 @@ def _naive_utc(timestamp: float | None) -> dt.datetime | None:
         return None
 
 
-def _read_header(path: Path) -> RawHeader:
-    """File header checks; OSError (missing file, no permission) propagates unchanged."""
+def _read_header(path: Path) -> tuple[RawHeader, list[ScanEvent] | None]:
+    """File header checks and the scan events; OSError (missing file, no permission) propagates."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         try:
-            return read_header(fh, size)
+            header = read_header(fh, size)
         except HeaderError as exc:
             raise CorruptRawFile(f"{path.name}: {exc}") from None
+        if header.in_acquisition:
+            raise RawFileInAcquisition(
+                f"{path.name}: still being acquired (its header says acquisition in progress); "
+                "it can be read once the instrument has finished the run")
+        streams = header.streams
+        if streams is not None and streams.last_scan < max(streams.first_scan, 1):
+            raise CorruptRawFile(f"{path.name}: the file holds no scans (its run header lists none)")
+        events = read_scan_events(fh, header.version, streams)
+    if events is not None and len(events) != streams.last_scan - streams.first_scan + 1:  # type: ignore[union-attr]
+        events = None
+    return header, events
 
 
 def _call(path: Path, what: str, fn: Any) -> Any:
@@ -101,25 +128,58 @@ def _call(path: Path, what: str, fn: Any) -> Any:
         raise CorruptRawFile(f"{path.name}: truncated or corrupt RAW file ({what}: {reason})") from None
 
 
-def _read_scans(path: Path, raw: Any, table: dict[str, list[Any]]) -> tuple[list[Scan], dict[int, Any]]:
+def _read_scans(
+    path: Path, raw: Any, table: dict[str, list[Any]], events: list[ScanEvent] | None, first: int,
+) -> tuple[list[Scan], dict[int, Any]]:
     numbers = [int(n) for n in table["scan_number"]]
-    levels = [int(x) if x is not None else 0 for x in table["ms_level"]]
     masters = _MasterTracker()
     scans: list[Scan] = []
     ms1_peaks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for i, number in enumerate(numbers):
-        mz, intensity = _call(path, f"scan {number}", lambda n=number: raw.peaks(n))
-        with np.errstate(invalid="ignore", over="ignore"):
-            mz = np.asarray(mz, dtype=np.float64)
-            intensity = np.asarray(intensity, dtype=np.float64)
-        if mz.shape != intensity.shape or not np.all(np.isfinite(intensity)):
-            raise CorruptRawFile(f"{path.name}: scan {number}: inconsistent peak data")
-        if levels[i] == 1:
+        event = _event_of(events, number - first)
+        level = _level(table, i, event)
+        ftms = (event.analyzer if event is not None else table["analyzer"][i]) == "FTMS"
+        mz, intensity = _peaks(path, raw, number, ftms)
+        if level == 1:
             ms1_peaks[number] = _sorted_by_mz(mz, intensity)
-        trailer = _trailer(raw, number) if levels[i] >= 2 else {}
-        master = masters.add(number, levels[i], _int(trailer.get("Master Scan Number:")))
-        scans.append(_scan(table, i, number, levels[i], master, trailer, intensity))
+        trailer = _trailer(raw, number) if level >= 2 else {}
+        master = masters.add(number, level, _int(trailer.get("Master Scan Number:")))
+        scans.append(_scan(table, i, number, level, event, master, trailer, intensity))
     return scans, ms1_peaks
+
+
+def _event_of(events: list[ScanEvent] | None, index: int) -> ScanEvent | None:
+    if events is None or not 0 <= index < len(events):
+        return None
+    return events[index]
+
+
+def _level(table: dict[str, list[Any]], i: int, event: ScanEvent | None) -> int:
+    """MS order from the scan event (opentfraw's guess only where the events do not decode)."""
+    if event is not None:
+        return max(event.ms_order, 0)
+    level = table["ms_level"][i]
+    return int(level) if level is not None else 0
+
+
+def _peaks(path: Path, raw: Any, number: int, ftms: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The scan's peaks as RawTools sees them: FTMS centroids without exception/reference peaks
+    (RawTools reads the other analyzers' segmented scans, which carry no such flags)."""
+    mz, intensity = _call(path, f"scan {number}", lambda: raw.peaks(number))
+    with np.errstate(invalid="ignore", over="ignore"):
+        mz = np.asarray(mz, dtype=np.float64)
+        intensity = np.asarray(intensity, dtype=np.float64)
+    if mz.shape != intensity.shape or not np.all(np.isfinite(intensity)):
+        raise CorruptRawFile(f"{path.name}: scan {number}: inconsistent peak data")
+    if mz.size and ftms:
+        labels = _call(path, f"scan {number} peak labels", lambda: raw.centroid_labels(number))
+        descriptor = np.asarray(labels["descriptor"], dtype=np.uint32)
+        if descriptor.shape != mz.shape:
+            raise CorruptRawFile(f"{path.name}: scan {number}: peak labels do not match the peak list")
+        keep = (descriptor & EXCLUDED_PEAK_BITS) == 0
+        if not keep.all():
+            mz, intensity = mz[keep], intensity[keep]
+    return mz, intensity
 
 
 class _MasterTracker:
@@ -148,21 +208,31 @@ class _MasterTracker:
 
 
 def _scan(
-    table: dict[str, list[Any]], i: int, number: int, level: int, master: int | None,
-    trailer: dict[str, Any], intensity: np.ndarray,
+    table: dict[str, list[Any]], i: int, number: int, level: int, event: ScanEvent | None,
+    master: int | None, trailer: dict[str, Any], intensity: np.ndarray,
 ) -> Scan:
     summed, base_peak, top80 = _intensity_stats(table, i, level, intensity)
+    if event is not None:
+        kind = MS_ORDER_NAMES.get(event.ms_order, event.scan_type) if event.ms_order <= 0 else event.scan_type
+        analyzer = event.analyzer
+        reaction = event.reactions[0] if event.reactions else None
+        parent_mz = reaction.precursor_mz if reaction is not None else None
+        width = reaction.isolation_width if reaction is not None else None
+    else:
+        kind, analyzer, width = "unknown", table["analyzer"][i], None
+        parent_mz = _reaction_mz(table["filter_string"][i], _float(table["isolation_target_mz"][i]))
     return Scan(
         number=number,
         level=level,
-        analyzer=table["analyzer"][i],
+        kind=kind,
+        analyzer=analyzer,
         rt=float(table["retention_time"][i]),
         fill_time=_float(table["ion_injection_time_ms"][i]),
         master=master,
-        parent_mz=_reaction_mz(table["filter_string"][i], _float(table["isolation_target_mz"][i])),
+        parent_mz=parent_mz,
         mono_mz=_float(trailer.get("Monoisotopic M/Z:")) or 0.0,
         charge=_int(table["charge"][i]) or 0,
-        isolation_width=_float(table["isolation_width"][i]),
+        isolation_width=width,
         faims_cv=_float(table["faims_cv"][i]),
         summed=summed,
         base_peak=base_peak,
@@ -197,7 +267,7 @@ def _trailer(raw: Any, number: int) -> dict[str, Any]:
 
 
 def _reaction_mz(filter_string: str | None, isolation_target: float | None) -> float | None:
-    """The first reaction's precursor m/z (RawTools' ``GetReaction(0).PrecursorMass``).
+    """Fallback where the scan events do not decode: the first reaction's precursor m/z.
 
     opentfraw reports the trailer's monoisotopic m/z as the isolation target where the
     instrument wrote one, so the reaction mass comes from the scan filter

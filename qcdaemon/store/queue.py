@@ -2,6 +2,10 @@
 
 Stage states: queued -> running -> done | failed | skipped | cancelled.  A run's own state is
 derived from its stages after every change (``_refresh_run``): queued, processing, done, failed.
+A run is ``failed`` only when no stage produced values; a run with values is ``done`` even when
+another stage failed (that stage stays ``failed`` with its reason, and ``runs.error`` lists the
+failed stages' reasons).  A done stage may carry a note in ``error`` (RawTools exited non-zero
+after writing its outputs).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from qcdaemon.store.base import StoreBase
 from qcdaemon.store.rows import RunOverview, StageRow
 
 FIRST_STAGE = "native"
+#: Stages that still run when the first stage failed: RawTools reads RAW files with Thermo's own
+#: reader and may read what the native reader cannot.  MaxQuant (hours of CPU) stays off them.
+RUN_AFTER_FIRST_FAILED = ("rawtools",)
 
 
 class QueueQueries(StoreBase):
@@ -26,14 +33,15 @@ class QueueQueries(StoreBase):
     def claim_stage(self, stage: str) -> StageRow | None:
         """Mark the oldest runnable queued ``stage`` as running and return it (with its run).
 
-        A stage other than the first one runs only once the run's first stage (``native``)
-        has finished successfully or was skipped; this is what keeps heavy tools off corrupt files.
+        A stage other than the first one runs only once the run's first stage (``native``) has
+        finished; when it failed, only the stages of :data:`RUN_AFTER_FIRST_FAILED` are still
+        queued (``finish_stage`` skips the others), which keeps MaxQuant off corrupt files.
         """
         with self.transaction():
             row = self.row(
                 "SELECT s.run_id FROM stages s WHERE s.stage = ? AND s.state = 'queued' AND NOT EXISTS ("
                 "  SELECT 1 FROM stages f WHERE f.run_id = s.run_id AND f.seq < s.seq AND f.stage = ?"
-                "  AND f.state NOT IN ('done', 'skipped'))"
+                "  AND f.state IN ('queued', 'running'))"
                 " ORDER BY s.queued_at, s.run_id LIMIT 1",
                 [stage, FIRST_STAGE],
             )
@@ -64,8 +72,10 @@ class QueueQueries(StoreBase):
                 [state, utcnow(), error, exit_code, log_dir, run_id, stage],
             )
             if stage == FIRST_STAGE and state == "failed":
+                keep = ", ".join(f"'{n}'" for n in RUN_AFTER_FIRST_FAILED)
                 self.execute(
-                    "UPDATE stages SET state = 'skipped', ended_at = ?, error = ? WHERE run_id = ? AND state = 'queued'",
+                    "UPDATE stages SET state = 'skipped', ended_at = ?, error = ? WHERE run_id = ? AND state = 'queued'"
+                    f" AND stage NOT IN ({keep})",
                     [utcnow(), f"not run: the {FIRST_STAGE} stage failed", run_id],
                 )
             self._refresh_run(run_id)
@@ -114,7 +124,8 @@ class QueueQueries(StoreBase):
             if FIRST_STAGE in wanted:  # the stages its failure skipped come back with it
                 blocked = f"not run: the {FIRST_STAGE} stage failed"
                 wanted += [n for n, s in current.items() if s["error"] == blocked and n not in wanted]
-            elif first["state"] not in ("done", "skipped") and any(n != FIRST_STAGE for n in wanted):
+            elif first["state"] not in ("done", "skipped") and any(
+                    n != FIRST_STAGE and n not in RUN_AFTER_FIRST_FAILED for n in wanted):
                 raise Conflict(
                     f"run rf{run_id}: the {FIRST_STAGE} stage is {first['state']}; retry it (or the whole run) first"
                 )
@@ -177,7 +188,7 @@ class QueueQueries(StoreBase):
             params.extend(project_ids)
         where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         runs = self.rows(
-            "SELECT r.id, 'rf' || r.id AS run_key, r.name, r.state, r.source, r.created_at, r.acquired_at,"
+            "SELECT r.id, 'rf' || r.id AS run_key, r.name, r.state, r.error, r.source, r.created_at, r.acquired_at,"
             " r.flagged, r.use_downstream, r.metrics_engine, u.email AS owner, p.slug AS project, pl.slug AS pipeline"
             " FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id JOIN projects p ON p.id = pl.project_id"
             f" LEFT JOIN users u ON u.id = r.owner_id {where} ORDER BY r.id DESC LIMIT {min(max(int(limit), 0), 2**62)}",
@@ -197,18 +208,23 @@ class QueueQueries(StoreBase):
         return runs
 
     def _refresh_run(self, run_id: int) -> None:
-        states = [s["state"] for s in self.rows("SELECT state FROM stages WHERE run_id = ?", [run_id])]
+        rows = self.rows("SELECT stage, state, error FROM stages WHERE run_id = ? ORDER BY seq", [run_id])
+        states = [s["state"] for s in rows]
         if not states:
             return
         if "running" in states or ("queued" in states and any(s in ("done", "failed") for s in states)):
             state = "processing"
         elif "queued" in states:
             state = "queued"
+        elif "done" in states:  # some stage produced values: the run has metrics
+            state = "done"
         elif "failed" in states:
             state = "failed"
         elif "cancelled" in states:
             state = "cancelled"
         else:
             state = "done"
-        self.execute("UPDATE runs SET state = ? WHERE id = ?", [state, run_id])
+        failed = [f"{s['stage']}: {s['error'] or 'failed'}" for s in rows if s["state"] == "failed"]
+        error = "; ".join(failed) if failed and state in ("done", "failed") else None
+        self.execute("UPDATE runs SET state = ?, error = ? WHERE id = ?", [state, error, run_id])
         self.execute("UPDATE files SET state = ?, updated_at = ? WHERE run_id = ?", [state, utcnow(), run_id])

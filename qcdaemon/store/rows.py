@@ -95,6 +95,7 @@ class RunOverview(TypedDict):
     run_key: str
     name: str
     state: str
+    error: str | None  # the failed stages' reasons ("native: ...; rawtools: ..."), None when none failed
     source: str
     created_at: dt.datetime
     acquired_at: dt.datetime | None

@@ -18,6 +18,7 @@ found by running it:
 
 from __future__ import annotations
 
+import csv
 import importlib.metadata
 import os
 import shlex
@@ -135,6 +136,27 @@ def clear_outputs(work_dir: Path) -> None:
     """Remove the RawTools output dirs (and their stale ``QC.xml``) before a rerun."""
     for sub in JOB_DIRS.values():
         shutil.rmtree(Path(work_dir) / sub, ignore_errors=True)
+
+
+def outputs_summary(work_dir: Path, job: str) -> str:
+    """What one job left behind, for the note of a job that exited non-zero after writing it."""
+    out = job_dir(work_dir, job)
+    if job == "rawtools_qc":
+        table = out / "QcDataTable.csv"
+        try:
+            lines = [ln for ln in table.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return "no QcDataTable.csv"
+        rows = list(csv.reader(lines[:2]))
+        header = len(rows[0]) if rows else 0
+        # RawTools ends every cell with a comma; a row it stopped writing ends with an empty cell
+        cells = len(rows[1]) - (1 if rows[1] and rows[1][-1] == "" else 0) if len(rows) > 1 else 0
+        if cells < header:
+            return f"QcDataTable.csv with its row cut after column {cells} of {header}"
+        return "a complete QcDataTable.csv"
+    names = sorted(p.name for p in out.iterdir() if p.is_file() and p.suffix == ".txt"
+                   and not p.name.startswith(("rawtools_", "stdout", "stderr"))) if out.is_dir() else []
+    return ", ".join(names) or "no files"
 
 
 def rawtools_outputs_ok(work_dir: Path, jobs: Iterable[str] = tuple(JOB_DIRS)) -> str | None:

@@ -8,6 +8,9 @@ Decisions where the behaviour spec (section 3.1) and ``rawtools.md`` leave room:
   ``IdentipyParameters`` ...) are renamed, so a longitudinal series keeps one column per metric.
   Columns with no 2.0.7 equivalent (``ModificationFrequencyAt*``) keep their own names.
   ``parse_qc_data_table(path, normalize=False)`` returns the file's own names.
+* A row shorter than the header (RawTools 2.0.7 throws while writing the row of an MS1-only
+  run and leaves it cut after ``MedianMs1FillTime(ms)``) is read as far as it goes; the
+  missing columns are ``None``. A row longer than the header is an error.
 * Values: integers and finite floats become numbers; empty, ``NaN`` and infinities become
   ``None``; everything else (``Any``, ``None`` as instrument text, search parameters) stays a
   string. ``DateAcquired`` (``MM/dd/yyyy HH:mm:ss``) becomes a naive ``datetime``.
@@ -142,9 +145,13 @@ def parse_qc_data_table(path: Path, *, normalize: bool = True) -> list[dict[str,
     for lineno, cells in enumerate(reader, start=2):
         if not any(c.strip() for c in cells):
             continue
-        if len(cells) != len(header):
+        if len(cells) > len(header):
             raise ParseError(f"{path}: line {lineno} has {len(cells)} fields, "
                              f"the header has {len(header)}")
+        # RawTools 2.0.7 writes each cell followed by a comma and stops mid-row when it throws
+        # (MS1-only runs: NullReferenceException after MedianMs1FillTime(ms)); the cells it
+        # wrote are complete, the columns it did not reach have no value.
+        cells = [*cells, *([""] * (len(header) - len(cells)))]
         row: dict[str, Any] = {n: _value(c) for n, c in zip(names, cells, strict=True)}
         row["DateAcquired"] = _parse_date(path, cells[header.index("DateAcquired")])
         rows.append(row)

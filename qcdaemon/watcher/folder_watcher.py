@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from qcdaemon.config import WatchConfig
+from qcdaemon.rawfile.header import file_in_acquisition
 from qcdaemon.watcher.observer import WatchedFolder
 from qcdaemon.watcher.scan import (
     Sig,
@@ -42,7 +43,7 @@ RETRY_AFTER_ERROR = 5.0  # stat/probe failed (share unreachable, access denied):
 DRAIN_TIMEOUT = 5.0  # stop(): how long queued events may take to reach on_event
 
 OnEvent = Callable[[FileEvent], Awaitable[None]]
-ProbeResult = bool | Exception
+ProbeResult = bool | Exception | str  # str: the RAW header says acquisition in progress
 
 
 class FolderWatcher:
@@ -252,11 +253,7 @@ class FolderWatcher:
 
     async def _settle(self, ready: list[tuple[Key, Sig]]) -> None:
         probe = self._probe
-        verdicts: list[ProbeResult]
-        if probe is None:
-            verdicts = [True] * len(ready)
-        else:
-            verdicts = await asyncio.to_thread(_probe_all, probe, ready)
+        verdicts: list[ProbeResult] = await asyncio.to_thread(_probe_all, probe, ready)
         if not self._running:
             return
         now = self._clock()
@@ -267,6 +264,9 @@ class FolderWatcher:
             elif isinstance(verdict, Exception):
                 log.warning("watch_probe_failed", path=str(key[1]), error=str(verdict))
                 self._tracker.defer(key, now + RETRY_AFTER_ERROR)
+            elif isinstance(verdict, str):  # stable, but the instrument has not closed the run
+                log.info("watch_file_in_acquisition", path=str(key[1]))
+                self._tracker.defer(key, now + max(_settle_seconds(self._tracker, key), RETRY_AFTER_ERROR))
             else:  # a writer still holds it, or it changed under the probe
                 self._tracker.defer(key, now + self._tracker.probe_retry)
 
@@ -309,12 +309,24 @@ class FolderWatcher:
             self._dispatcher = None
 
 
-def _probe_all(probe: Callable[[Path], bool], ready: list[tuple[Key, Sig]]) -> list[ProbeResult]:
-    """Worker thread: ask the share probe, then re-stat, so "settled" names exactly what was seen."""
+def _probe_all(probe: Callable[[Path], bool] | None, ready: list[tuple[Key, Sig]]) -> list[ProbeResult]:
+    """Worker thread: ask the share probe, read the RAW header's in-acquisition flag, then re-stat,
+    so "settled" names exactly what was seen and never a run the instrument is still writing."""
     out: list[ProbeResult] = []
     for (_, path), sig in ready:
         try:
-            out.append(bool(probe(path)) and stat_signature(path) == sig)
+            if probe is not None and not probe(path):
+                out.append(False)
+            elif file_in_acquisition(path):
+                out.append("in acquisition")
+            else:
+                out.append(stat_signature(path) == sig)
         except Exception as exc:  # a probe failure must not be mistaken for "finished"
             out.append(exc)
     return out
+
+
+def _settle_seconds(tracker: SettleTracker, key: Key) -> float:
+    """The settle time of the watch ``key`` belongs to (0 when it is no longer tracked)."""
+    watch = tracker.watch_of(key)
+    return watch.settle_seconds if watch is not None else 0.0

@@ -173,6 +173,10 @@ class SettleTracker:
     def is_tracked(self, key: Key) -> bool:
         return key in self._tracks
 
+    def watch_of(self, key: Key) -> WatchConfig | None:
+        t = self._tracks.get(key)
+        return t.watch if t is not None else None
+
 
 def _event(kind: EventKind, t: _Track) -> FileEvent:
     return FileEvent(kind=kind, path=t.path, size=t.sig[0], mtime_ns=t.sig[1], watch=t.watch)

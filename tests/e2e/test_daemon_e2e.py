@@ -128,12 +128,15 @@ def test_failing_tools_leave_readable_reasons_and_the_daemon_goes_on(tmp_path: P
             copy_raw("small2.RAW", instrument / name)
         if RAWTOOLS:
             copy_raw("small.RAW", instrument / "e-rawtools-crash.raw")
+            # a TSQ full-scan (MS1-only) run: RawTools exits 1 after writing its metrics
+            shutil.copyfile(DATA / "raw-outside" / "msdk_tsq_quantum.raw", instrument / "h-tsq-ms1-only.raw")
         (instrument / "f-not-a-raw.raw").write_bytes(b"this is a text file, not an acquisition\n" * 10)
         (instrument / "g-truncated.raw").write_bytes((DATA / "raw" / "small2.RAW").read_bytes()[:300_000])
         files.append("g-truncated.raw")
-        expected = len(files) + (1 if RAWTOOLS else 0)
+        extra = {"e-rawtools-crash.raw", "h-tsq-ms1-only.raw"} if RAWTOOLS else set()
+        expected = len(files) + len(extra)
         runs = {r["name"]: r for r in wait_for(lambda: d.finished(expected), 120, "every run to finish")}
-        assert set(runs) == set(files) | ({"e-rawtools-crash.raw"} if RAWTOOLS else set())
+        assert set(runs) == set(files) | extra
 
         def stage(name: str, st: str) -> dict:
             return next(s for s in runs[name]["stages"] if s["stage"] == st)
@@ -147,12 +150,23 @@ def test_failing_tools_leave_readable_reasons_and_the_daemon_goes_on(tmp_path: P
         assert runs["d.raw"]["state"] == "done"  # the daemon went on
         truncated = {s["stage"]: s for s in runs["g-truncated.raw"]["stages"]}
         assert truncated["native"]["state"] == "failed" and "truncated" in truncated["native"]["error"]
-        assert truncated["maxquant"]["state"] == "skipped"  # no heavy stage runs on a corrupt file
-        assert truncated["rawtools"]["state"] == "skipped"
-        if RAWTOOLS:
+        assert truncated["maxquant"]["state"] == "skipped"  # MaxQuant does not run on a corrupt file
+        assert runs["g-truncated.raw"]["state"] == "failed"  # no stage produced values
+        if RAWTOOLS:  # RawTools is still tried (it reads with Thermo's reader); it fails too
+            assert truncated["rawtools"]["state"] == "failed"
+            assert runs["g-truncated.raw"]["error"].startswith("native: ") and "; rawtools: " in runs["g-truncated.raw"]["error"]
             crash = stage("e-rawtools-crash.raw", "rawtools")
             assert crash["state"] == "failed" and crash["exit_code"] == 1
             assert "KeyNotFoundException" in crash["error"] or "Exception" in crash["error"]
+            assert runs["e-rawtools-crash.raw"]["state"] == "done"  # native metrics are there
+            assert runs["e-rawtools-crash.raw"]["error"].startswith("rawtools: ")
+            tsq = {s["stage"]: s for s in runs["h-tsq-ms1-only.raw"]["stages"]}
+            assert tsq["native"]["state"] == "done" and tsq["rawtools"]["state"] == "done"
+            assert tsq["rawtools"]["exit_code"] == 1 and "exited 1 after writing" in tsq["rawtools"]["error"]
+            assert "row cut after column 32 of 46" in tsq["rawtools"]["error"]
+            assert runs["h-tsq-ms1-only.raw"]["state"] == "done"
+        else:
+            assert truncated["rawtools"]["state"] == "skipped"
         status = d.api("/api/status", method="GET")
         assert status["last_error"] is not None
         assert status["watched_folders"][0]["path"] == str(instrument)

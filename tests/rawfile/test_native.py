@@ -225,8 +225,12 @@ def test_file_without_ms1_has_no_ms1_metrics() -> None:
 
 def test_srm_file_uses_the_scan_index_tic() -> None:
     result = compute_native_metrics(DATA / "Blank04_29Mar17_Smeagol.raw")
-    assert result.values["Instrument"] == "TSQ Vantage Standard"
+    # The InstID block holds the name first, then the model: RawTools prints the name ("TSQ"
+    # for the TSQ Quantum file of tests/data/raw-outside, whose block has the same layout).
+    assert result.values["Instrument"] == "TSQ"
+    assert result.values["InstrumentModel"] == "TSQ Vantage Standard"
     assert result.values["NumMs2Scans"] == 4330
+    assert result.values["NumSrmScans"] == 4330  # the scan events say SRM
     assert result.values["Ms2MedianSummedIntensity"] > 0
     assert max(y for _, y in result.chromatograms["MS2_TIC"]) == pytest.approx(3116.18164, rel=1e-6)
 

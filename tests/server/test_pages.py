@@ -270,7 +270,7 @@ ERROR = "line one of the failure\n<script>alert(1)</script> & more\nline three\n
 
 
 async def make_run(world: World, owner: str, label: str, *, fail: bool) -> str:
-    """A run of the lab pipeline with stages native+rawtools; ``fail``: native failed (rawtools then skipped)."""
+    """A run of the lab pipeline with stages native+rawtools; ``fail``: both failed (a failed run)."""
     lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
     run = await world.store.call(Store.create_run, lab["id"], f"{label}.raw", source="upload",
                                        owner_id=world.users[owner]["id"], stages=["native", "rawtools"])
@@ -278,6 +278,10 @@ async def make_run(world: World, owner: str, label: str, *, fail: bool) -> str:
         claimed = await world.store.call(Store.claim_stage, "native")
         assert claimed is not None and claimed["run_id"] == run["id"]
         await world.store.call(Store.finish_stage, run["id"], "native", "failed", error=ERROR, exit_code=2)
+        claimed = await world.store.call(Store.claim_stage, "rawtools")  # still tried after a native failure
+        assert claimed is not None and claimed["run_id"] == run["id"]
+        await world.store.call(Store.finish_stage, run["id"], "rawtools", "failed", error="rawtools_qc: exit 1",
+                               exit_code=1)
     world.runs[label] = run["run_key"]
     return run["run_key"]
 
@@ -351,8 +355,9 @@ async def test_failed_stage_error_excerpt_is_shown_escaped(runs_world: World, ma
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in excerpt and "line four" in excerpt
     assert "line five" not in excerpt and "line six" not in excerpt  # only the first lines
     assert "<script>" not in page
-    # skipped stages keep their reason in the title only
-    assert "rawtools: skipped" in row and row.count("<pre class=err>") == 1
+    # every failed stage shows its reason (RawTools was tried after the native failure)
+    assert "rawtools: failed" in row and row.count("<pre class=err>") == 2
+    assert "<pre class=err>rawtools: rawtools_qc: exit 1</pre>" in row
 
 
 async def _post_action(b: Browser, action: str, run_key: str, *, csrf: str | None = "SESSION",
@@ -399,7 +404,7 @@ async def test_retry_requeues_the_failed_run(runs_world: World, make_api: Any,
     await b.login(DEMO_USER)
     await b.get("/")
     key = runs_world.runs["user_failed"]
-    assert await stage_states(runs_world, key) == {"native": "failed", "rawtools": "skipped"}
+    assert await stage_states(runs_world, key) == {"native": "failed", "rawtools": "failed"}
     r = await _post_action(b, "retry", key)
     assert r.status == 302, r.text
     assert r.headers["Location"] == f"/?msg=retried&run={key}&stages=native%2Crawtools"
@@ -484,7 +489,7 @@ async def test_run_actions_need_a_user(runs_world: World, make_api: Any, browser
         assert r.status == 401 and r.is_json
     r = await api.call("/runs/retry", method="GET", who=None)
     assert r.status == 405
-    assert await stage_states(runs_world, key) == {"native": "failed", "rawtools": "skipped"}
+    assert await stage_states(runs_world, key) == {"native": "failed", "rawtools": "failed"}
 
 
 async def test_run_actions_with_a_token(runs_world: World, make_api: Any) -> None:

@@ -34,14 +34,39 @@ def test_heavy_stages_wait_for_the_first_stage_and_runs_are_taken_oldest_first(s
     assert store.claim_stage("native")["run_id"] == b
 
 
-def test_a_failed_first_stage_skips_the_rest_and_fails_the_run(store: Store) -> None:
+def test_a_failed_first_stage_still_lets_rawtools_try_and_both_failing_fails_the_run(store: Store) -> None:
     a = _run(store, "a.raw")
     store.claim_stage("native")
     store.finish_stage(a, "native", "failed", error="truncated")
     states = {s["stage"]: s["state"] for s in store.stages(a)}
-    assert states == {"native": "failed", "rawtools": "skipped", "maxquant": "skipped"}
-    assert store.run(a)["state"] == "failed"
-    assert store.claim_stage("rawtools") is None
+    assert states == {"native": "failed", "rawtools": "queued", "maxquant": "skipped"}
+    assert store.run(a)["state"] == "processing"
+    assert store.claim_stage("maxquant") is None
+    assert store.claim_stage("rawtools")["run_id"] == a
+    store.finish_stage(a, "rawtools", "failed", error="Unhandled Exception: KeyNotFoundException")
+    run = store.run(a)
+    assert run["state"] == "failed"
+    assert run["error"] == "native: truncated; rawtools: Unhandled Exception: KeyNotFoundException"
+
+
+def test_a_run_with_values_is_done_and_shows_the_stage_that_failed(store: Store) -> None:
+    a, b = _run(store, "a.raw"), _run(store, "b.raw")
+    store.claim_stage("native")  # a: native works, RawTools fails
+    store.finish_stage(a, "native", "done")
+    store.claim_stage("rawtools")
+    store.finish_stage(a, "rawtools", "failed", error="rawtools_qc: exit 1")
+    store.claim_stage("maxquant")
+    store.finish_stage(a, "maxquant", "skipped", error="not configured")
+    assert store.run(a)["state"] == "done"
+    assert store.run(a)["error"] == "rawtools: rawtools_qc: exit 1"
+    assert {s["stage"]: s["state"] for s in store.stages(a)}["rawtools"] == "failed"
+    store.claim_stage("native")  # b: native fails, RawTools reads it
+    store.finish_stage(b, "native", "failed", error="no scans")
+    store.claim_stage("rawtools")
+    store.finish_stage(b, "rawtools", "done")
+    assert store.run(b)["state"] == "done" and store.run(b)["error"] == "native: no scans"
+    overview = {r["id"]: r for r in store.runs_overview()}
+    assert overview[b]["state"] == "done" and overview[b]["error"] == "native: no scans"
 
 
 def test_skipped_stages_at_creation_and_a_done_run(store: Store) -> None:
@@ -68,8 +93,8 @@ def test_retry_and_cancel(store: Store) -> None:
     store.claim_stage("native")
     with pytest.raises(Conflict):
         store.retry_run(a)  # running
-    store.finish_stage(a, "native", "failed", error="x")
-    assert store.retry_run(a) == ["native", "rawtools", "maxquant"]
+    store.finish_stage(a, "native", "failed", error="x")  # rawtools stays queued
+    assert store.retry_run(a) == ["native", "maxquant"]
     assert store.run(a)["state"] == "queued"
     assert store.cancel_run(a) == []
     assert store.run(a)["state"] == "cancelled"
@@ -90,8 +115,8 @@ def test_retrying_the_first_stage_brings_back_the_stages_its_failure_skipped(sto
     store.claim_stage("native")
     store.finish_stage(a, "native", "failed", error="truncated")
     with pytest.raises(Conflict):
-        store.retry_run(a, ["rawtools"])  # would wait forever behind the failed native stage
-    assert store.retry_run(a, ["native"]) == ["native", "rawtools", "maxquant"]
+        store.retry_run(a, ["maxquant"])  # MaxQuant does not run behind a failed native stage
+    assert store.retry_run(a, ["native"]) == ["native", "maxquant"]
     assert {s["state"] for s in store.stages(a)} == {"queued"}
 
 

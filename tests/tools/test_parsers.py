@@ -434,7 +434,7 @@ def test_rawtools_without_outputs_raises(tmp_path: Path) -> None:
     b"\x01\xa1F\x00i\x00n\x00n\x00i\x00g\x00a\x00n\x00",
     b"hello world\nthis is not a table\n",
     b"DateAcquired,RawFile\n13/45/2018 99:00:00,x.raw\n",
-    b"DateAcquired,RawFile,TotalScans\n04/03/2018 21:15:49,x.raw\n",
+    b"DateAcquired,RawFile\n04/03/2018 21:15:49,x.raw,95\n",  # more cells than columns
 ])
 def test_garbage_qc_data_table_raises(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "QcDataTable.csv").write_bytes(content)

@@ -452,3 +452,27 @@ async def test_status_reports_each_watch(tmp_path: Path, make_watcher: MakeWatch
         "last_file_seen": None, "last_seen_at": None, "pending": 0, "error": "watch folder not found",
     }
     assert [e.kind for e in rec.events] == ["seen"]
+
+
+async def test_a_raw_file_whose_header_says_acquisition_in_progress_is_not_released(
+    tmp_path: Path, make_watcher: MakeWatcher
+) -> None:
+    """Stable size and mtime are not enough: the header's IsInAcquisition flag holds the file."""
+    source = Path(__file__).resolve().parents[1] / "data" / "raw-outside" / "msdk_tsq_quantum.raw"
+    data = bytearray(source.read_bytes())
+    offset = 1788  # RawFileInfo.IsInAcquisition of this file (Thermo's reader: InAcquisition = true when 1)
+    assert data[offset:offset + 4] == b"\0\0\0\0"
+    data[offset] = 1
+    folder = tmp_path / "instrument"
+    folder.mkdir()
+    write(folder / "acquiring.raw", bytes(data))
+    write(folder / "finished.raw", source.read_bytes())
+    rec = Recorder()
+    w = await make_watcher([wc(folder, settle_seconds=0.2)], rec)
+    await eventually(lambda: rec.of("settled", "finished.raw"), 5)
+    await asyncio.sleep(1.0)  # several settle periods: still held
+    assert not rec.of("settled", "acquiring.raw") and w.status()[0]["pending"] == 1
+    data[offset] = 0  # the instrument closes the run
+    write(folder / "acquiring.raw", bytes(data))
+    await eventually(lambda: rec.of("settled", "acquiring.raw"), 10)
+    assert w.status()[0]["pending"] == 0

@@ -40,20 +40,37 @@ async def _rawtools_jobs(ctx: StageContext, run: RunRow, raw: Path, base: Path, 
     tool = ctx.cfg.engine.rawtools
     staged = await asyncio.to_thread(rt.stage_raw, raw, base / rt.STAGE_DIR)
     deadline = time.monotonic() + tool.timeout_seconds
+    notes: list[str] = []
+    exit_code = 0
     for name, argv in rt.rawtools_jobs(tool.command, staged, base, pipeline["rawtools_args"]):
         job = rt.job_dir(base, name)
         res = await run_tool(
             argv, cwd=job, log_dir=job, name=name, timeout=max(deadline - time.monotonic(), 1),
             nice=ctx.cfg.engine.nice, pid_dir=ctx.pid_dir, cancel=cancel,
         )
-        if not res.ok:
+        if res.ok:
+            continue
+        # RawTools 2.0.7 throws after writing its metrics on some runs (MS1-only: exit 1 in the
+        # chromatogram and QC-table writers). A crash after the outputs exist keeps them.
+        exited = res.exit_code is not None and not res.timed_out and not res.cancelled
+        missing = await asyncio.to_thread(rt.rawtools_outputs_ok, base, (name,)) if exited else "stopped"
+        if missing is not None:
             return stages_failed(f"{name}: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(job))
-    reason = rt.rawtools_outputs_ok(base)
+        exit_code = exit_code or int(res.exit_code or 0)
+        detail = await asyncio.to_thread(rt.outputs_summary, base, name)
+        notes.append(f"{name} exited {res.exit_code} after writing {detail}; the outputs are kept"
+                     f" ({_first_line(res.error_excerpt)})")
+    reason = await asyncio.to_thread(rt.rawtools_outputs_ok, base)
     if reason:
-        return stages_failed(f"RawTools wrote no usable output: {reason}", exit_code=0, log_dir=str(base))
+        return stages_failed(f"RawTools wrote no usable output: {reason}", exit_code=exit_code, log_dir=str(base))
     values = await asyncio.to_thread(
         parse_rawtools, rt.job_dir(base, "rawtools_metrics"), rt.job_dir(base, "rawtools_qc"), raw_name=staged.name
     )
     values["RawFilePath"] = str(raw.parent)  # RawTools saw the staged copy; report the real folder
     await record_scan_values(ctx, run, "rawtools", values)
-    return {"state": "done", "exit_code": 0, "log_dir": str(base)}
+    return {"state": "done", "exit_code": exit_code, "log_dir": str(base), "error": "; ".join(notes) or None}
+
+
+def _first_line(text: str | None) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[0][:200] if lines else "no error text"

@@ -215,7 +215,7 @@ async def _home_page(request: web.Request, user: UserRow, csrf: str, *, notice: 
         )
         errors = "".join(
             f"<pre class=err>{html.escape(s['stage'])}: {html.escape(_excerpt(s['error']))}</pre>"
-            for s in r["stages"] if s["state"] == "failed" and s["error"]
+            for s in r["stages"] if s["state"] in ("failed", "done") and s["error"]  # done: a note
         )
         parts.append(
             f"<tr><td>{html.escape(r['run_key'])}</td><td>{html.escape(r['name'])}</td>"
