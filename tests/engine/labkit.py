@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from conftest import TEST_DATA, make_config
+from conftest import TEST_DATA, free_port
 
-from qcdaemon.config import Config
+from qcdaemon.config import Config, config_from_dict
 from qcdaemon.core import security
 from qcdaemon.log import LOG_FILE, configure_logging
 from qcdaemon.service.qcservice import QcService
@@ -38,12 +38,37 @@ OWNER = "op@lab.org"
 PIPELINE = "lab-qc/exploris"
 
 
-def lab_config(root: Path, *, maxquant: Mapping[str, Any] | None = None, **sections: Mapping[str, Any]) -> Config:
-    """Native metrics and the MaxQuant stand-in; RawTools off (it needs mono and is slow)."""
+def lab_settings(root: Path, *, maxquant: Mapping[str, Any] | None = None, watch: bool = False,
+                 **sections: Mapping[str, Any]) -> dict[str, Any]:
+    """Native metrics and the MaxQuant stand-in; RawTools off (it needs mono and is slow).
+
+    With ``watch``, ``<root>/instrument`` is a watched folder of the lab's pipeline."""
     engine = {"shutdown_timeout": 5, "maxquant": {"command": [sys.executable, str(STANDIN)], "runtime": "none",
                                                   "timeout_seconds": 60, **(maxquant or {})}}
-    return make_config(root / "data", engine={**engine, **sections.pop("engine", {})}, log={"format": "json"},
-                       **sections)
+    data: dict[str, Any] = {
+        "paths": {"data_dir": str(root / "data"), "log_dir": str(root / "logs")},
+        "log": {"format": "json"},
+        "server": {"port": free_port()},
+    }
+    data["engine"] = {**engine, **sections.pop("engine", {})}
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    if watch:
+        data["watch"] = [{"path": str(root / "instrument"), "pipeline": PIPELINE, "owner": OWNER,
+                          "settle_seconds": 0.5, "poll_interval": 0.5}]
+    return data
+
+
+def lab_config(root: Path, **kw: Any) -> Config:
+    return config_from_dict(lab_settings(root, **kw))
+
+
+async def prepare_lab(root: Path, **kw: Any) -> Config:
+    """A seeded data directory (closed again: a daemon may open it) and its instrument folder."""
+    cfg = lab_config(root, **kw)
+    await seed(cfg)
+    (root / "instrument").mkdir(exist_ok=True)
+    return cfg
 
 
 async def seed(cfg: Config) -> None:
@@ -88,15 +113,15 @@ class Lab:
 
 
 @asynccontextmanager
-async def open_lab(root: Path, **kw: Any) -> AsyncIterator[Lab]:
-    """``async with open_lab(tmp_path, maxquant={"attempts": 2}) as lab``: a seeded data directory, opened."""
-    cfg = lab_config(root, **kw)
-    await seed(cfg)
+async def open_lab(root: Path, *, cfg: Config | None = None, **kw: Any) -> AsyncIterator[Lab]:
+    """``async with open_lab(tmp_path, maxquant={"attempts": 2}) as lab``: a seeded data directory,
+    opened (``cfg``: one ``prepare_lab`` made)."""
+    if cfg is None:
+        cfg = await prepare_lab(root, **kw)
     store = await asyncio.to_thread(AsyncStore, cfg.db_path, cfg.store)
     try:
-        instrument = root / "instrument"
-        instrument.mkdir()
-        yield Lab(cfg, store, QcService(store, cfg, security.load_or_create_key(cfg.files.secret_key)), instrument)
+        yield Lab(cfg, store, QcService(store, cfg, security.load_or_create_key(cfg.files.secret_key)),
+                  root / "instrument")
     finally:
         await asyncio.to_thread(store.close)
 
