@@ -31,13 +31,14 @@ from typing import IO, Any
 import structlog
 
 from qcdaemon.tools import orphans
+from qcdaemon.tools.excerpt import EXCERPT_MAX_CHARS, excerpt_text, read_excerpt
 
 log = structlog.get_logger(__name__)
 
+__all__ = ["EXCERPT_MAX_CHARS", "ToolResult", "excerpt_text", "read_excerpt", "run_tool"]
+
 IS_WINDOWS = os.name == "nt"
 TERM_GRACE_SECONDS = 5.0
-EXCERPT_MAX_CHARS = 16_000
-_MARKERS = ("Unhandled Exception", "System.Exception")
 
 
 @dataclass(frozen=True)
@@ -61,41 +62,6 @@ class ToolResult:
     @property
     def duration(self) -> float:
         return self.ended_at - self.started_at
-
-
-# Error excerpts (pure; behaviour spec 2.8)
-
-def excerpt_text(text: str, *, tail: bool = False) -> str | None:
-    """The readable part of a tool's log: the .NET exception if any, else 20 non-empty lines.
-
-    With an ``Unhandled Exception``/``System.Exception`` line: from the non-empty line before it
-    through the next 15 non-empty lines.  Otherwise the first (or, with ``tail``, the last) 20
-    non-empty lines.  None when there is nothing but whitespace.
-    """
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return None
-    for i, line in enumerate(lines):
-        if any(marker in line for marker in _MARKERS):
-            return "\n".join(lines[max(i - 1, 0): i + 16])
-    return "\n".join(lines[-20:] if tail else lines[:20])
-
-
-def _read_limited(path: Path, *, tail: bool) -> str:
-    try:
-        with open(path, "rb") as f:
-            if tail:
-                f.seek(max(f.seek(0, os.SEEK_END) - EXCERPT_MAX_CHARS, 0))
-            return f.read(EXCERPT_MAX_CHARS).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def read_excerpt(stdout_path: Path, stderr_path: Path) -> str | None:
-    """Excerpt of stderr (its head); if stderr is empty, of stdout (its tail: errors come last)."""
-    return excerpt_text(_read_limited(stderr_path, tail=False)) or excerpt_text(
-        _read_limited(stdout_path, tail=True), tail=True
-    )
 
 
 def _failure_reason(exit_code: int, excerpt: str | None) -> str:
@@ -391,9 +357,14 @@ async def run_tool(
             orphans.forget(record)
             if job is not None:
                 job.close()
-    exit_code = proc.returncode
-    log.info("tool_exited", tool=name, pid=proc.pid, exit_code=exit_code, outcome=outcome,
+    log.info("tool_exited", tool=name, pid=proc.pid, exit_code=proc.returncode, outcome=outcome,
              seconds=round(time.time() - started, 3))
+    return await _described(result, outcome, proc.returncode, timeout, out_path, err_path)
+
+
+async def _described(result: Callable[..., ToolResult], outcome: str, exit_code: int | None, timeout: float,
+                     out_path: Path, err_path: Path) -> ToolResult:
+    """The result of a tool that ran: timed out, cancelled, succeeded, or failed (with an excerpt)."""
     if outcome == "timeout":
         return result(exit_code, f"timed out after {timeout:g} s", timed_out=True)
     if outcome == "cancel":
