@@ -179,6 +179,8 @@ def daemon(cfg_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()  # else an unclosed pipe is a ResourceWarning (an error under -W error)
 
 
 def test_cli_works_through_the_running_daemon(cfg_path: Path, daemon: tuple[subprocess.Popen[str], str]) -> None:
