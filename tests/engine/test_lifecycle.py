@@ -8,6 +8,7 @@ a second daemon, where one is needed, is a real ``python -m qcdaemon run`` proce
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from conftest import REPO, subprocess_env, write_config
 from labkit import RAW, lab_settings, open_lab, prepare_lab, until
 
 from qcdaemon.config import Config, config_from_dict
-from qcdaemon.daemon import EXIT_FAILURE, EXIT_OK, Daemon
+from qcdaemon.daemon import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Daemon
 from qcdaemon.store import Store
 
 OURS = ("engine-", "watcher-", "sd-watchdog")  # the names of the daemon's own tasks
@@ -143,3 +144,42 @@ async def test_a_late_start_up_failure_tears_down_everything_that_started(
     assert list(cfg.files.pids.glob("*.pid")) == []  # no tool left running
     states = stage_states(cfg)
     assert states["native"][0] in ("queued", "done") and states["maxquant"][0] == "queued"  # nothing left "running"
+
+
+async def test_a_configuration_error_found_at_start_up_is_exit_code_2(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = await prepare_lab(tmp_path)
+    settings = lab_settings(tmp_path)
+    settings["watch"] = [{"path": str(tmp_path / "instrument"), "pipeline": "lab-qc/no-such-pipeline",
+                          "owner": "op@lab.org"}]
+    settings["paths"] = {"data_dir": str(cfg.data_dir), "log_dir": str(cfg.log_dir)}
+    code = await asyncio.wait_for(Daemon(config_from_dict(settings)).run(), 60)
+    assert code == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "configuration error: watch[0].pipeline: no pipeline 'lab-qc/no-such-pipeline'" in err
+    assert await asyncio.to_thread(store_is_released, cfg.db_path)
+
+
+async def test_systemd_hears_ready_watchdog_pings_and_stopping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = await prepare_lab(tmp_path)
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(path))
+        systemd.setblocking(False)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))  # what systemd gives a Type=notify service
+        monkeypatch.setenv("WATCHDOG_USEC", "400000")  # WatchdogSec=0.4: a ping at least every 0.2 s
+        monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+        daemon, task = await started(cfg)
+        await asyncio.sleep(1.0)
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 60) == EXIT_OK
+        heard = []
+        while True:
+            try:
+                heard.append(systemd.recv(4096).decode())
+            except BlockingIOError:
+                break
+    assert heard[0] == "READY=1\nSTATUS=serving" and heard[-1] == "STOPPING=1"
+    assert heard[1:-1] and set(heard[1:-1]) == {"WATCHDOG=1"}
+    assert len(heard[1:-1]) >= 3  # every 0.2 s for about a second
+    assert our_tasks() == []  # the pinger ended with the daemon
