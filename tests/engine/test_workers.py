@@ -8,6 +8,7 @@ raises a CatalogException for every statement that names it, exactly as for a br
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from labkit import Lab, json_logging, open_lab, until
 
 from qcdaemon.engine.workers import Engine
 from qcdaemon.store import Store
+from qcdaemon.tools.rawtools import default_rawtools_command
 
 FINAL = ("done", "failed", "cancelled")
 
@@ -144,3 +146,22 @@ async def test_a_worker_survives_a_failing_store_and_requeues_the_job_it_held(
     assert any(e["stage"] == "maxquant" and e.get("run_key") == run["run_key"] for e in errors)
     assert [(e["run_key"], e["stage"]) for e in requeued] == [(run["run_key"], "maxquant")]
     assert later_row["state"] == "done"
+
+
+RAWTOOLS = default_rawtools_command() if shutil.which("mono") else None
+
+
+@pytest.mark.skipif(RAWTOOLS is None, reason="mono or the pyRawTools wheel is not installed")
+async def test_the_real_rawtools_stage_records_its_metrics(tmp_path: Path) -> None:
+    assert RAWTOOLS is not None
+    async with open_lab(tmp_path, engine={"rawtools": {"command": list(RAWTOOLS), "timeout_seconds": 180}}) as lab:
+        async with Engine(lab.svc, lab.cfg):
+            run = await lab.add_run("HeLa_002.raw")
+            done = await until(lambda: finished(lab, run), 240, "the run with RawTools to finish")
+        values = {(source, name): value for _rid, source, name, value in
+                  await lab.store.call(Store.qc_values, [run["id"]])}
+        row = await lab.store.call(Store.run, run["id"])
+    assert done["state"] == "done"
+    # RawTools' own numbers for small2.RAW (tests/data/raw/rawtools-small2 holds its recorded output)
+    assert values[("rawtools", "TotalScans")] == 95 and values[("rawtools", "NumMs2Scans")] == 49
+    assert row["metrics_engine"] == "rawtools"
