@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from qcdaemon.config import Config
-from qcdaemon.server import admin, api, uploads
+from qcdaemon.server import api, uploads
 from qcdaemon.server.keys import CONFIG, SERVICE, STATE
 from qcdaemon.server.middleware import (
     LoginLimiter,
@@ -33,11 +33,9 @@ def create_app(service: QcService, cfg: Config, *, status: Callable[[], Awaitabl
         "started": time.time(),
         "limiter": LoginLimiter(cfg.server.login_attempts_per_minute),
         "status": status,
-        "admin_secret": None,
     }
     home.add_routes(app)
     trends.add_routes(app)
     api.add_routes(app)
     uploads.add_routes(app)
-    admin.add_routes(app)
     return app
