@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from qcdaemon import __version__
+from qcdaemon.alerts import AlertsComponent
 from qcdaemon.config import Config, transport_problem
 from qcdaemon.core.files import write_private
 from qcdaemon.core.security import load_or_create_key
@@ -112,6 +113,7 @@ class Daemon:
                     "version": __version__}
             write_private(cfg.files.daemon_info, json.dumps(info))
             await engine.start()
+            await stack.enter_async_context(AlertsComponent(store, cfg, watcher=self.watcher, scheduler=scheduler))
             await self.watcher.start()
             pending = sum(w.get("pending", 0) for w in self.watcher.status())
             if pending >= 5:
