@@ -103,6 +103,7 @@ class Outbox:
         self.sender = sender
         self.channels = {c.name: c for c in cfg.alerts.channel}
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one sender at a time: a delivery is never sent twice in parallel
 
     def wake(self) -> None:
         self._wake.set()
@@ -130,6 +131,10 @@ class Outbox:
 
     async def deliver_due(self) -> int:
         """Send everything due now; returns the number sent."""
+        async with self._lock:
+            return await self._deliver_due()
+
+    async def _deliver_due(self) -> int:
         await self.release_digests()
         now = self.clock()
         due = await self.store.call(Store.deliveries_due, now)

@@ -89,7 +89,7 @@ class AlertManager:
 
         added = await self.store.call(work)
         if added:
-            log.info("alert_event", rule=rule.name, subject=finding.subject, event=event_key)
+            log.info("alert_event", rule=rule.name, subject=finding.subject, event_key=event_key)
         return added
 
     async def holds(self, rule: AlertRuleConfig, findings: Sequence[Finding],
@@ -158,7 +158,7 @@ class AlertManager:
                     title, body = self._open_message(store, alert, rule)
                     self._queue(store, alert, rule, "open", title, body + f"\n\nResolved since: {why}", now)
                     return
-                title = "Resolved: " + self._title(rule, alert["title"])
+                title = self._title(rule, "Resolved: " + alert["title"])
                 body = (f"{alert['title']}\nResolved at {_fmt_time(now)}: {why}\n"
                         f"Open since {_fmt_time(alert['opened_at'])}; rule {rule.name} ({rule.condition}).")
                 self._queue(store, alert, rule, "resolve", title, body, now)

@@ -69,7 +69,7 @@ def test_a_failing_run_sends_one_mail_and_one_webhook_call_with_the_reasons(tmp_
             assert "lab-qc/exploris" in subject and "native stage failed" in subject
             for text in (body, calls[0]["message"]):
                 assert "QC_HeLa_001.raw" in text and "truncated" in text  # the run file and the reason
-                assert f"/pipelines/lab-qc/exploris?run=rf1" in text  # a link to the run
+                assert "/pipelines/lab-qc/exploris?run=rf1" in text  # a link to the run
                 assert "native-failures" in text  # the rule
             assert calls[0]["title"] == subject
             listed = d.api("/api/alerts", {})
