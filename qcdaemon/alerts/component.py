@@ -54,8 +54,6 @@ from qcdaemon.store import AsyncStore, Store
 
 log = structlog.get_logger("qcdaemon.alerts")
 
-MARKER = "running.marker"
-"""In the data dir while the daemon runs; found at start-up, it means the last run did not stop cleanly."""
 OVERLAP = dt.timedelta(seconds=5)  # cursors re-read this far back (events are deduplicated)
 
 
@@ -116,7 +114,7 @@ class AlertsComponent:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def __aenter__(self) -> AlertsComponent:
-        marker = self.cfg.data_dir / MARKER
+        marker = self.cfg.files.running_marker
         self.crashed_before = await asyncio.to_thread(marker.exists)
         await asyncio.to_thread(marker.write_text, f"{self.clock().isoformat()}\n")
         now = self.clock()
@@ -144,7 +142,7 @@ class AlertsComponent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if exc_type is None:  # a clean stop: the next start is not "after a crash"
-            await asyncio.to_thread((self.cfg.data_dir / MARKER).unlink, True)
+            await asyncio.to_thread(self.cfg.files.running_marker.unlink, True)
 
     async def _crash_notice(self, now: dt.datetime) -> None:
         for rule in self._of("daemon_crash"):

@@ -4,6 +4,7 @@ the contract), acknowledge, test a channel, channel health. ``user`` None is the
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from qcdaemon.alerts.delivery import Sender, apprise_send, channel_url, describe_channel
@@ -29,13 +30,13 @@ def _public(a: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _visible_ids(store: AsyncStore, user: dict[str, Any] | None) -> list[int] | None:
+async def _visible_ids(store: AsyncStore, user: Mapping[str, Any] | None) -> list[int] | None:
     if user is None or user.get("is_admin"):
         return None
-    return [int(p["id"]) for p in await store.call(Store.visible_projects, user)]
+    return [int(p["id"]) for p in await store.call(Store.visible_projects, user)]  # type: ignore[arg-type]
 
 
-async def list_alerts(store: AsyncStore, cfg: Config, user: dict[str, Any] | None, *, project: str | None = None,
+async def list_alerts(store: AsyncStore, cfg: Config, user: Mapping[str, Any] | None, *, project: str | None = None,
                       pipeline: str | None = None, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Alerts newest first, with their deliveries and every attempt. Non-admins see the alerts of the
     projects they see; alerts about the daemon itself (no project) are for admins."""
@@ -52,7 +53,7 @@ async def list_alerts(store: AsyncStore, cfg: Config, user: dict[str, Any] | Non
     return [_public(r) for r in rows]
 
 
-async def acknowledge(store: AsyncStore, user: dict[str, Any] | None, alert_id: Any,
+async def acknowledge(store: AsyncStore, user: Mapping[str, Any] | None, alert_id: Any,
                       *, now: dt.datetime | None = None) -> dict[str, Any]:
     """Mark an alert acknowledged: it sends no more reminders. A member of the alert's project may
     acknowledge it (as a member may annotate); alerts about the daemon need an admin."""

@@ -8,6 +8,7 @@ import hmac
 import html
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ async def page_alert_ack(request: web.Request) -> web.StreamResponse:
     return web.Response(status=302, headers={"Location": "/"})
 
 
-async def home_section(request: web.Request, user: dict[str, Any], csrf: str) -> str:
+async def home_section(request: web.Request, user: Mapping[str, Any], csrf: str) -> str:
     """Open alerts the user may see, each with an Acknowledge button, and channels that keep failing."""
     svc = request.app[SERVICE]
     cfg = request.app[CONFIG]

@@ -92,6 +92,12 @@ async def alerts_test(svc: QcService, channel: str) -> dict[str, Any]:
     return await ops.test_channel(svc.store, svc.cfg, channel)
 
 
+async def alerts_channels(svc: QcService) -> list[dict[str, Any]]:
+    from qcdaemon.alerts import ops
+
+    return await ops.channel_status(svc.store, svc.cfg)
+
+
 async def snapshot(svc: QcService) -> dict[str, Any]:
     """A consistent copy of the database, written inside the data folder (the one place a hardened
     service may write); the CLI then moves it where the operator asked."""
@@ -119,6 +125,7 @@ OPS: dict[str, Op] = {
     "alerts_list": alerts_list,
     "alerts_ack": alerts_ack,
     "alerts_test": alerts_test,
+    "alerts_channels": alerts_channels,
 }
 
 
