@@ -294,3 +294,128 @@ def test_alert_config_round_trip_and_refusals(tmp_path: Path) -> None:
 def test_secrets_are_scrubbed_from_errors() -> None:
     url = "mailto://qc:s3cret-pw@smtp.lab.org:587?to=a@b.org"
     assert "s3cret-pw" not in scrub("login failed for qc:s3cret-pw at smtp.lab.org", url)
+
+
+# -- conditions read from the store and the watcher ------------------------------------------------
+
+QC_VERDICTS_DDL = """CREATE TABLE IF NOT EXISTS qc_verdicts (run_id INTEGER NOT NULL, pipeline_id INTEGER NOT NULL,
+    verdict VARCHAR NOT NULL, summary VARCHAR NOT NULL, detail VARCHAR NOT NULL, guide_set VARCHAR,
+    computed_at TIMESTAMP NOT NULL)"""  # as the quality-control branch's migration creates it
+
+
+def seed_pipeline(store: Store, tmp: Path) -> dict[str, Any]:
+    pid = store.create_project("Lab QC", "lab-qc", "", None)
+    return store.create_pipeline(pid, "Exploris", "exploris", str(tmp / "p"), rawtools_args="")
+
+
+async def test_stored_verdicts_and_panorama_outliers_alert(tmp_path: Path, store: AsyncStore) -> None:
+    import json
+
+    cfg = cfg_with(tmp_path, [{"name": "qc-failed", "condition": "verdict", "scope": "project", "project": "lab-qc"},
+                              {"name": "drift", "condition": "outliers", "outliers": 1, "runs": 2},
+                              {"name": "elsewhere", "condition": "verdict", "scope": "pipeline", "pipeline": "x/y"}],
+                   group_seconds=0.0)
+    pl = await store.call(seed_pipeline, tmp_path)
+    clock, rec = Clock(dt.datetime(2026, 1, 12, 10, 0)), Recorder()
+    async with AlertsComponent(store, cfg, clock=clock, sender=rec) as comp:
+        def put(store: Store, n: int, verdict: dict[str, Any]) -> None:
+            store.execute(QC_VERDICTS_DDL)
+            run = store.create_run(pl["id"], f"HeLa_{n}.raw", source="watch", owner_id=None)
+            store.execute("INSERT INTO qc_verdicts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          [run["id"], pl["id"], verdict["verdict"], "", json.dumps(verdict), "gs1", clock.now])
+
+        clock.advance(seconds=10)
+        await store.call(put, 1, FAIL)
+        await comp.check()
+        await comp.outbox.deliver_due()
+        assert [t for _, t, _ in rec.sent] == ["[qcdaemon] lab-qc/exploris: QC failed"]
+        assert "MS1 TIC: 1.2e+09" in rec.sent[0][2] and "HeLa_1.raw" in rec.sent[0][2]
+        clock.advance(seconds=10)
+        await store.call(put, 2, FAIL)  # the second failing run in a row: Panorama's rule holds (K=1, N=2)
+        await comp.check()
+        await comp.outbox.deliver_due()
+        titles = [t for _, t, _ in rec.sent]
+        assert "[qcdaemon] lab-qc/exploris: at least 1 outliers in each of the last 2 runs" in titles
+        open_rules = sorted(a["rule"] for a in await store.call(Store.alerts_open))
+        assert open_rules == ["drift", "qc-failed"]  # the rule scoped to another pipeline stays silent
+        clock.advance(seconds=10)
+        await store.call(put, 3, PASS)
+        await comp.check()
+        assert await store.call(Store.alerts_open) == []  # a passing run resolves both
+
+
+async def test_unreachable_folder_from_the_real_watcher(tmp_path: Path, store: AsyncStore) -> None:
+    from qcdaemon.watcher import FolderWatcher
+
+    inst = tmp_path / "share"
+    inst.mkdir()
+    watch = [{"path": str(inst), "pipeline": "lab-qc/exploris", "owner": "op@lab.org", "polling": True}]
+    cfg = cfg_with(tmp_path, [{"name": "gone", "condition": "unreachable", "minutes": 10}], watch=watch,
+                   group_seconds=0.0)
+
+    async def nothing(ev: Any) -> None:
+        pass
+
+    watcher = FolderWatcher(cfg.watch, nothing)
+    await watcher.start()
+    clock, rec = Clock(dt.datetime(2026, 1, 12, 10, 0)), Recorder()
+    try:
+        async with AlertsComponent(store, cfg, watcher=watcher, clock=clock, sender=rec) as comp:
+            inst.rmdir()  # the share goes away
+            await watcher.sweep()
+            await comp.check()
+            clock.advance(minutes=9)
+            await comp.check()
+            assert await store.call(Store.alerts_open) == []  # within the grace period
+            clock.advance(minutes=2)
+            await comp.check()
+            await comp.outbox.deliver_due()
+            assert len(rec.sent) == 1 and "watched folder unreachable" in rec.sent[0][1] and str(inst) in rec.sent[0][2]
+            inst.mkdir()
+            await watcher.sweep()
+            await comp.check()
+            await comp.outbox.deliver_due()
+            assert "Resolved" in rec.sent[1][1] and "reachable again" in rec.sent[1][2]
+    finally:
+        await watcher.stop()
+
+
+async def test_disk_space_and_a_stuck_queue(tmp_path: Path, store: AsyncStore) -> None:
+    import shutil
+
+    free_gb = shutil.disk_usage(tmp_path).free / 1e9
+    cfg = cfg_with(tmp_path, [{"name": "disk", "condition": "disk_space", "min_free_gb": free_gb * 10},
+                              {"name": "roomy", "condition": "disk_space", "min_free_gb": 0.0},
+                              {"name": "stuck", "condition": "queue_stuck", "minutes": 60}], group_seconds=0.0)
+    pl = await store.call(seed_pipeline, tmp_path)
+    await store.call(Store.create_run, pl["id"], "waiting.raw", source="watch", owner_id=None, stages=["native"])
+    from qcdaemon.core.clock import utcnow
+
+    clock, rec = Clock(utcnow()), Recorder()
+    async with AlertsComponent(store, cfg, clock=clock, sender=rec) as comp:
+        await comp.check()
+        assert [a["rule"] for a in await store.call(Store.alerts_open)] == ["disk"]  # the limit above what is free
+        clock.advance(minutes=61)
+        await comp.check()
+        await comp.outbox.deliver_due()
+        titles = " | ".join(t for _, t, _ in rec.sent)
+        assert "low disk space" in titles and "engine queue stuck: native of waiting.raw queued" in titles
+
+
+def test_doctor_shows_a_channel_that_keeps_failing(tmp_path: Path) -> None:
+    from qcdaemon.system.doctor import check_alert_channels
+
+    cfg = config_from_dict({"paths": {"data_dir": str(tmp_path / "data")}, "alerts": {
+        "failing_after": 2,
+        "channel": [{"name": "hook", "url": "json://127.0.0.1:9/x"}, {"name": "mail", "url_env": "QCD_NO_SUCH_VAR"},
+                    {"name": "bad", "url": "nonsense"}]}})
+    s = Store(cfg.files.db)
+    now = dt.datetime(2026, 1, 1)
+    did = s.delivery_add(None, "hook", "test", "t", "b", now)
+    for i in range(2):
+        s.delivery_record(did, ok=False, error="connection refused", now=now + dt.timedelta(minutes=i), retry_at=now)
+    s.close()
+    rows = {r.name: r for r in check_alert_channels(cfg)}
+    assert rows["alert channel hook"].status == "FAIL" and "2 failed deliveries in a row" in rows["alert channel hook"].detail
+    assert rows["alert channel mail"].status == "FAIL" and "QCD_NO_SUCH_VAR" in rows["alert channel mail"].detail
+    assert rows["alert channel bad"].status == "FAIL"
