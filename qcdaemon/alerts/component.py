@@ -195,7 +195,7 @@ class AlertsComponent:
             subject = f"verdict:{ref.uuid or ref.label}"
             reasons = verdict_reasons(verdict, rule.severity)
             if reasons is None:
-                if str(verdict.get("verdict")) == "pass":
+                if str(verdict.get("verdict")) == "pass" and await self._newer_than_failures(rule, subject, run):
                     await self.manager.resolve(rule, subject, f"{run['run_name']} ({run['run_key']}) passed")
                 continue
             status = str(verdict.get("verdict"))
@@ -207,8 +207,18 @@ class AlertsComponent:
             text = "\n".join(lines)
             finding = Finding(subject=subject, scope=ref.label, project_id=run.get("project_id"),
                               title=f"{ref.label}: QC {'failed' if rule.severity == 'fail' else 'warning or failure'}",
-                              text=text, detail={"pipeline": ref.label, "reasons": reasons})
+                              text=text, detail={"pipeline": ref.label, "reasons": reasons,
+                                                 "run_number": _run_number(run["run_key"])})
             await self.manager.occurred(rule, finding, f"{run['run_key']}", text)
+
+    async def _newer_than_failures(self, rule: AlertRuleConfig, subject: str, run: Mapping[str, Any]) -> bool:
+        """A pass resolves only when its run came after the failing ones (a recomputed old verdict does not)."""
+        alert = await self.store.call(Store.alert_open_for, rule.name, subject)
+        if alert is None:
+            return False
+        d = alert.get("detail")
+        last = d.get("run_number") if isinstance(d, dict) else None
+        return not isinstance(last, int) or _run_number(run["run_key"]) > last
 
     def run_link(self, ref: PipelineRef, run_key: str) -> str:
         return f"{self.base}/pipelines/{ref.project}/{ref.pipeline}?run={run_key}"
@@ -426,6 +436,10 @@ class AlertsComponent:
                           f" {_dur(now - job['since'])} (limit {limit_minutes(rule):g} min). Is a tool hanging, or the"
                           f" engine stopped?\n  {self.base}/")))
             await self.manager.holds(rule, findings)
+
+
+def _run_number(run_key: str) -> int:
+    return int(run_key[2:]) if run_key.startswith("rf") and run_key[2:].isdigit() else 0
 
 
 def _dur(d: dt.timedelta) -> str:

@@ -5,8 +5,8 @@ loses nothing and an acknowledgement made through the API or the CLI takes effec
 
 * **Event conditions** (a run's verdict, a failed stage) are occurrences: :meth:`AlertManager.occurred`
   opens the alert of (rule, subject) or adds one event to it (each run counts once). The first
-  message goes out ``[alerts] group_seconds`` after the first event, so a burst of failures is one
-  message with a count; later messages (at most every ``repeat_minutes``) say how many came since.
+  message goes out once no new event came for ``[alerts] group_seconds`` (at the latest ten such
+  windows after the first), so a burst of failures is one message with a count; later messages (at most every ``repeat_minutes``) say how many came since.
   A later success resolves the alert (:meth:`AlertManager.resolve`).
 * **State conditions** (silence, stalled file, unreachable folder, disk space, stuck queue) hold or
   not at each check: :meth:`AlertManager.holds` opens alerts for the subjects that hold and
@@ -35,6 +35,7 @@ log = structlog.get_logger("qcdaemon.alerts")
 
 Clock = Callable[[], dt.datetime]
 MAX_LISTED = 10  # occurrences listed in one message; the rest are counted
+GROUP_CAP = 10  # a burst that goes on is announced at the latest this many grouping windows after it began
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,11 @@ class AlertManager:
                     store.alert_update(a["id"], state="resolved", resolved_at=now, updated_at=now)
                     continue
                 if a["last_notified_at"] is None:
-                    if now - a["opened_at"] < group:
+                    if a["condition"] in EVENT_CONDITIONS:
+                        # a burst: wait until it has been quiet for the window (at most ten windows in all)
+                        if now - a["updated_at"] < group and now - a["opened_at"] < GROUP_CAP * group:
+                            continue
+                    elif now - a["opened_at"] < group:
                         continue
                     title, body = self._open_message(store, a, rule)
                     kind = "open"

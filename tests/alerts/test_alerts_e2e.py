@@ -80,6 +80,11 @@ def test_a_failing_run_sends_one_mail_and_one_webhook_call_with_the_reasons(tmp_
             metrics = _get(d.base + "/metrics")
             assert 'qcdaemon_alerts_open{rule="native-failures"} 1.0' in metrics
             assert 'qcdaemon_runs{state="failed"} 1.0' in metrics and "process_resident_memory_bytes" in metrics
+            out = json.loads(d.cli("alerts", "test", "hook").stdout)  # through the running daemon
+            assert out["sent"] is True and out["target"] == "json://127.0.0.1"
+            assert hook.received()[-1]["title"] == "[qcdaemon] test message" and len(hook.received()) == 2
+            bad = d.cli("alerts", "test", "pager", check=False)
+            assert bad.returncode == 1 and "no alert channel 'pager'" in bad.stderr
         finally:
             d.close()
             hook.down()
@@ -96,7 +101,7 @@ def test_a_burst_of_20_failing_runs_is_one_message_with_a_count(tmp_path: Path) 
     instrument = tmp_path / "instrument"
     hook = Webhook().up()
     rule = {"name": "failures", "condition": "stage_failed", "channels": ["hook"]}
-    d = alert_daemon(tmp_path, instrument, {"hook": hook.url}, [rule], alerts={"group_seconds": 20.0})
+    d = alert_daemon(tmp_path, instrument, {"hook": hook.url}, [rule], alerts={"group_seconds": 8.0})
     try:
         d.start()
         fail_files(instrument, [f"burst_{i:02d}.raw" for i in range(20)])

@@ -146,6 +146,8 @@ async def test_verdict_alert_groups_repeats_and_resolves(tmp_path: Path, store: 
         await comp.manager.tick()
         await comp.outbox.deliver_due()
         assert len(rec.sent) == 2  # nothing new: no reminder for an event alert
+        await comp.verdict_seen({**RUN, "run_key": "rf3", "run_name": "HeLa_3.raw"}, PASS)  # an older run, re-judged
+        assert len(await store.call(Store.alerts_open)) == 1
         await comp.verdict_seen({**RUN, "run_key": "rf13", "run_name": "HeLa_13.raw"}, PASS)
         await comp.outbox.deliver_due()
         assert len(rec.sent) == 3 and rec.sent[2][1].startswith("[qcdaemon] Resolved") and "HeLa_13.raw" in rec.sent[2][2]
