@@ -50,6 +50,7 @@ from qcdaemon.alerts.delivery import Outbox, Sender, apprise_send
 from qcdaemon.alerts.manager import AlertManager, Clock, Finding
 from qcdaemon.config import AlertRuleConfig, Config, WatchConfig
 from qcdaemon.core.clock import utcnow
+from qcdaemon.core.runkeys import run_id_of
 from qcdaemon.store import AsyncStore, Store
 
 log = structlog.get_logger("qcdaemon.alerts")
@@ -325,6 +326,7 @@ class AlertsComponent:
         for rule in self._of("silence"):
             limit = limit_minutes(rule) * 60
             findings, cleared = [], {}
+            already = {a["subject"] for a in await self.store.call(Store.alerts_open, rule.name)}
             for i, w in enumerate(self.cfg.watch):
                 ref, project_id, label = await self._watch_ref(w)
                 if not in_scope(rule, ref):
@@ -333,7 +335,8 @@ class AlertsComponent:
                 last, name = self.last_new.get(i, (now, ""))
                 sched = self.schedules[i]
                 quiet = working_seconds(to_local(last), to_local(now), sched)
-                if quiet >= limit and is_working(to_local(now), sched):
+                # opened only in working hours; an open one stays open through the night until a file comes
+                if quiet >= limit and (is_working(to_local(now), sched) or subject in already):
                     findings.append(Finding(
                         subject=subject, scope=label, project_id=project_id,
                         title=f"{label}: no new RAW file for {_dur(now - last)}",
@@ -342,7 +345,7 @@ class AlertsComponent:
                               " Is the instrument running, and is it writing to this folder?\n"
                               + (f"  {self.base}/pipelines/{ref.project}/{ref.pipeline}" if ref else ""))))
                 else:
-                    cleared[subject] = f"a new file arrived ({name})" if name else "working hours ended"
+                    cleared[subject] = f"a new file arrived ({name})" if name else "a new file arrived"
             await self.manager.holds(rule, findings, cleared)
 
     async def _check_stalled(self) -> None:
@@ -363,8 +366,8 @@ class AlertsComponent:
                     text=(f"{g.path} ({label}) grew to {g.size / 1e6:.1f} MB and has not grown for {_dur(now - g.changed_at)}"
                           f" (limit {limit_minutes(rule):g} min), but it is not finished. Check the instrument"
                           " (spray, acquisition software, disk).")))
-            cleared = {f"stalled:{k[1]}": "the file grew again or was finished" for k in self.growth}
-            await self.manager.holds(rule, findings, cleared)
+            cleared = {f"stalled:{k[1]}": "the file grows again" for k in self.growth}
+            await self.manager.holds(rule, findings, cleared, otherwise="the file was finished or removed")
 
     async def _check_unreachable(self) -> None:
         rules = self._of("unreachable")
@@ -439,7 +442,7 @@ class AlertsComponent:
 
 
 def _run_number(run_key: str) -> int:
-    return int(run_key[2:]) if run_key.startswith("rf") and run_key[2:].isdigit() else 0
+    return run_id_of(run_key) or 0
 
 
 def _dur(d: dt.timedelta) -> str:

@@ -94,9 +94,9 @@ class AlertManager:
         return added
 
     async def holds(self, rule: AlertRuleConfig, findings: Sequence[Finding],
-                    cleared: Mapping[str, str] | None = None) -> None:
+                    cleared: Mapping[str, str] | None = None, otherwise: str = "the condition no longer holds") -> None:
         """The state condition ``rule`` holds for exactly ``findings`` now: open or refresh those,
-        resolve the rule's other open alerts (with ``cleared[subject]`` as the reason, if given)."""
+        resolve the rule's other open alerts (with ``cleared[subject]``, else ``otherwise``, as the reason)."""
         now = self.clock()
         by_subject = {f.subject: f for f in findings}
 
@@ -114,7 +114,7 @@ class AlertManager:
                         store.alert_update(a["id"], title=f.title, message=f.text, detail=f.detail, updated_at=now)
                 for subject, a in open_now.items():
                     if subject not in by_subject:
-                        to_resolve.append((a, (cleared or {}).get(subject, "the condition no longer holds")))
+                        to_resolve.append((a, (cleared or {}).get(subject, otherwise)))
             return to_resolve
 
         for alert, why in await self.store.call(work):

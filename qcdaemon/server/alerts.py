@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import html
-import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from qcdaemon import __version__
 from qcdaemon.alerts import ops
+from qcdaemon.core.net import is_loopback
 from qcdaemon.errors import Forbidden, NotFound, Unauthorized
 from qcdaemon.server.body import Body, read_form
 from qcdaemon.server.jsonout import json_response
@@ -113,13 +113,6 @@ def _metrics_token(request: web.Request) -> str:
     return ""
 
 
-def _loopback(remote: str | None) -> bool:
-    try:
-        return remote is not None and ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        return False
-
-
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format. From loopback without a token; with ``[metrics] token_file`` or
     ``token_env`` set, only with ``Authorization: Bearer <token>`` (from anywhere)."""
@@ -133,7 +126,7 @@ async def metrics(request: web.Request) -> web.Response:
             raise Unauthorized("/metrics needs 'Authorization: Bearer <metrics token>'.")
     elif cfg.metrics.token_file or cfg.metrics.token_env:
         raise Forbidden("/metrics: the configured metrics token is missing or empty")
-    elif not _loopback(request.remote):
+    elif not is_loopback(request.remote):
         raise Forbidden("/metrics answers loopback only; set [metrics] token_file or token_env for remote scrapes")
     svc = request.app[SERVICE]
     snap = await svc.store.call(Store.metrics_snapshot)

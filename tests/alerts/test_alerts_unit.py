@@ -421,3 +421,29 @@ def test_doctor_shows_a_channel_that_keeps_failing(tmp_path: Path) -> None:
     assert rows["alert channel hook"].status == "FAIL" and "2 failed deliveries in a row" in rows["alert channel hook"].detail
     assert rows["alert channel mail"].status == "FAIL" and "QCD_NO_SUCH_VAR" in rows["alert channel mail"].detail
     assert rows["alert channel bad"].status == "FAIL"
+
+
+async def test_silence_counts_working_hours_only(tmp_path: Path, store: AsyncStore) -> None:
+    inst = tmp_path / "inst"
+    inst.mkdir()
+    watch = [{"path": str(inst), "pipeline": "lab-qc/exploris", "owner": "op@lab.org",
+              "working_hours": ["mon-fri 07:00-19:00"]}]
+    cfg = cfg_with(tmp_path, [{"name": "silent", "condition": "silence", "minutes": 120}], watch=watch,
+                   group_seconds=0.0)
+    clock = Clock(utc(dt.datetime(2026, 1, 9, 16, 0)))  # Friday 16:00 local
+
+    async def at(local: dt.datetime) -> list[str]:
+        clock.now = utc(local)
+        await comp.check()
+        return [a["rule"] for a in await store.call(Store.alerts_open)]
+
+    async with AlertsComponent(store, cfg, clock=clock, sender=Recorder()) as comp:
+        assert await at(dt.datetime(2026, 1, 9, 17, 59)) == []
+        assert await at(dt.datetime(2026, 1, 9, 18, 1)) == ["silent"]
+        assert await at(dt.datetime(2026, 1, 9, 23, 0)) == ["silent"]  # stays open through the night
+        mtime_ns = int(clock.now.replace(tzinfo=dt.UTC).timestamp() * 1e9)
+        comp.on_file("new", (0, inst / "late.raw"), cfg.watch[0], (10, mtime_ns))
+        assert await at(dt.datetime(2026, 1, 10, 10, 0)) == []  # resolved by the file
+        assert await at(dt.datetime(2026, 1, 11, 20, 0)) == []  # a silent weekend is no alert
+        assert await at(dt.datetime(2026, 1, 12, 8, 59)) == []  # Monday: 1 h 59 min of working time
+        assert await at(dt.datetime(2026, 1, 12, 9, 1)) == ["silent"]
