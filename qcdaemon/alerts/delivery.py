@@ -78,7 +78,7 @@ def scrub(text: str, url: str) -> str:
 
 def apprise_send(url: str, title: str, body: str) -> str | None:
     """Send through apprise; None on success, else what went wrong (without secrets)."""
-    import apprise
+    import apprise  # heavy: loaded when the first message is sent, not by every CLI command
 
     ap = apprise.Apprise()
     if not ap.add(url):

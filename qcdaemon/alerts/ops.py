@@ -3,11 +3,12 @@ the contract), acknowledge, test a channel, channel health. ``user`` None is the
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from qcdaemon.alerts.delivery import Sender, apprise_send, channel_url, describe_channel
+from qcdaemon.alerts.delivery import Sender, apprise_send, channel_url, describe_channel, scrub
 from qcdaemon.config import Config
 from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import BadRequest, NotFound
@@ -100,8 +101,6 @@ async def channel_status(store: AsyncStore, cfg: Config, *, details: bool = True
 
 async def test_channel(store: AsyncStore, cfg: Config, name: str, *, sender: Sender = apprise_send) -> dict[str, Any]:
     """Send a test message to one channel now; the attempt is recorded like any other."""
-    import asyncio
-
     ch = next((c for c in cfg.alerts.channel if c.name == name), None)
     if ch is None:
         known = ", ".join(c.name for c in cfg.alerts.channel) or "none configured"
@@ -115,8 +114,6 @@ async def test_channel(store: AsyncStore, cfg: Config, name: str, *, sender: Sen
     try:
         error = await asyncio.to_thread(sender, url, title, body)
     except Exception as exc:
-        from qcdaemon.alerts.delivery import scrub
-
         error = scrub(f"{type(exc).__name__}: {exc}", url)
     await store.call(Store.delivery_record, did, ok=error is None, error=error, now=utcnow(), retry_at=None)
     return {"channel": name, "target": describe_channel(ch), "sent": error is None, "error": error}

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from qcdaemon.alerts import ops
 from qcdaemon.core.paths import DataPaths
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
@@ -75,26 +76,18 @@ async def cancel(svc: QcService, run_key: str) -> dict[str, Any]:
 
 
 async def alerts_list(svc: QcService, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    from qcdaemon.alerts import ops
-
     return await ops.list_alerts(svc.store, svc.cfg, None, state=state, limit=limit)
 
 
 async def alerts_ack(svc: QcService, alert_id: int) -> dict[str, Any]:
-    from qcdaemon.alerts import ops
-
     return await ops.acknowledge(svc.store, None, alert_id)
 
 
 async def alerts_test(svc: QcService, channel: str) -> dict[str, Any]:
-    from qcdaemon.alerts import ops
-
     return await ops.test_channel(svc.store, svc.cfg, channel)
 
 
 async def alerts_channels(svc: QcService) -> list[dict[str, Any]]:
-    from qcdaemon.alerts import ops
-
     return await ops.channel_status(svc.store, svc.cfg)
 
 

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 import duckdb
 
+from qcdaemon.alerts.delivery import ChannelError, channel_url, describe_channel
 from qcdaemon.config import Config, EngineConfig, ServerConfig, WatchConfig
 from qcdaemon.core.net import is_loopback
 from qcdaemon.system.plan import show
@@ -546,9 +547,7 @@ def check_alert_channels(cfg: Config) -> list[Check]:
     channel whose deliveries keep failing is a FAIL with the last error (never the URL's secrets)."""
     if not cfg.alerts.channel:
         return []
-    import apprise
-
-    from qcdaemon.alerts.delivery import ChannelError, channel_url, describe_channel
+    import apprise  # a heavy import, only when channels are configured
 
     health = _channel_health(cfg)
     rows = []

@@ -223,3 +223,25 @@ def test_acknowledged_alerts_stay_quiet(tmp_path: Path) -> None:
     finally:
         d.close()
         hook.down()
+
+
+def test_a_restart_after_a_kill_is_announced_and_a_clean_one_is_not(tmp_path: Path) -> None:
+    import signal
+
+    instrument = tmp_path / "instrument"
+    hook = Webhook().up()
+    rule = {"name": "crash", "condition": "daemon_crash", "channels": ["hook"]}
+    d = alert_daemon(tmp_path, instrument, {"hook": hook.url}, [rule])
+    try:
+        d.start()
+        d.stop(signal.SIGKILL)
+        d.start()
+        wait_for(lambda: hook.received(), 30, "the crash notice")
+        assert "restarted after an unclean stop" in hook.received()[0]["title"]
+        assert d.stop() == 0
+        d.start()
+        settle(2)
+        assert len(hook.received()) == 1
+    finally:
+        d.close()
+        hook.down()
