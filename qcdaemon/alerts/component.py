@@ -44,6 +44,7 @@ from qcdaemon.alerts.conditions import (
     reason_text,
     to_local,
     verdict_reasons,
+    watch_timezone,
     working_seconds,
 )
 from qcdaemon.alerts.delivery import Outbox, Sender, apprise_send
@@ -334,13 +335,14 @@ class AlertsComponent:
                 subject = f"silence:{w.path}"
                 last, name = self.last_new.get(i, (now, ""))
                 sched = self.schedules[i]
-                quiet = working_seconds(to_local(last), to_local(now), sched)
+                tz = watch_timezone(w)  # working hours are the instrument's wall clock
+                quiet = working_seconds(to_local(last, tz), to_local(now, tz), sched)
                 # opened only in working hours; an open one stays open through the night until a file comes
-                if quiet >= limit and (is_working(to_local(now), sched) or subject in already):
+                if quiet >= limit and (is_working(to_local(now, tz), sched) or subject in already):
                     findings.append(Finding(
                         subject=subject, scope=label, project_id=project_id,
                         title=f"{label}: no new RAW file for {_dur(now - last)}",
-                        text=(f"No new RAW file in {w.path} ({label}) since {to_local(last):%Y-%m-%d %H:%M} local time"
+                        text=(f"No new RAW file in {w.path} ({label}) since {to_local(last, tz):%Y-%m-%d %H:%M} local time"
                               f" ({_dur(now - last)}; {quiet / 60:.0f} min in working hours, limit {limit / 60:g} min)."
                               " Is the instrument running, and is it writing to this folder?\n"
                               + (f"  {self.base}/pipelines/{ref.project}/{ref.pipeline}" if ref else ""))))

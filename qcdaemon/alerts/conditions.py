@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from qcdaemon.config import AlertRuleConfig, parse_clock_range, parse_working_hours
 
@@ -157,6 +158,15 @@ def in_quiet_hours(local: dt.datetime, quiet: str) -> bool:
     return start <= m < end if start < end else (m >= start or m < end)
 
 
-def to_local(utc_naive: dt.datetime) -> dt.datetime:
-    """A stored (naive UTC) time as the daemon host's local wall-clock time, naive."""
-    return utc_naive.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
+def to_local(utc_naive: dt.datetime, tz: str = "") -> dt.datetime:
+    """A stored (naive UTC) time as local wall-clock time, naive: in the IANA zone ``tz`` (an
+    instrument's), or the daemon host's when ``tz`` is empty."""
+    aware = utc_naive.replace(tzinfo=dt.UTC)
+    return (aware.astimezone(ZoneInfo(tz)) if tz else aware.astimezone()).replace(tzinfo=None)
+
+
+def watch_timezone(watch: Any) -> str:
+    """The watch's ``timezone`` (the instrument PC's, added to [[watch]] by the quality-control
+    issue) when the configuration has that key; "" (this host's) otherwise."""
+    tz = getattr(watch, "timezone", "")
+    return tz if isinstance(tz, str) else ""

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from qcdaemon.alerts import AlertsComponent
-from qcdaemon.alerts.conditions import in_quiet_hours, outliers_hold, parse_schedule, verdict_reasons, working_seconds
+from qcdaemon.alerts.conditions import (
+    in_quiet_hours,
+    outliers_hold,
+    parse_schedule,
+    to_local,
+    verdict_reasons,
+    working_seconds,
+)
 from qcdaemon.alerts.delivery import Outbox, scrub
 from qcdaemon.alerts.ops import acknowledge, list_alerts
 from qcdaemon.config import config_from_dict
@@ -89,6 +96,8 @@ def test_working_hours_count_only_time_the_instrument_should_run() -> None:
     assert working_seconds(fri_18, fri_18 + dt.timedelta(hours=3), []) == 3 * 3600  # no schedule: always
     night = parse_schedule(["22:00-06:00"])
     assert working_seconds(dt.datetime(2026, 1, 9, 21, 0), dt.datetime(2026, 1, 10, 7, 0), night) == 8 * 3600
+    assert to_local(dt.datetime(2026, 1, 12, 12, 0), "Europe/Berlin") == dt.datetime(2026, 1, 12, 13, 0)  # CET = UTC+1
+    assert to_local(dt.datetime(2026, 7, 12, 12, 0), "Europe/Berlin") == dt.datetime(2026, 7, 12, 14, 0)  # CEST
     assert in_quiet_hours(dt.datetime(2026, 1, 9, 23, 30), "22:00-07:00")
     assert not in_quiet_hours(dt.datetime(2026, 1, 9, 7, 0), "22:00-07:00")
 
