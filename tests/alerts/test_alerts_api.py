@@ -104,7 +104,8 @@ async def test_home_page_lists_open_alerts_with_an_acknowledge_form(world_factor
     assert r.status == 403  # no CSRF token
 
 
-async def test_status_shows_a_failing_channel(world_factory: Any, make_api: Any) -> None:
+async def test_status_and_home_page_show_a_failing_channel(world_factory: Any, make_api: Any,
+                                                          browsers: Callable[[Api], Browser]) -> None:
     w, _ = await seeded(world_factory)
     api: Api = await make_api(w)
     now = dt.datetime(2026, 1, 1, 10, 0)
@@ -114,6 +115,9 @@ async def test_status_shows_a_failing_channel(world_factory: Any, make_api: Any)
                            now=now + dt.timedelta(minutes=i), retry_at=now + dt.timedelta(hours=1))
     [ch] = (await api.ok("/api/status", method="GET", who=ADMIN))["alert_channels"]
     assert ch["state"] == "failing" and ch["consecutive_failures"] == 3 and ch["last_error"] == "connection refused"
+    b = browsers(api)
+    await b.login(ADMIN)
+    assert "Alert channel <b>hook</b> is failing: 3 failed attempts in a row" in (await b.get("/")).text
     await w.store.call(Store.delivery_record, did, ok=True, error=None, now=now + dt.timedelta(minutes=5), retry_at=None)
     [ch] = (await api.ok("/api/status", method="GET", who=DEMO_USER))["alert_channels"]
     assert ch["state"] == "ok" and ch["consecutive_failures"] == 0
