@@ -30,6 +30,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from qcdaemon import __version__
+from qcdaemon.alerts import AlertsComponent
 from qcdaemon.config import Config, transport_problem
 from qcdaemon.core.files import write_private
 from qcdaemon.core.sdnotify import sd_notify, watchdog_interval
@@ -136,11 +137,14 @@ class Daemon:
         self.admin_url = await stack.enter_async_context(serve_admin(svc, secret))
         await stack.enter_async_context(_announced(cfg, secret, self.admin_url))
         watcher = self.watcher = FolderWatcher(cfg.watch, ingest.on_event)
+        scheduler = self._scheduler(svc, watcher)
+        # before the watcher starts: the alerts listen to its growth observations from the first one
+        await stack.enter_async_context(AlertsComponent(store, cfg, watcher=watcher, scheduler=scheduler))
         await stack.enter_async_context(_running(watcher.start, watcher.stop))
         pending = sum(w.get("pending", 0) for w in watcher.status())
         if pending >= 5:
             ingest.expect(pending)  # a progress line while the first sweep's files are taken in
-        stack.enter_context(_scheduled(self._scheduler(svc, watcher)))
+        stack.enter_context(_scheduled(scheduler))
         await stack.enter_async_context(_notifying())
         log.info("serving", url=url_of(cfg.server), admin=self.admin_url, data_dir=str(cfg.data_dir),
                  version=__version__)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from qcdaemon.config import Config
-from qcdaemon.server import api, uploads
+from qcdaemon.server import alerts, api, uploads
 from qcdaemon.server.keys import CONFIG, SERVICE, STATE
 from qcdaemon.server.middleware import (
     LoginLimiter,
@@ -38,4 +38,5 @@ def create_app(service: QcService, cfg: Config, *, status: Callable[[], Awaitabl
     trends.add_routes(app)
     api.add_routes(app)
     uploads.add_routes(app)
+    alerts.add_routes(app)
     return app

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from qcdaemon.alerts import ops
 from qcdaemon.core.paths import DataPaths
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
@@ -74,6 +75,22 @@ async def cancel(svc: QcService, run_key: str) -> dict[str, Any]:
     return await svc.cancel(None, run_key)
 
 
+async def alerts_list(svc: QcService, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    return await ops.list_alerts(svc.store, svc.cfg, None, state=state, limit=limit)
+
+
+async def alerts_ack(svc: QcService, alert_id: int) -> dict[str, Any]:
+    return await ops.acknowledge(svc.store, None, alert_id)
+
+
+async def alerts_test(svc: QcService, channel: str) -> dict[str, Any]:
+    return await ops.test_channel(svc.store, svc.cfg, channel)
+
+
+async def alerts_channels(svc: QcService) -> list[dict[str, Any]]:
+    return await ops.channel_status(svc.store, svc.cfg)
+
+
 async def snapshot(svc: QcService) -> dict[str, Any]:
     """A consistent copy of the database, written inside the data folder (the one place a hardened
     service may write); the CLI then moves it where the operator asked."""
@@ -98,6 +115,10 @@ OPS: dict[str, Op] = {
     "retry": retry,
     "cancel": cancel,
     "snapshot": snapshot,
+    "alerts_list": alerts_list,
+    "alerts_ack": alerts_ack,
+    "alerts_test": alerts_test,
+    "alerts_channels": alerts_channels,
 }
 
 

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from qcdaemon.core import security
 from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from qcdaemon.server.alerts import home_section as alerts_section
 from qcdaemon.server.body import read_form
 from qcdaemon.server.keys import (
     AUTH_KIND,
@@ -223,8 +224,9 @@ async def _home_page(request: web.Request, user: UserRow, csrf: str, *, notice: 
             f"<td>{html.escape(r['owner'] or '')}</td><td class={html.escape(r['state'])}>{html.escape(r['state'])}"
             f"</td><td>{stages}{errors}</td><td>{_run_buttons(r, user, csrf)}</td></tr>"
         )
+    parts.append("</table>" + await alerts_section(request, user, csrf))
     parts.append(
-        "</table><p>API: send <code>Authorization: Token &lt;token&gt;</code>, or this session with the "
+        "<p>API: send <code>Authorization: Token &lt;token&gt;</code>, or this session with the "
         "<code>X-CSRFToken</code> header. Create a token with <code>POST /api/token</code>.</p>"
         f'<form><input type="hidden" name="csrfmiddlewaretoken" value="{html.escape(csrf)}"></form>'
     )
