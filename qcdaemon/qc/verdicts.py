@@ -14,8 +14,10 @@ that could not be judged are listed with why (no value, a "not computed" sentine
 Nothing depends on what a page displays: the inputs are the pipeline's runs, its settings, guide
 sets, annotations and exclusions.
 
-Default rules: Levey-Jennings (warn 2 SD, fail 3 SD) on the metrics the catalogue shows by
-default; the other metrics are "plot only" until a pipeline gives them rules.
+Default rules, on the metrics the catalogue shows by default: Levey-Jennings (warn 2 SD, fail
+3 SD, as Panorama) with the Westgard multirules 2-2s, R-4s, 4-1s and 10-x (Westgard et al. 1981:
+1-2s warns, 1-3s and the others reject); the other metrics are "plot only" until a pipeline gives
+them rules.
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ __all__ = ["Settings", "Reason", "Verdict", "Evaluation", "evaluate_pipeline", "
 
 PASS, WARN, FAIL, NOT_ENOUGH = "pass", "warn", "fail", "not enough data"
 CHART_KINDS = ("values", "moving_range", "cusum_mean", "cusum_var")
-DEFAULT_RULES: tuple[RuleSpec, ...] = (parse_rule({"rule": "levey_jennings", "warn": 2, "fail": 3}),)
+DEFAULT_RULES: tuple[RuleSpec, ...] = (
+    parse_rule({"rule": "levey_jennings", "warn": 2, "fail": 3}),
+    # Westgard's multirule procedure for the sustained shifts a 3 SD limit misses (its 1-3s is
+    # the Levey-Jennings fail limit above, its 1-2s the warn limit)
+    parse_rule({"rule": "westgard", "rules": ["2-2s", "R-4s", "4-1s", "10-x"]}),
+)
 PLOT_ONLY: tuple[RuleSpec, ...] = (parse_rule("plot_only"),)
 NOT_METRICS = frozenset({"DateAcquired", "Index", "RawFile", "RawFilePath"})
 
@@ -118,8 +125,9 @@ class Verdict:
         if self.reasons:
             return " | ".join(r.text() for r in self.reasons)
         if self.status == NOT_ENOUGH:
-            whys = sorted(set(self.unchecked.values()))
-            return "; ".join(whys[:3]) if whys else "no metric to judge"
+            whys = [f"{m}: {why}" for m, why in self.unchecked.items()]
+            more = f" (and {len(whys) - 3} more)" if len(whys) > 3 else ""
+            return "; ".join(whys[:3]) + more if whys else "no metric to judge"
         return ""
 
 
