@@ -16,11 +16,12 @@ from qcdaemon.config import StoreConfig
 from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import StoreBusy
 from qcdaemon.store.auth import AuthQueries
+from qcdaemon.store.qc import QcQueries
 from qcdaemon.store.runs import RunQueries
 from qcdaemon.store.schema import MIGRATIONS
 
 
-class Store(AuthQueries, RunQueries):
+class Store(AuthQueries, RunQueries, QcQueries):
     """All of qcdaemon's persistent state in one DuckDB file."""
 
     def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:
