@@ -35,7 +35,8 @@ from .guidesets import (DEFAULT_KINDS, Annotation, AnnotationKind, GuideSet, Gui
                         as_utc, automatic_guide_sets, resolve)
 from .rules import MIN_POINTS, Baseline, RuleResult, RuleSpec, Severity, baseline, evaluate, parse_rule
 
-__all__ = ["Settings", "Reason", "Verdict", "Evaluation", "evaluate_pipeline", "evaluate_run",
+__all__ = ["Settings", "Reason", "Verdict", "Evaluation", "evaluate_pipeline", "evaluate_run", "Plan",
+           "plan_run", "judged_columns",
            "chart", "instrument_status", "CHART_KINDS", "PASS", "WARN", "FAIL", "NOT_ENOUGH"]
 
 PASS, WARN, FAIL, NOT_ENOUGH = "pass", "warn", "fail", "not enough data"
@@ -446,6 +447,47 @@ def evaluate_run(runs: Sequence[Run], settings: Settings, key: str, guide_sets: 
     seq = np.array([seq_from <= i <= pos for i in order], dtype=bool)
     ctx = _Context(sub, settings, (), exclusions or {}, annotations, all_guide_sets=all_sets, seq=seq)
     return _verdicts(ctx, cols, [ctx.pos[key]])[key]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run's verdict depends on (for loading only those values from the store)."""
+
+    alone: bool  # only this run's verdict can change (else recompute the pipeline)
+    training: tuple[str, ...]  # keys of the in-force guide set's training runs
+    earlier: tuple[str, ...]  # earlier runs of its guide-set period, newest first
+    need: int | None  # earlier values per metric the rules look at (None: all of the period)
+    columns: tuple[str, ...]  # judged metrics
+
+
+def judged_columns(settings: Settings) -> list[str]:
+    """Every metric some rule judges: the catalogue's shown ones and those with own rules."""
+    from_catalogue = settings.catalogue.shown()
+    return settings.judged(dict.fromkeys([*from_catalogue, *settings.rules]))
+
+
+def plan_run(runs: Sequence[Run], settings: Settings, key: str, guide_sets: Sequence[GuideSet] = (),
+             annotations: Sequence[Annotation] = ()) -> Plan:
+    """Which runs a new value of run ``key`` touches: ``runs`` carry times and rejections (values
+    are not needed). A run that is the newest of its pipeline and trains no guide set changes only
+    its own verdict; otherwise limits or later runs' sequential rules may change."""
+    runs = _sorted(runs)
+    auto = automatic_guide_sets(runs, settings.auto_guide_runs, annotations, settings.kinds)
+    sets = resolve([*guide_sets, *auto], runs)
+    index = GuideSetIndex(sets)
+    pos = next((i for i, r in enumerate(runs) if r.key == key), None)
+    if pos is None:
+        raise KeyError(key)
+    target = runs[pos]
+    cols = tuple(judged_columns(settings))
+    g = index.in_force(target.acquired)
+    trains_any = any(gs.trains(target) for gs in sets)
+    alone = pos == len(runs) - 1 and not trains_any
+    if g is None:
+        return Plan(alone, (), (), 0, cols)
+    training = tuple(r.key for r in runs if g.trains(r))
+    earlier = tuple(runs[i].key for i in range(pos - 1, -1, -1) if as_utc(runs[i].acquired) >= g.effective)
+    return Plan(alone, training, earlier, _history(settings.rules_for(c) for c in cols), cols)
 
 
 # -- chart data ------------------------------------------------------------------------------

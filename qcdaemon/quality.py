@@ -1,0 +1,474 @@
+"""Quality-control use cases: verdicts when values arrive, recomputation after edits, control
+charts, instrument status, and the guide sets, annotations, exclusions and rules behind them.
+
+Who may do what (the contract's scoping): anyone who sees a pipeline may read its QC and add
+annotations; changing rules, guide sets, exclusions and the pipeline's QC settings needs the
+project's creator or an admin; an annotation is removed by its author, the project's creator or an
+admin; new annotation kinds are for admins. The computations are :mod:`qcdaemon.qc`'s; this module
+loads their inputs from the store and stores their verdicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import qcdata
+from .errors import BadRequest, Forbidden, NotFound
+from .qc.catalogue import DEFAULTS, Catalogue
+from .qc.guidesets import Annotation, AnnotationKind, GuideSet, Run, automatic_guide_sets, resolve
+from .qc.rules import parse_rules
+from .qc.verdicts import (CHART_KINDS, Settings, Verdict, chart, evaluate_pipeline, evaluate_run,
+                          instrument_status, judged_columns, plan_run)
+
+MAX_TEXT = 2000
+_KEY = re.compile(r"rf([0-9]{1,18})\Z")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,39}\Z")
+_CONDITIONS = ("SearchParameters", "NumMs3Scans")  # what the catalogue's "needs" look at
+ID_SOURCES = frozenset({"maxquant"})
+
+
+def parse_time(value: Any, field: str) -> dt.datetime:
+    """An ISO 8601 time as aware UTC; a time without offset is UTC."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{field}: expected an ISO 8601 time such as 2026-03-01T08:00:00Z")
+    try:
+        t = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{field}: {value!r} is not an ISO 8601 time") from None
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+def _utc(t: dt.datetime | None) -> dt.datetime | None:
+    return None if t is None else (t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t)
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return None if t is None else _utc(t).isoformat()
+
+
+@dataclass
+class Inputs:
+    """Everything a pipeline's verdicts depend on, as the pure package wants it."""
+
+    pipeline_id: int
+    runs: list[Run]
+    ids: dict[str, int]  # run key -> run id
+    settings: Settings
+    guide_sets: list[GuideSet]
+    annotations: list[Annotation]
+    exclusions: dict[str, list[str]]
+    offline_hours: float | None
+
+
+def _settings(store: Any, pid: int) -> tuple[Settings, float | None]:
+    rows = store.metric_settings_of(pid)
+    overrides = {r["metric"]: r["overrides"] for r in rows if r["overrides"]}
+    rules = {r["metric"]: parse_rules(r["rules"]) for r in rows if r["rules"]}
+    kinds = {k["name"]: AnnotationKind(k["name"], k["label"], bool(k["resets_baseline"]))
+             for k in store.annotation_kinds()}
+    ps = store.pipeline_qc_settings(pid)
+    settings = Settings(catalogue=Catalogue(overrides), rules=rules, kinds=kinds,
+                        auto_guide_runs=ps["auto_guide_runs"] if ps else Settings.auto_guide_runs)
+    return settings, (ps["offline_hours"] if ps else None)
+
+
+def load_inputs(store: Any, pid: int) -> Inputs:
+    """The pipeline's runs (times, rejections; no values yet) and QC configuration."""
+    settings, offline = _settings(store, pid)
+    meta = store.qc_runs(pid)
+    runs = [Run(r["run_key"], _utc(r["acquired"]), bool(r["rejected"]), {}) for r in meta]
+    gsets = [GuideSet(f"gs{g['id']}", _utc(g["start_at"]), _utc(g["end_at"]),
+                      frozenset(g["run_keys"]) if g["run_keys"] is not None else None, label=g["label"])
+             for g in store.guide_sets_of(pid)]
+    anns = [Annotation(a["id"], a["kind"], _utc(a["happened_at"]), a["text"], a["author"])
+            for a in store.annotations_of(pid)]
+    excl: dict[str, list[str]] = {}
+    for e in store.exclusions_of(pid):
+        excl.setdefault(e["metric"], []).append(e["run_key"])
+    return Inputs(pid, runs, {r["run_key"]: r["id"] for r in meta}, settings, gsets, anns, excl, offline)
+
+
+def with_values(store: Any, inp: Inputs, keys: Sequence[str] | None = None,
+                columns: Sequence[str] | None = None) -> dict[str, set[str]]:
+    """Fill in the runs' merged values (of ``keys``, default all; of the judged ``columns``).
+    Returns each filled run's value sources."""
+    cols = list(columns) if columns is not None else judged_columns(inp.settings)
+    wanted = [inp.ids[k] for k in (keys if keys is not None else inp.ids) if k in inp.ids]
+    triples: dict[int, list[tuple[str, str, Any]]] = {}
+    for run_id, source, name, value in store.qc_metric_values(wanted, [*cols, *_CONDITIONS]):
+        triples.setdefault(run_id, []).append((source, name, value))
+    sources: dict[str, set[str]] = {}
+    by_id = {v: k for k, v in inp.ids.items()}
+    filled = {by_id[i]: t for i, t in triples.items()}
+    for i, r in enumerate(inp.runs):
+        if r.key in filled:
+            merged, _ = qcdata.merge_run_values(filled[r.key])
+            inp.runs[i] = Run(r.key, r.acquired, r.rejected, merged)
+            sources[r.key] = {t[0] for t in filled[r.key]}
+    return sources
+
+
+def _stored(v: Verdict, run_id: int, sources: set[str] | None) -> dict[str, Any]:
+    detail = v.as_dict()
+    detail["basis"] = "id-based" if sources and sources & ID_SOURCES else "id-free"
+    return {"run_id": run_id, "verdict": v.status, "summary": v.summary(), "detail": detail,
+            "guide_set": v.guide_set}
+
+
+def recompute_sync(store: Any, pid: int) -> int:
+    """Compute and store every verdict of the pipeline (on the store thread)."""
+    inp = load_inputs(store, pid)
+    cols = judged_columns(inp.settings)
+    sources = with_values(store, inp, columns=cols)
+    ev = evaluate_pipeline(inp.runs, inp.settings, inp.guide_sets, inp.exclusions, inp.annotations,
+                           columns=cols)
+    return store.put_verdicts(pid, [_stored(v, inp.ids[k], sources.get(k)) for k, v in ev.verdicts.items()],
+                              replace_all=True)
+
+
+def record_sync(store: Any, run_id: int) -> dict[str, Any]:
+    """A run's values changed: compute its verdict from only what it depends on, or recompute the
+    pipeline when other verdicts may change too (it trains a guide set, or is not the newest)."""
+    run = store.run(run_id)
+    pid = run["pipeline_id"]
+    inp = load_inputs(store, pid)
+    key = run["run_key"]
+    plan = plan_run(inp.runs, inp.settings, key, inp.guide_sets, inp.annotations)
+    if not plan.alone:
+        n = recompute_sync(store, pid)
+        return {"run_key": key, "recomputed": n}
+    sources = with_values(store, inp, [key, *plan.training], plan.columns)
+    if plan.need is None:
+        with_values(store, inp, list(plan.earlier), plan.columns)
+    elif plan.need:
+        # earlier runs in chunks until every judged metric has the values its rules look at
+        done = 0
+        step = max(4 * plan.need, 16)
+        filled = {r.key: r for r in inp.runs}
+        while done < len(plan.earlier):
+            chunk = list(plan.earlier[done:done + step])
+            with_values(store, inp, chunk, plan.columns)
+            done += len(chunk)
+            filled = {r.key: r for r in inp.runs}
+            counts = [sum(1 for k in plan.earlier[:done]
+                          if inp.settings.catalogue[c].clean(filled[k].values.get(c), filled[k].values)[0]
+                          is not None) for c in plan.columns]
+            if min(counts, default=plan.need) >= plan.need:
+                break
+            step *= 2
+    v = evaluate_run(inp.runs, inp.settings, key, inp.guide_sets, inp.exclusions, inp.annotations,
+                     columns=plan.columns)
+    store.put_verdicts(pid, [_stored(v, run_id, sources.get(key))])
+    return {"run_key": key, "verdict": v.status}
+
+
+class QualityService:
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    # -- access -------------------------------------------------------------------------------
+
+    async def _visible(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+        p = await self.store.visible_pipeline(user, project, pipeline)
+        if p is None:
+            raise Forbidden("Missing permissions for requested pipeline.")
+        return p
+
+    async def _managed(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+        p = await self._visible(user, project, pipeline)
+        if not user["is_admin"]:
+            proj = await self.store.project_by_slug(project)
+            if proj is None or proj["created_by"] != user["id"]:
+                raise Forbidden("changing QC rules, guide sets and exclusions needs the project's "
+                                "creator or an admin")
+        return p
+
+    # -- verdicts -----------------------------------------------------------------------------
+
+    async def record(self, run_id: int) -> dict[str, Any]:
+        """Called when a stage stored a run's values (ID-free first, ID-based later)."""
+        return await self.store.call(record_sync, run_id)
+
+    async def recompute(self, pipeline_id: int) -> int:
+        return await self.store.call(recompute_sync, pipeline_id)
+
+    async def verdicts(self, user: dict[str, Any], project: str, pipeline: str,
+                       run_keys: Sequence[str] | None = None) -> dict[str, Any]:
+        p = await self._visible(user, project, pipeline)
+
+        def work(store: Any) -> dict[str, Any]:
+            runs = store.qc_runs(p["id"])
+            if run_keys is not None:
+                known = {r["run_key"] for r in runs}
+                for k in run_keys:
+                    if k not in known:
+                        raise NotFound(f"run key {k!r} does not exist in this pipeline")
+                runs = [r for r in runs if r["run_key"] in set(run_keys)]
+            stored = store.verdicts_of(p["id"], [r["id"] for r in runs])
+            out = []
+            for r in runs:
+                v = stored.get(r["id"])
+                item = {"run_key": r["run_key"], "name": r["name"], "acquired": _iso(r["acquired"]),
+                        "verdict": v["verdict"] if v else None}
+                if v:
+                    item |= {"summary": v["summary"], "basis": v["detail"].get("basis"),
+                             "guide_set": v["guide_set"], "reasons": v["detail"]["reasons"],
+                             "unchecked": v["detail"]["unchecked"], "computed_at": _iso(v["computed_at"])}
+                out.append(item)
+            return {"project": project, "pipeline": pipeline, "runs": out}
+
+        return await self.store.call(work)
+
+    async def verdict_columns(self, pipeline_id: int) -> dict[int, tuple[str, str]]:
+        """run id -> (verdict, reasons) for ``/api/qc-data``."""
+        stored = await self.store.verdicts_of(pipeline_id, detail=False)
+        return {rid: (v["verdict"], v["summary"]) for rid, v in stored.items()}
+
+    async def chart(self, user: dict[str, Any], project: str, pipeline: str, metric: str,
+                    kind: str = "values") -> dict[str, Any]:
+        if not isinstance(metric, str) or not metric:
+            raise BadRequest("metric: required (a QC column name, as in /api/qc-data)")
+        if kind not in CHART_KINDS:
+            raise BadRequest(f"kind: {kind!r} is not one of {', '.join(CHART_KINDS)}")
+        p = await self._visible(user, project, pipeline)
+
+        def work(store: Any) -> dict[str, Any]:
+            inp = load_inputs(store, p["id"])
+            with_values(store, inp, columns=[metric])
+            out = chart(inp.runs, inp.settings, metric, kind, inp.guide_sets, inp.exclusions, inp.annotations)
+            if not any(pt["value"] is not None or pt.get("why_no_value") not in (None, "no value")
+                       for pt in out["points"]) and metric not in inp.settings.rules:
+                raise NotFound(f"metric {metric!r} has no values in this pipeline")
+            stored = store.verdicts_of(p["id"], detail=False)
+            for pt in out["points"]:
+                v = stored.get(inp.ids[pt["run"]])
+                pt["verdict"] = v["verdict"] if v else None
+            return out | {"project": project, "pipeline": pipeline}
+
+        return await self.store.call(work)
+
+    async def status(self, user: dict[str, Any], project: str | None = None,
+                     pipeline: str | None = None, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+        if project and pipeline:
+            pipelines = [await self._visible(user, project, pipeline)]
+        elif project or pipeline:
+            raise BadRequest("give both project and pipeline, or neither")
+        else:
+            pipelines = []
+            for proj in await self.store.visible_projects(user):
+                for pl in await self.store.pipelines_of(proj["id"]):
+                    pipelines.append(pl | {"project_slug": proj["slug"]})
+        now = now or dt.datetime.now(dt.UTC)
+
+        def work(store: Any) -> list[dict[str, Any]]:
+            out = []
+            for pl in pipelines:
+                runs = store.qc_runs(pl["id"])
+                settings_row = store.pipeline_qc_settings(pl["id"])
+                offline = settings_row["offline_hours"] if settings_row else None
+                latest = runs[-1] if runs else None
+                last_file = max((_utc(r["acquired"]) for r in runs), default=None)
+                verdict = None
+                if latest is not None:
+                    v = store.verdicts_of(pl["id"], [latest["id"]]).get(latest["id"])
+                    if v is not None:
+                        d = v["detail"]
+                        verdict = Verdict(latest["run_key"], v["verdict"], (), tuple(d["checked"]),
+                                          d["unchecked"], v["guide_set"])
+                        summary = v["summary"]
+                run = None if latest is None else Run(latest["run_key"], _utc(latest["acquired"]),
+                                                      bool(latest["rejected"]))
+                st = instrument_status(run, verdict, now=now, last_file=last_file,
+                                       offline_after=dt.timedelta(hours=offline) if offline else None)
+                if verdict is not None and st["status"] in ("DANGER", "WARNING", "NO_THRESHOLD"):
+                    st["reason"] = summary or st["reason"]
+                out.append({"project": pl["project_slug"], "pipeline": pl["slug"], **st})
+            return out
+
+        return await self.store.call(work)
+
+    async def metrics(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+        """The pipeline's metric catalogue with each metric's rules."""
+        p = await self._visible(user, project, pipeline)
+
+        def work(store: Any) -> dict[str, Any]:
+            settings, offline = _settings(store, p["id"])
+            names = [r[0] for r in store.con.execute(
+                "SELECT DISTINCT v.name FROM qc_values v JOIN runs r ON r.id = v.run_id WHERE r.pipeline_id = ?",
+                [p["id"]]).fetchall()]
+            cols = list(dict.fromkeys([*DEFAULTS, *sorted(names), *settings.rules]))
+            return {"project": project, "pipeline": pipeline,
+                    "auto_guide_runs": settings.auto_guide_runs, "offline_hours": offline,
+                    "metrics": [settings.catalogue[c].as_dict() | {
+                        "rules": [s.as_dict() for s in settings.rules_for(c)],
+                        "custom_rules": c in settings.rules, "has_values": c in names}
+                        for c in cols if c not in ("DateAcquired", "RawFile", "RawFilePath")]}
+
+        return await self.store.call(work)
+
+    # -- edits (each recomputes the pipeline's verdicts) ---------------------------------------
+
+    async def set_rules(self, user: dict[str, Any], project: str, pipeline: str, metric: str,
+                        rules: Any = None, overrides: Any = None) -> dict[str, Any]:
+        p = await self._managed(user, project, pipeline)
+        if not isinstance(metric, str) or not metric.strip() or len(metric) > 200:
+            raise BadRequest("metric: required, a QC column name")
+        try:
+            specs = parse_rules(rules) if rules is not None else None
+            if overrides is not None:
+                if not isinstance(overrides, Mapping):
+                    raise ValueError("metric overrides must be an object")
+                Catalogue({metric: dict(overrides)})
+        except ValueError as exc:
+            raise BadRequest(f"rules: {exc}") from None
+        await self.store.put_metric_settings(
+            p["id"], metric, rules=[s.as_dict() for s in specs] if specs is not None else None,
+            overrides=dict(overrides) if overrides is not None else None, updated_by=user["id"])
+        n = await self.recompute(p["id"])
+        return {"metric": metric, "rules": [s.as_dict() for s in specs] if specs else None,
+                "overrides": overrides, "recomputed": n}
+
+    async def set_pipeline_settings(self, user: dict[str, Any], project: str, pipeline: str, *,
+                                    auto_guide_runs: Any, offline_hours: Any = None) -> dict[str, Any]:
+        p = await self._managed(user, project, pipeline)
+        if isinstance(auto_guide_runs, bool) or not isinstance(auto_guide_runs, int) or not 0 <= auto_guide_runs <= 10000:
+            raise BadRequest("auto_guide_runs: a whole number from 0 (no automatic guide sets) to 10000")
+        if offline_hours is not None and (isinstance(offline_hours, bool) or not isinstance(offline_hours, (int, float))
+                                          or not math.isfinite(offline_hours) or offline_hours <= 0):
+            raise BadRequest("offline_hours: a positive number of hours, or null")
+        await self.store.put_pipeline_qc_settings(p["id"], auto_guide_runs=auto_guide_runs,
+                                                  offline_hours=offline_hours, updated_by=user["id"])
+        return {"auto_guide_runs": auto_guide_runs, "offline_hours": offline_hours,
+                "recomputed": await self.recompute(p["id"])}
+
+    async def guide_sets(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+        p = await self._visible(user, project, pipeline)
+
+        def work(store: Any) -> dict[str, Any]:
+            inp = load_inputs(store, p["id"])
+            auto = automatic_guide_sets(inp.runs, inp.settings.auto_guide_runs, inp.annotations, inp.settings.kinds)
+            return {"guide_sets": [g.as_dict() for g in resolve([*inp.guide_sets, *auto], inp.runs)]}
+
+        return await self.store.call(work)
+
+    async def add_guide_set(self, user: dict[str, Any], project: str, pipeline: str, *, label: Any = "",
+                            start: Any = None, end: Any = None, run_keys: Any = None) -> dict[str, Any]:
+        p = await self._managed(user, project, pipeline)
+        if not isinstance(label, str) or len(label) > 200:
+            raise BadRequest("label: text of at most 200 characters")
+        if run_keys is not None:
+            if start is not None or end is not None:
+                raise BadRequest("give either start and end, or run_keys")
+            if not isinstance(run_keys, list) or not run_keys or not all(isinstance(k, str) for k in run_keys):
+                raise BadRequest("run_keys: a non-empty list of run keys such as 'rf12'")
+            known = {r["run_key"] for r in await self.store.qc_runs(p["id"])}
+            for k in run_keys:
+                if k.strip() not in known:
+                    raise NotFound(f"run key {k!r} does not exist in this pipeline")
+            t0 = t1 = None
+            keys = sorted({k.strip() for k in run_keys})
+        else:
+            if start is None or end is None:
+                raise BadRequest("give start and end (ISO 8601 times), or run_keys")
+            t0, t1 = parse_time(start, "start"), parse_time(end, "end")
+            if t1 < t0:
+                raise BadRequest("end: must not be before start")
+            keys = None
+        g = await self.store.add_guide_set(p["id"], label=label, start=t0, end=t1, run_keys=keys,
+                                           created_by=user["id"])
+        n = await self.recompute(p["id"])
+        return {"id": f"gs{g['id']}", "label": g["label"], "start": _iso(g["start_at"]),
+                "end": _iso(g["end_at"]), "run_keys": g["run_keys"], "recomputed": n}
+
+    async def delete_guide_set(self, user: dict[str, Any], project: str, pipeline: str, gid: Any) -> dict[str, Any]:
+        p = await self._managed(user, project, pipeline)
+        m = re.fullmatch(r"gs([0-9]{1,9})", str(gid).strip())
+        if not m:
+            raise BadRequest(f"id: {gid!r} is not a guide set id such as 'gs3' (automatic ones cannot be deleted)")
+        await self.store.delete_guide_set(p["id"], int(m.group(1)))
+        return {"deleted": f"gs{m.group(1)}", "recomputed": await self.recompute(p["id"])}
+
+    async def annotation_kinds(self) -> list[dict[str, Any]]:
+        return await self.store.annotation_kinds()
+
+    async def add_annotation_kind(self, user: dict[str, Any], name: Any, label: Any,
+                                  resets_baseline: Any = False) -> dict[str, Any]:
+        if not user["is_admin"]:
+            raise Forbidden("adding annotation kinds needs an admin")
+        if not isinstance(name, str) or not _KIND.match(name):
+            raise BadRequest("name: lower-case letters, digits and _, starting with a letter (at most 40)")
+        if not isinstance(label, str) or not label.strip() or len(label) > 100:
+            raise BadRequest("label: required, at most 100 characters")
+        if not isinstance(resets_baseline, bool):
+            raise BadRequest("resets_baseline: true or false")
+        return await self.store.add_annotation_kind(name, label.strip(), resets_baseline)
+
+    async def annotations(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+        p = await self._visible(user, project, pipeline)
+        rows = await self.store.annotations_of(p["id"])
+        return {"annotations": [_annotation(a) for a in rows]}
+
+    async def add_annotation(self, user: dict[str, Any], project: str, pipeline: str, *, kind: Any,
+                             time: Any, text: Any = "") -> dict[str, Any]:
+        p = await self._visible(user, project, pipeline)  # any member may annotate
+        kinds = {k["name"]: k for k in await self.store.annotation_kinds()}
+        if kind not in kinds:
+            raise BadRequest(f"kind: {kind!r} is not one of {', '.join(sorted(kinds))}")
+        if not isinstance(text, str) or len(text) > MAX_TEXT:
+            raise BadRequest(f"text: at most {MAX_TEXT} characters")
+        a = await self.store.add_annotation(p["id"], kind=kind, at=parse_time(time, "time"), text=text,
+                                            author_id=user["id"])
+        out = _annotation(a)
+        if kinds[kind]["resets_baseline"]:
+            out["recomputed"] = await self.recompute(p["id"])
+        return out
+
+    async def delete_annotation(self, user: dict[str, Any], project: str, pipeline: str, aid: Any) -> dict[str, Any]:
+        p = await self._visible(user, project, pipeline)
+        try:
+            n = int(str(aid).strip())
+        except ValueError:
+            raise BadRequest(f"id: {aid!r} is not an annotation id") from None
+        a = await self.store.annotation(p["id"], n)
+        if a["author_id"] != user["id"]:
+            await self._managed(user, project, pipeline)
+        await self.store.delete_annotation(p["id"], n)
+        kinds = {k["name"]: k for k in await self.store.annotation_kinds()}
+        out: dict[str, Any] = {"deleted": n}
+        if kinds.get(a["kind"], {}).get("resets_baseline"):
+            out["recomputed"] = await self.recompute(p["id"])
+        return out
+
+    async def exclusions(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+        p = await self._visible(user, project, pipeline)
+        rows = await self.store.exclusions_of(p["id"])
+        return {"exclusions": [{"run_key": e["run_key"], "metric": e["metric"], "reason": e["reason"],
+                                "created_by": e["created_by"], "created_at": _iso(e["created_at"])} for e in rows]}
+
+    async def set_exclusions(self, user: dict[str, Any], project: str, pipeline: str, *, metric: Any,
+                             run_keys: Any, excluded: bool, reason: Any = "") -> dict[str, Any]:
+        p = await self._managed(user, project, pipeline)
+        if not isinstance(metric, str) or not metric.strip() or len(metric) > 200:
+            raise BadRequest("metric: required, a QC column name")
+        if not isinstance(run_keys, list) or not run_keys or not all(isinstance(k, str) for k in run_keys):
+            raise BadRequest("run_keys: a non-empty list of run keys such as 'rf12'")
+        if not isinstance(reason, str) or len(reason) > MAX_TEXT:
+            raise BadRequest(f"reason: at most {MAX_TEXT} characters")
+        ids = {r["run_key"]: r["id"] for r in await self.store.qc_runs(p["id"])}
+        for k in run_keys:
+            if k.strip() not in ids:
+                raise NotFound(f"run key {k!r} does not exist in this pipeline")
+        await self.store.set_exclusions(p["id"], [ids[k.strip()] for k in run_keys], metric, excluded=excluded,
+                                        reason=reason, created_by=user["id"])
+        return {"metric": metric, "run_keys": sorted({k.strip() for k in run_keys}), "excluded": excluded,
+                "recomputed": await self.recompute(p["id"])}
+
+
+def _annotation(a: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": a["id"], "kind": a["kind"], "time": _iso(a["happened_at"]), "text": a["text"],
+            "author": a["author"], "created_at": _iso(a["created_at"])}
