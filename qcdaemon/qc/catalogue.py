@@ -2,8 +2,8 @@
 whether it is shown (and judged) by default, and its mzQC term (pure data, no I/O).
 
 Shipped defaults cover the RawTools 2.0.7 ``QcDataTable.csv`` columns
-(:data:`qcdaemon.engine.rawtools_parse.RAWTOOLS_COLUMNS` and the 2018 extras), the native
-extras, and the MaxQuant columns (:mod:`qcdaemon.engine.maxquant_parse`, reporter channels by
+(:data:`qcdaemon.tools.rawtools_parse.RAWTOOLS_COLUMNS` and the 2018 extras), the native
+extras, and the MaxQuant columns (:mod:`qcdaemon.tools.maxquant_parse`, reporter channels by
 pattern). A column not known here still gets a neutral entry (both directions, linear, not shown),
 so a search engine added later works before it is described. A pipeline's overrides
 (``{column: {field: value}}``, from the config file or the API) are merged over the defaults by
@@ -86,7 +86,7 @@ class MetricInfo:
     sentinels: tuple[Sentinel, ...] = ()
     needs: str | None = None  # NEEDS_SEARCH / NEEDS_MS3
     shown: bool = False  # shown, and judged by the default rules, by default
-    mzqc: str | None = None  # PSI-MS accession of the same quantity (see qcdaemon.mzqc.METRICS)
+    mzqc: str | None = None  # PSI-MS accession of the same quantity (see qcdaemon.qc.mzqc.METRICS)
     source: str = "other"  # rawtools (also native), maxquant, search, other
 
     def clean(self, value: Any, run: Mapping[str, Any] | None = None) -> tuple[float | None, str | None]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from qcdaemon import mzqc
-from qcdaemon.engine.maxquant_parse import MAXQUANT_COLUMNS
-from qcdaemon.engine.rawtools_parse import RAWTOOLS_COLUMNS
+from qcdaemon.qc import mzqc
+from qcdaemon.tools.maxquant_parse import MAXQUANT_COLUMNS
+from qcdaemon.tools.rawtools_parse import RAWTOOLS_COLUMNS
 from qcdaemon.qc.catalogue import DEFAULTS, Catalogue, Direction, Scale, default_info
 
 TEXT_COLUMNS = {"DateAcquired", "RawFile", "Instrument", "ExperimentMsOrder", "Ms1Analyzer",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qcdaemon.engine.rawtools_parse import parse_qc_data_table
+from qcdaemon.tools.rawtools_parse import parse_qc_data_table
 from qcdaemon.qc.guidesets import GuideSet, Run
 from qcdaemon.qc.verdicts import FAIL, Settings, chart, evaluate_pipeline
 

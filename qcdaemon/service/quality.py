@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import qcdata
-from .errors import BadRequest, Forbidden, NotFound
-from .qc.catalogue import DEFAULTS, Catalogue
-from .qc.guidesets import Annotation, AnnotationKind, GuideSet, Run, automatic_guide_sets, resolve
-from .qc.rules import parse_rules
-from .qc.verdicts import (CHART_KINDS, Settings, Verdict, chart, evaluate_pipeline, evaluate_run,
+from qcdaemon.errors import BadRequest, Forbidden, NotFound
+from qcdaemon.qc import qcdata
+from qcdaemon.qc.catalogue import DEFAULTS, Catalogue
+from qcdaemon.qc.guidesets import Annotation, AnnotationKind, GuideSet, Run, automatic_guide_sets, resolve
+from qcdaemon.qc.rules import parse_rules
+from qcdaemon.qc.verdicts import (CHART_KINDS, Settings, Verdict, chart, evaluate_pipeline, evaluate_run,
                           instrument_status, judged_columns, plan_run)
 
 MAX_TEXT = 2000
