@@ -37,7 +37,8 @@ class Engine:
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
         self.pid_dir = cfg.files.pids
-        self.ctx = StageContext(store=svc.store, cfg=cfg, pid_dir=self.pid_dir)
+        self.ctx = StageContext(store=svc.store, cfg=cfg, pid_dir=self.pid_dir,
+                                values_recorded=svc.quality.record)
         svc.engine = self
 
     # -- lifecycle --------------------------------------------------------------------------

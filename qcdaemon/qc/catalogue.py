@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Catalogue", "Direction", "MetricInfo", "Scale", "Sentinel", "DEFAULTS", "as_number"]
+__all__ = ["DEFAULTS", "Catalogue", "Direction", "MetricInfo", "Scale", "Sentinel", "as_number"]
 
 
 class Direction(StrEnum):

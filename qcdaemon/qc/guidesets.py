@@ -25,8 +25,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AnnotationKind", "Annotation", "GuideSet", "Run", "DEFAULT_KINDS", "automatic_guide_sets",
-           "resolve", "GuideSetIndex", "as_utc"]
+__all__ = [
+    "DEFAULT_KINDS",
+    "Annotation",
+    "AnnotationKind",
+    "GuideSet",
+    "GuideSetIndex",
+    "Run",
+    "as_utc",
+    "automatic_guide_sets",
+    "resolve",
+]
 
 
 def as_utc(t: dt.datetime) -> dt.datetime:

@@ -55,8 +55,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Baseline", "RuleSpec", "Severity", "RuleResult", "baseline", "parse_rules", "evaluate",
-           "WESTGARD_RULES", "MIN_POINTS", "MAD_SCALE", "D4", "CUSUMV_MEAN", "CUSUMV_SD"]
+__all__ = [
+    "CUSUMV_MEAN",
+    "CUSUMV_SD",
+    "D4",
+    "MAD_SCALE",
+    "MIN_POINTS",
+    "WESTGARD_RULES",
+    "Baseline",
+    "RuleResult",
+    "RuleSpec",
+    "Severity",
+    "baseline",
+    "evaluate",
+    "parse_rules",
+]
 
 MIN_POINTS = 5
 MAD_SCALE = 1.4826  # 1/Φ⁻¹(3/4): MAD -> σ for normal data

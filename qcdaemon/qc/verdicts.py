@@ -31,13 +31,37 @@ from typing import Any
 import numpy as np
 
 from .catalogue import NEEDS_MS3, NEEDS_SEARCH, Catalogue, Direction, MetricInfo, Scale, as_number
-from .guidesets import (DEFAULT_KINDS, Annotation, AnnotationKind, GuideSet, GuideSetIndex, Run,
-                        as_utc, automatic_guide_sets, resolve)
+from .guidesets import (
+    DEFAULT_KINDS,
+    Annotation,
+    AnnotationKind,
+    GuideSet,
+    GuideSetIndex,
+    Run,
+    as_utc,
+    automatic_guide_sets,
+    resolve,
+)
 from .rules import MIN_POINTS, Baseline, RuleResult, RuleSpec, Severity, baseline, evaluate, parse_rule
 
-__all__ = ["Settings", "Reason", "Verdict", "Evaluation", "evaluate_pipeline", "evaluate_run", "Plan",
-           "plan_run", "judged_columns",
-           "chart", "instrument_status", "CHART_KINDS", "PASS", "WARN", "FAIL", "NOT_ENOUGH"]
+__all__ = [
+    "CHART_KINDS",
+    "FAIL",
+    "NOT_ENOUGH",
+    "PASS",
+    "WARN",
+    "Evaluation",
+    "Plan",
+    "Reason",
+    "Settings",
+    "Verdict",
+    "chart",
+    "evaluate_pipeline",
+    "evaluate_run",
+    "instrument_status",
+    "judged_columns",
+    "plan_run",
+]
 
 PASS, WARN, FAIL, NOT_ENOUGH = "pass", "warn", "fail", "not enough data"
 CHART_KINDS = ("values", "moving_range", "cusum_mean", "cusum_var")

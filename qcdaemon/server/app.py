@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from qcdaemon.config import Config
-from qcdaemon.server import admin, api, uploads
+from qcdaemon.server import admin, api, qcapi, uploads
 from qcdaemon.server.keys import CONFIG, SERVICE, STATE
 from qcdaemon.server.middleware import (
     LoginLimiter,
@@ -38,6 +38,7 @@ def create_app(service: QcService, cfg: Config, *, status: Callable[[], Awaitabl
     home.add_routes(app)
     trends.add_routes(app)
     api.add_routes(app)
+    qcapi.add_routes(app)
     uploads.add_routes(app)
     admin.add_routes(app)
     return app

@@ -22,8 +22,18 @@ from qcdaemon.qc import qcdata
 from qcdaemon.qc.catalogue import DEFAULTS, Catalogue
 from qcdaemon.qc.guidesets import Annotation, AnnotationKind, GuideSet, Run, automatic_guide_sets, resolve
 from qcdaemon.qc.rules import parse_rules
-from qcdaemon.qc.verdicts import (CHART_KINDS, Settings, Verdict, chart, evaluate_pipeline, evaluate_run,
-                          instrument_status, judged_columns, plan_run)
+from qcdaemon.qc.verdicts import (
+    CHART_KINDS,
+    Settings,
+    Verdict,
+    chart,
+    evaluate_pipeline,
+    evaluate_run,
+    instrument_status,
+    judged_columns,
+    plan_run,
+)
+from qcdaemon.store import AsyncStore, Store
 
 MAX_TEXT = 2000
 _KEY = re.compile(r"rf([0-9]{1,18})\Z")
@@ -168,13 +178,13 @@ def record_sync(store: Any, run_id: int) -> dict[str, Any]:
 
 
 class QualityService:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: AsyncStore) -> None:
         self.store = store
 
     # -- access -------------------------------------------------------------------------------
 
     async def _visible(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
-        p = await self.store.visible_pipeline(user, project, pipeline)
+        p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
         if p is None:
             raise Forbidden("Missing permissions for requested pipeline.")
         return p
@@ -182,7 +192,7 @@ class QualityService:
     async def _managed(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
         p = await self._visible(user, project, pipeline)
         if not user["is_admin"]:
-            proj = await self.store.project_by_slug(project)
+            proj = await self.store.call(Store.project_by_slug, project)
             if proj is None or proj["created_by"] != user["id"]:
                 raise Forbidden("changing QC rules, guide sets and exclusions needs the project's "
                                 "creator or an admin")
@@ -196,6 +206,10 @@ class QualityService:
 
     async def recompute(self, pipeline_id: int) -> int:
         return await self.store.call(recompute_sync, pipeline_id)
+
+    async def recompute_for(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+        p = await self._managed(user, project, pipeline)
+        return {"recomputed": await self.recompute(p["id"])}
 
     async def verdicts(self, user: dict[str, Any], project: str, pipeline: str,
                        run_keys: Sequence[str] | None = None) -> dict[str, Any]:
@@ -226,7 +240,7 @@ class QualityService:
 
     async def verdict_columns(self, pipeline_id: int) -> dict[int, tuple[str, str]]:
         """run id -> (verdict, reasons) for ``/api/qc-data``."""
-        stored = await self.store.verdicts_of(pipeline_id, detail=False)
+        stored = await self.store.call(Store.verdicts_of, pipeline_id, detail=False)
         return {rid: (v["verdict"], v["summary"]) for rid, v in stored.items()}
 
     async def chart(self, user: dict[str, Any], project: str, pipeline: str, metric: str,
@@ -260,8 +274,8 @@ class QualityService:
             raise BadRequest("give both project and pipeline, or neither")
         else:
             pipelines = []
-            for proj in await self.store.visible_projects(user):
-                for pl in await self.store.pipelines_of(proj["id"]):
+            for proj in await self.store.call(Store.visible_projects, user):
+                for pl in await self.store.call(Store.pipelines_of, proj["id"]):
                     pipelines.append(pl | {"project_slug": proj["slug"]})
         now = now or dt.datetime.now(dt.UTC)
 
@@ -326,7 +340,7 @@ class QualityService:
                 Catalogue({metric: dict(overrides)})
         except ValueError as exc:
             raise BadRequest(f"rules: {exc}") from None
-        await self.store.put_metric_settings(
+        await self.store.call(Store.put_metric_settings,
             p["id"], metric, rules=[s.as_dict() for s in specs] if specs is not None else None,
             overrides=dict(overrides) if overrides is not None else None, updated_by=user["id"])
         n = await self.recompute(p["id"])
@@ -341,7 +355,7 @@ class QualityService:
         if offline_hours is not None and (isinstance(offline_hours, bool) or not isinstance(offline_hours, (int, float))
                                           or not math.isfinite(offline_hours) or offline_hours <= 0):
             raise BadRequest("offline_hours: a positive number of hours, or null")
-        await self.store.put_pipeline_qc_settings(p["id"], auto_guide_runs=auto_guide_runs,
+        await self.store.call(Store.put_pipeline_qc_settings, p["id"], auto_guide_runs=auto_guide_runs,
                                                   offline_hours=offline_hours, updated_by=user["id"])
         return {"auto_guide_runs": auto_guide_runs, "offline_hours": offline_hours,
                 "recomputed": await self.recompute(p["id"])}
@@ -366,7 +380,7 @@ class QualityService:
                 raise BadRequest("give either start and end, or run_keys")
             if not isinstance(run_keys, list) or not run_keys or not all(isinstance(k, str) for k in run_keys):
                 raise BadRequest("run_keys: a non-empty list of run keys such as 'rf12'")
-            known = {r["run_key"] for r in await self.store.qc_runs(p["id"])}
+            known = {r["run_key"] for r in await self.store.call(Store.qc_runs, p["id"])}
             for k in run_keys:
                 if k.strip() not in known:
                     raise NotFound(f"run key {k!r} does not exist in this pipeline")
@@ -379,7 +393,7 @@ class QualityService:
             if t1 < t0:
                 raise BadRequest("end: must not be before start")
             keys = None
-        g = await self.store.add_guide_set(p["id"], label=label, start=t0, end=t1, run_keys=keys,
+        g = await self.store.call(Store.add_guide_set, p["id"], label=label, start=t0, end=t1, run_keys=keys,
                                            created_by=user["id"])
         n = await self.recompute(p["id"])
         return {"id": f"gs{g['id']}", "label": g["label"], "start": _iso(g["start_at"]),
@@ -390,11 +404,11 @@ class QualityService:
         m = re.fullmatch(r"gs([0-9]{1,9})", str(gid).strip())
         if not m:
             raise BadRequest(f"id: {gid!r} is not a guide set id such as 'gs3' (automatic ones cannot be deleted)")
-        await self.store.delete_guide_set(p["id"], int(m.group(1)))
+        await self.store.call(Store.delete_guide_set, p["id"], int(m.group(1)))
         return {"deleted": f"gs{m.group(1)}", "recomputed": await self.recompute(p["id"])}
 
     async def annotation_kinds(self) -> list[dict[str, Any]]:
-        return await self.store.annotation_kinds()
+        return await self.store.call(Store.annotation_kinds)
 
     async def add_annotation_kind(self, user: dict[str, Any], name: Any, label: Any,
                                   resets_baseline: Any = False) -> dict[str, Any]:
@@ -406,22 +420,22 @@ class QualityService:
             raise BadRequest("label: required, at most 100 characters")
         if not isinstance(resets_baseline, bool):
             raise BadRequest("resets_baseline: true or false")
-        return await self.store.add_annotation_kind(name, label.strip(), resets_baseline)
+        return await self.store.call(Store.add_annotation_kind, name, label.strip(), resets_baseline)
 
     async def annotations(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
         p = await self._visible(user, project, pipeline)
-        rows = await self.store.annotations_of(p["id"])
+        rows = await self.store.call(Store.annotations_of, p["id"])
         return {"annotations": [_annotation(a) for a in rows]}
 
     async def add_annotation(self, user: dict[str, Any], project: str, pipeline: str, *, kind: Any,
                              time: Any, text: Any = "") -> dict[str, Any]:
         p = await self._visible(user, project, pipeline)  # any member may annotate
-        kinds = {k["name"]: k for k in await self.store.annotation_kinds()}
+        kinds = {k["name"]: k for k in await self.store.call(Store.annotation_kinds)}
         if kind not in kinds:
             raise BadRequest(f"kind: {kind!r} is not one of {', '.join(sorted(kinds))}")
         if not isinstance(text, str) or len(text) > MAX_TEXT:
             raise BadRequest(f"text: at most {MAX_TEXT} characters")
-        a = await self.store.add_annotation(p["id"], kind=kind, at=parse_time(time, "time"), text=text,
+        a = await self.store.call(Store.add_annotation, p["id"], kind=kind, at=parse_time(time, "time"), text=text,
                                             author_id=user["id"])
         out = _annotation(a)
         if kinds[kind]["resets_baseline"]:
@@ -434,11 +448,11 @@ class QualityService:
             n = int(str(aid).strip())
         except ValueError:
             raise BadRequest(f"id: {aid!r} is not an annotation id") from None
-        a = await self.store.annotation(p["id"], n)
+        a = await self.store.call(Store.annotation, p["id"], n)
         if a["author_id"] != user["id"]:
             await self._managed(user, project, pipeline)
-        await self.store.delete_annotation(p["id"], n)
-        kinds = {k["name"]: k for k in await self.store.annotation_kinds()}
+        await self.store.call(Store.delete_annotation, p["id"], n)
+        kinds = {k["name"]: k for k in await self.store.call(Store.annotation_kinds)}
         out: dict[str, Any] = {"deleted": n}
         if kinds.get(a["kind"], {}).get("resets_baseline"):
             out["recomputed"] = await self.recompute(p["id"])
@@ -446,7 +460,7 @@ class QualityService:
 
     async def exclusions(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
         p = await self._visible(user, project, pipeline)
-        rows = await self.store.exclusions_of(p["id"])
+        rows = await self.store.call(Store.exclusions_of, p["id"])
         return {"exclusions": [{"run_key": e["run_key"], "metric": e["metric"], "reason": e["reason"],
                                 "created_by": e["created_by"], "created_at": _iso(e["created_at"])} for e in rows]}
 
@@ -459,11 +473,11 @@ class QualityService:
             raise BadRequest("run_keys: a non-empty list of run keys such as 'rf12'")
         if not isinstance(reason, str) or len(reason) > MAX_TEXT:
             raise BadRequest(f"reason: at most {MAX_TEXT} characters")
-        ids = {r["run_key"]: r["id"] for r in await self.store.qc_runs(p["id"])}
+        ids = {r["run_key"]: r["id"] for r in await self.store.call(Store.qc_runs, p["id"])}
         for k in run_keys:
             if k.strip() not in ids:
                 raise NotFound(f"run key {k!r} does not exist in this pipeline")
-        await self.store.set_exclusions(p["id"], [ids[k.strip()] for k in run_keys], metric, excluded=excluded,
+        await self.store.call(Store.set_exclusions, p["id"], [ids[k.strip()] for k in run_keys], metric, excluded=excluded,
                                         reason=reason, created_by=user["id"])
         return {"metric": metric, "run_keys": sorted({k.strip() for k in run_keys}), "excluded": excluded,
                 "recomputed": await self.recompute(p["id"])}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from qcdaemon.qc import mzqc
+from qcdaemon.qc.catalogue import DEFAULTS, Catalogue, Direction, Scale, default_info
 from qcdaemon.tools.maxquant_parse import MAXQUANT_COLUMNS
 from qcdaemon.tools.rawtools_parse import RAWTOOLS_COLUMNS
-from qcdaemon.qc.catalogue import DEFAULTS, Catalogue, Direction, Scale, default_info
 
 TEXT_COLUMNS = {"DateAcquired", "RawFile", "Instrument", "ExperimentMsOrder", "Ms1Analyzer",
                 "Ms2Analyzer", "Ms3Analyzer", "SearchParameters"}

@@ -7,8 +7,7 @@ import statistics
 
 import pytest
 
-from qcdaemon.qc.guidesets import (Annotation, GuideSet, GuideSetIndex, Run, automatic_guide_sets,
-                                   resolve)
+from qcdaemon.qc.guidesets import Annotation, GuideSet, GuideSetIndex, Run, automatic_guide_sets, resolve
 from qcdaemon.qc.rules import parse_rules
 from qcdaemon.qc.verdicts import NOT_ENOUGH, PASS, Settings, chart, evaluate_pipeline
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from qcdaemon.tools.rawtools_parse import parse_qc_data_table
 from qcdaemon.qc.guidesets import GuideSet, Run
 from qcdaemon.qc.verdicts import FAIL, Settings, chart, evaluate_pipeline
+from qcdaemon.tools.rawtools_parse import parse_qc_data_table
 
 TABLE = Path(__file__).parent.parent / "data" / "rawtools" / "rawtools-docs-example" / "QcDataTable.csv"
 IDS, DRIFT, MS1 = "IdentificationRate(IDs/Ms2Scan)", "MedianMassDrift(ppm)", "Ms1MedianSummedIntensity"
@@ -71,7 +71,7 @@ def test_ms1_intensity_fall_is_flagged(hela):
 
 
 def test_narrower_peaks_are_never_a_fault(hela):
-    rows, runs, _, ev = hela
+    rows, _, _, ev = hela
     width = "MedianPeakWidthAt50%H(s)"
     assert rows[-1][width] < rows[0][width] / 2
     assert all(x.z > 0 for v in ev.verdicts.values() for x in v.reasons if x.metric == width)

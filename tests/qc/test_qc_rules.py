@@ -3,13 +3,14 @@ definitions written out here with ``statistics`` and plain loops, or from a publ
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 
 import numpy as np
 import pytest
 
-from qcdaemon.qc.rules import Baseline, Severity, baseline, evaluate, parse_rule, parse_rules
+from qcdaemon.qc.rules import Baseline, baseline, evaluate, parse_rule, parse_rules
 
 GUIDE = [10.0, 12.0, 11.0, 13.0, 9.0, 10.0, 11.0]
 HIGH_BAD, LOW_BAD, BOTH = +1, -1, 0
@@ -34,7 +35,7 @@ def test_baseline_statistics_are_the_textbook_ones():
     assert b.median == med
     assert b.mad == statistics.median(abs(x - med) for x in GUIDE)
     assert b.sigma_robust == pytest.approx(1.4826 * b.mad)
-    assert b.mr_mean == pytest.approx(statistics.mean(abs(a - c) for a, c in zip(GUIDE, GUIDE[1:])))
+    assert b.mr_mean == pytest.approx(statistics.mean(abs(a - c) for a, c in itertools.pairwise(GUIDE)))
 
 
 def test_fewer_than_five_points_give_no_baseline():
@@ -122,7 +123,7 @@ def test_cusum_mean_matches_the_recursion_and_is_one_sided():
     got, res = sev("cusum_mean", ys, b)
     assert np.allclose(res.series["cusum_pos"], want_pos)
     assert np.allclose(res.series["cusum_neg"], want_neg)
-    assert got == [2 if p > 5 or q > 5 else 0 for p, q in zip(want_pos, want_neg)]
+    assert got == [2 if p > 5 or q > 5 else 0 for p, q in zip(want_pos, want_neg, strict=True)]
     assert any(got[:6]) and any(got[6:])
     up, _ = sev("cusum_mean", ys, b, LOW_BAD)  # higher is better: only the downward CUSUM
     assert up == [2 if q > 5 else 0 for q in want_neg]
@@ -166,7 +167,7 @@ def test_cusum_variability_is_hawkins_scale_cusum():
     ([2.1, 2.2, 1.5, 1.2], ("2-2s", "4-1s"), [0, 2, 0, 2]),
 ])
 def test_westgard_rules(ys, rules, want):
-    got, res = sev({"rule": "westgard", "rules": list(rules)}, ys, base_of(0.0, 1.0))
+    got, _ = sev({"rule": "westgard", "rules": list(rules)}, ys, base_of(0.0, 1.0))
     assert got == want
 
 

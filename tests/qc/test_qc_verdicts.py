@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import random
 import statistics
@@ -12,8 +13,17 @@ import pytest
 from qcdaemon.qc.catalogue import Catalogue
 from qcdaemon.qc.guidesets import Annotation, GuideSet, Run
 from qcdaemon.qc.rules import parse_rules
-from qcdaemon.qc.verdicts import (FAIL, NOT_ENOUGH, PASS, WARN, Settings, chart, evaluate_pipeline,
-                                  evaluate_run, instrument_status)
+from qcdaemon.qc.verdicts import (
+    FAIL,
+    NOT_ENOUGH,
+    PASS,
+    WARN,
+    Settings,
+    chart,
+    evaluate_pipeline,
+    evaluate_run,
+    instrument_status,
+)
 
 T0 = dt.datetime(2026, 2, 2, 7, 0, tzinfo=dt.UTC)
 IDS = "IdentificationRate(IDs/Ms2Scan)"  # higher is better
@@ -188,7 +198,7 @@ def test_chart_data_cusum_and_moving_range():
     ch = chart(runs, NO_AUTO, IDS, "cusum_mean", guide_sets=[GS],
                annotations=[Annotation(3, "calibration", at(6), "cal")])
     cp = cn = 0.0
-    for p, x in zip(ch["points"], vals):
+    for p, x in zip(ch["points"], vals, strict=True):
         z = (x - m) / s
         cp, cn = max(0.0, z - 0.5 + cp), max(0.0, -z - 0.5 + cn)
         assert p["cusum_pos"] == pytest.approx(cp) and p["cusum_neg"] == pytest.approx(cn)
@@ -197,7 +207,7 @@ def test_chart_data_cusum_and_moving_range():
     assert ch["guide_sets"][0]["id"] == "gs1"
     mr = chart(runs, NO_AUTO, IDS, "moving_range", guide_sets=[GS])
     assert mr["limits"][0]["ucl"] == pytest.approx(3.267 * statistics.mean(
-        abs(a - b) for a, b in zip(GUIDE, GUIDE[1:])))
+        abs(a - b) for a, b in itertools.pairwise(GUIDE)))
     assert mr["points"][5]["plotted"] == pytest.approx(abs(0.40 - GUIDE[-1]))
     values = chart(runs, NO_AUTO, IDS, guide_sets=[GS])
     assert values["points"][5]["violations"][0]["rule"] == "levey_jennings"
