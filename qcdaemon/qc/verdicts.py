@@ -454,12 +454,14 @@ def evaluate_run(runs: Sequence[Run], settings: Settings, key: str, guide_sets: 
         keep.update(i for i, r in enumerate(runs) if g.trains(r))
         need = _history(settings.rules_for(c) for c in cols)
         start_t = g.effective
-        counts = dict.fromkeys(cols, 0)
+        # only metrics the run has a value of are judged for it, so only they need history
+        counts = dict.fromkeys((c for c in cols if settings.catalogue[c].clean(
+            target.values.get(c), target.values)[0] is not None), 0)
         i = pos - 1
         while i >= 0 and as_utc(runs[i].acquired) >= start_t and (need is None or min(counts.values(), default=need) < need):
             keep.add(i)
             r = runs[i]
-            for c in cols:
+            for c in counts:
                 if settings.catalogue[c].clean(r.values.get(c), r.values)[0] is not None:
                     counts[c] += 1
             i -= 1

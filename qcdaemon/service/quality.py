@@ -156,20 +156,23 @@ def record_sync(store: Any, run_id: int) -> dict[str, Any]:
     if plan.need is None:
         with_values(store, inp, list(plan.earlier), plan.columns)
     elif plan.need:
-        # earlier runs in chunks until every judged metric has the values its rules look at
-        done = 0
-        step = max(4 * plan.need, 16)
-        filled = {r.key: r for r in inp.runs}
-        while done < len(plan.earlier):
+        # earlier runs in chunks until each metric the run has a value of has the earlier values
+        # its rules look at (a metric the run lacks is not judged for it)
+        cat = inp.settings.catalogue
+        target = next(r for r in inp.runs if r.key == key)
+        valued = [c for c in plan.columns if cat[c].clean(target.values.get(c), target.values)[0] is not None]
+        counts = dict.fromkeys(valued, 0)
+        done, step = 0, max(4 * plan.need, 16)
+        while done < len(plan.earlier) and min(counts.values(), default=plan.need) < plan.need:
             chunk = list(plan.earlier[done:done + step])
             with_values(store, inp, chunk, plan.columns)
             done += len(chunk)
-            filled = {r.key: r for r in inp.runs}
-            counts = [sum(1 for k in plan.earlier[:done]
-                          if inp.settings.catalogue[c].clean(filled[k].values.get(c), filled[k].values)[0]
-                          is not None) for c in plan.columns]
-            if min(counts, default=plan.need) >= plan.need:
-                break
+            got = {r.key: r for r in inp.runs if r.key in set(chunk)}
+            for k in chunk:
+                vals = got[k].values
+                for c in valued:
+                    if cat[c].clean(vals.get(c), vals)[0] is not None:
+                        counts[c] += 1
             step *= 2
     v = evaluate_run(inp.runs, inp.settings, key, inp.guide_sets, inp.exclusions, inp.annotations,
                      columns=plan.columns)
