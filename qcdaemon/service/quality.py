@@ -247,7 +247,7 @@ class QualityService:
         return {rid: (v["verdict"], v["summary"]) for rid, v in stored.items()}
 
     async def chart(self, user: dict[str, Any], project: str, pipeline: str, metric: str,
-                    kind: str = "values") -> dict[str, Any]:
+                    kind: str = "values", *, require_values: bool = True) -> dict[str, Any]:
         if not isinstance(metric, str) or not metric:
             raise BadRequest("metric: required (a QC column name, as in /api/qc-data)")
         if kind not in CHART_KINDS:
@@ -258,7 +258,7 @@ class QualityService:
             inp = load_inputs(store, p["id"])
             with_values(store, inp, columns=[metric])
             out = chart(inp.runs, inp.settings, metric, kind, inp.guide_sets, inp.exclusions, inp.annotations)
-            if not any(pt["value"] is not None or pt.get("why_no_value") not in (None, "no value")
+            if require_values and not any(pt["value"] is not None or pt.get("why_no_value") not in (None, "no value")
                        for pt in out["points"]) and metric not in inp.settings.rules:
                 raise NotFound(f"metric {metric!r} has no values in this pipeline")
             stored = store.verdicts_of(p["id"], detail=False)
