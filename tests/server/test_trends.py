@@ -41,9 +41,9 @@ from qcdaemon.server.pages.trends import (
     fmt_value,
     iso_datetime,
     metric_columns,
-    point_limits,
     nice_ticks,
     parse_n,
+    point_limits,
     tick_labels,
 )
 from qcdaemon.store import Store
