@@ -150,9 +150,12 @@ class Verdict:
         if self.reasons:
             return " | ".join(r.text() for r in self.reasons)
         if self.status == NOT_ENOUGH:
-            whys = [f"{m}: {why}" for m, why in self.unchecked.items()]
-            more = f" (and {len(whys) - 3} more)" if len(whys) > 3 else ""
-            return "; ".join(whys[:3]) + more if whys else "no metric to judge"
+            # the telling reasons first: "not enough runs for limits" says more than "no value"
+            telling = [f"{m}: {why}" for m, why in self.unchecked.items() if why != "no value"]
+            if not telling:
+                return "no metric to judge" if not self.unchecked else "no judged metric has a value"
+            more = f" (and {len(telling) - 3} more)" if len(telling) > 3 else ""
+            return "; ".join(telling[:3]) + more
         return ""
 
 
@@ -613,7 +616,7 @@ def instrument_status(latest: Run | None, verdict: Verdict | None, *, now: dt.da
         hours = (as_utc(now) - as_utc(seen)).total_seconds() / 3600
         return out("OFFLINE", f"no new file for {hours:.1f} h (limit {offline_after.total_seconds() / 3600:g} h)")
     if verdict is None:
-        return out("NO_DATA", "the latest run has no QC values yet")
+        return out("NO_DATA", "the latest run has no verdict yet (no QC values so far)")
     if verdict.status == FAIL:
         return out("DANGER", verdict.summary())
     if verdict.status == WARN:

@@ -107,7 +107,8 @@ def test_sentinels_are_never_flagged_nor_used_for_limits():
 def test_a_run_with_no_values_has_not_enough_data():
     ev = evaluate_pipeline(runs_of(IDS, [*GUIDE, None]), NO_AUTO, [GS])
     assert ev.verdicts["rf6"].status == NOT_ENOUGH
-    assert ev.verdicts["rf6"].summary() == f"{IDS}: no value"
+    assert ev.verdicts["rf6"].summary() == "no judged metric has a value"
+    assert ev.verdicts["rf6"].unchecked == {IDS: "no value"}
     assert evaluate_pipeline([Run("rf1", at(0))], NO_AUTO).verdicts["rf1"].summary() == "no metric to judge"
 
 
