@@ -49,7 +49,7 @@ def test_status_and_verdicts_of_the_demo(cfg_path: Path) -> None:
 
 def test_edits_from_the_command_line(cfg_path: Path) -> None:
     keys = [r["run_key"] for r in ok_json(cli(cfg_path, "qc", "verdicts", *DEMO, "--json"))["runs"]]
-    gs = ok_json(cli(cfg_path, "qc", "guide-set-add", *DEMO, "--label", "all three", *sum((["--run", k] for k in keys), [])))
+    gs = ok_json(cli(cfg_path, "qc", "guide-set-add", *DEMO, "--label", "all three", *[a for k in keys for a in ("--run", k)]))
     assert gs["run_keys"] == sorted(keys) and gs["recomputed"] == 3
     sets = ok_json(cli(cfg_path, "qc", "guide-sets", *DEMO))["guide_sets"]
     assert gs["id"] in {g["id"] for g in sets} and any(g["automatic"] for g in sets)

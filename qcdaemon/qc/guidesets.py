@@ -40,6 +40,8 @@ __all__ = [
 
 def as_utc(t: dt.datetime) -> dt.datetime:
     """An aware UTC time; naive times are taken as UTC (the store keeps UTC)."""
+    if t.tzinfo is dt.UTC:
+        return t
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 

@@ -376,35 +376,35 @@ def evaluate(spec: RuleSpec, y: np.ndarray, base: Baseline | None, side: int,
 def _westgard(z: np.ndarray, rules: Sequence[str], side: int) -> RuleResult:
     """Westgard et al. 1981 multirules on standardised values (see the module docstring)."""
     n = z.size
-    sev = np.zeros(n, dtype=np.int8)
-    what: list[str | None] = [None] * n
     hi = {t: z > t for t in (0, 1, 2)}
     lo = {t: z < -t for t in (0, 1, 2)}
     sides = [s for s in ((+1, hi), (-1, lo)) if side == 0 or s[0] == side]
 
-    def fire(mask: np.ndarray, name: str, level: Severity) -> None:
-        for i in np.flatnonzero(mask):
-            if level > sev[i]:
-                sev[i], what[i] = level, name
-            elif level == sev[i] and what[i] and name not in what[i]:
-                what[i] = f"{what[i]}, {name}"
-
     def shifted(b: np.ndarray) -> np.ndarray:
         return np.concatenate(([False], b[:-1])) if n else b
 
-    for sgn, beyond in sides:
-        other = lo if sgn > 0 else hi
-        for rule in rules:
+    fired: list[tuple[str, Severity, np.ndarray]] = []  # (rule, level, mask), in the order asked
+    for rule in rules:
+        mask = np.zeros(n, dtype=bool)
+        for sgn, beyond in sides:
+            other = lo if sgn > 0 else hi
             if rule == "1-2s":
-                fire(beyond[2], rule, Severity.WARN)
+                mask |= beyond[2]
             elif rule == "1-3s":
-                fire(_side_mask(z, 3, sgn), rule, Severity.FAIL)
+                mask |= _side_mask(z, 3, sgn)
             elif rule == "2-2s":
-                fire(_runs(beyond[2], 2), rule, Severity.FAIL)
+                mask |= _runs(beyond[2], 2)
             elif rule == "R-4s":
-                fire(beyond[2] & shifted(other[2]), rule, Severity.FAIL)
+                mask |= beyond[2] & shifted(other[2])
             elif rule == "4-1s":
-                fire(_runs(beyond[1], 4), rule, Severity.FAIL)
+                mask |= _runs(beyond[1], 4)
             elif rule == "10-x":
-                fire(_runs(beyond[0], 10), rule, Severity.FAIL)
+                mask |= _runs(beyond[0], 10)
+        fired.append((rule, Severity.WARN if rule == "1-2s" else Severity.FAIL, mask))
+    sev = np.zeros(n, dtype=np.int8)
+    for _, level, mask in fired:
+        sev = np.maximum(sev, np.where(mask, level, 0).astype(np.int8))
+    what: list[str | None] = [None] * n
+    for i in np.flatnonzero(sev):
+        what[i] = ", ".join(r for r, level, mask in fired if mask[i] and level == sev[i])
     return RuleResult(sev, what, z, {"center": 0.0})

@@ -22,6 +22,7 @@ them rules.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -420,6 +421,34 @@ def evaluate_pipeline(runs: Sequence[Run], settings: Settings, guide_sets: Seque
     return Evaluation(_verdicts(ctx, _columns(runs, settings, columns), which), ctx.guide_sets)
 
 
+@dataclass(frozen=True)
+class Frame:
+    """A pipeline's runs in acquisition order with their guide sets (computed once, reused)."""
+
+    runs: list[Run]
+    times: list[dt.datetime]
+    pos: dict[str, int]
+    guide_sets: list[GuideSet]
+    index: GuideSetIndex
+
+    def training(self, g: GuideSet) -> list[int]:
+        """Positions of the runs ``g`` is trained on (by key look-up or by time range)."""
+        if g.run_keys is not None:
+            return sorted(self.pos[k] for k in g.run_keys if k in self.pos)
+        lo = 0 if g.start is None else bisect.bisect_left(self.times, as_utc(g.start))
+        hi = len(self.runs) if g.end is None else bisect.bisect_right(self.times, as_utc(g.end))
+        return list(range(lo, hi))
+
+
+def frame(runs: Sequence[Run], settings: Settings, guide_sets: Sequence[GuideSet] = (),
+          annotations: Sequence[Annotation] = ()) -> Frame:
+    ordered = _sorted(runs)
+    auto = automatic_guide_sets(ordered, settings.auto_guide_runs, annotations, settings.kinds)
+    sets = resolve([*guide_sets, *auto], ordered)
+    return Frame(ordered, [as_utc(r.acquired) for r in ordered], {r.key: i for i, r in enumerate(ordered)},
+                 sets, GuideSetIndex(sets))
+
+
 def _history(specs_by_metric: Iterable[tuple[RuleSpec, ...]]) -> int | None:
     """How many earlier values of a segment the rules look at (None: the whole segment)."""
     need = 0
@@ -437,31 +466,31 @@ def _history(specs_by_metric: Iterable[tuple[RuleSpec, ...]]) -> int | None:
 
 def evaluate_run(runs: Sequence[Run], settings: Settings, key: str, guide_sets: Sequence[GuideSet] = (),
                  exclusions: Mapping[str, Iterable[str]] | None = None,
-                 annotations: Sequence[Annotation] = (), columns: Iterable[str] | None = None) -> Verdict:
+                 annotations: Sequence[Annotation] = (), columns: Iterable[str] | None = None,
+                 fr: Frame | None = None) -> Verdict:
     """The verdict of one run, looking only at what it depends on: its guide set's training runs
     and as many earlier runs of its guide-set period as its rules need. Same answer as
     :func:`evaluate_pipeline` (tested), in time independent of the pipeline's length unless a
-    CUSUM rule needs the whole period."""
-    runs = _sorted(runs)
-    auto = automatic_guide_sets(runs, settings.auto_guide_runs, annotations, settings.kinds)
-    all_sets = resolve([*guide_sets, *auto], runs)
-    index = GuideSetIndex(all_sets)
-    pos = next((i for i, r in enumerate(runs) if r.key == key), None)
-    if pos is None:
+    CUSUM rule needs the whole period. ``fr``: the :func:`frame` of ``runs`` if already made (its
+    runs must carry the values)."""
+    fr = frame(runs, settings, guide_sets, annotations) if fr is None else fr
+    runs, all_sets, index = fr.runs, fr.guide_sets, fr.index
+    if key not in fr.pos:
         raise KeyError(key)
+    pos = fr.pos[key]
     target = runs[pos]
     cols = _columns([target], settings, columns)
     g = index.in_force(target.acquired)
     keep: set[int] = {pos}
     if g is not None:
-        keep.update(i for i, r in enumerate(runs) if g.trains(r))
+        keep.update(fr.training(g))
         need = _history(settings.rules_for(c) for c in cols)
         start_t = g.effective
         # only metrics the run has a value of are judged for it, so only they need history
         counts = dict.fromkeys((c for c in cols if settings.catalogue[c].clean(
             target.values.get(c), target.values)[0] is not None), 0)
         i = pos - 1
-        while i >= 0 and as_utc(runs[i].acquired) >= start_t and (need is None or min(counts.values(), default=need) < need):
+        while i >= 0 and fr.times[i] >= start_t and (need is None or min(counts.values(), default=need) < need):
             keep.add(i)
             r = runs[i]
             for c in counts:
@@ -496,26 +525,25 @@ def judged_columns(settings: Settings) -> list[str]:
 
 
 def plan_run(runs: Sequence[Run], settings: Settings, key: str, guide_sets: Sequence[GuideSet] = (),
-             annotations: Sequence[Annotation] = ()) -> Plan:
+             annotations: Sequence[Annotation] = (), fr: Frame | None = None) -> Plan:
     """Which runs a new value of run ``key`` touches: ``runs`` carry times and rejections (values
     are not needed). A run that is the newest of its pipeline and trains no guide set changes only
     its own verdict; otherwise limits or later runs' sequential rules may change."""
-    runs = _sorted(runs)
-    auto = automatic_guide_sets(runs, settings.auto_guide_runs, annotations, settings.kinds)
-    sets = resolve([*guide_sets, *auto], runs)
-    index = GuideSetIndex(sets)
-    pos = next((i for i, r in enumerate(runs) if r.key == key), None)
-    if pos is None:
+    fr = frame(runs, settings, guide_sets, annotations) if fr is None else fr
+    runs = fr.runs
+    if key not in fr.pos:
         raise KeyError(key)
+    pos = fr.pos[key]
     target = runs[pos]
     cols = tuple(judged_columns(settings))
-    g = index.in_force(target.acquired)
-    trains_any = any(gs.trains(target) for gs in sets)
+    g = fr.index.in_force(target.acquired)
+    trains_any = any(gs.trains(target) for gs in fr.guide_sets)
     alone = pos == len(runs) - 1 and not trains_any
     if g is None:
         return Plan(alone, (), (), 0, cols)
-    training = tuple(r.key for r in runs if g.trains(r))
-    earlier = tuple(runs[i].key for i in range(pos - 1, -1, -1) if as_utc(runs[i].acquired) >= g.effective)
+    training = tuple(runs[i].key for i in fr.training(g))
+    start = bisect.bisect_left(fr.times, g.effective)
+    earlier = tuple(runs[i].key for i in range(pos - 1, start - 1, -1))
     return Plan(alone, training, earlier, _history(settings.rules_for(c) for c in cols), cols)
 
 

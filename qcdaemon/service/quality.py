@@ -14,7 +14,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qcdaemon.errors import BadRequest, Forbidden, NotFound
@@ -28,7 +28,9 @@ from qcdaemon.qc.verdicts import (
     Verdict,
     chart,
     evaluate_pipeline,
+    Frame,
     evaluate_run,
+    frame,
     instrument_status,
     judged_columns,
     plan_run,
@@ -73,6 +75,7 @@ class Inputs:
     annotations: list[Annotation]
     exclusions: dict[str, list[str]]
     offline_hours: float | None
+    where: dict[str, int] = field(default_factory=dict)  # run key -> position in runs
 
 
 def _settings(store: Any, pid: int) -> tuple[Settings, float | None]:
@@ -87,11 +90,22 @@ def _settings(store: Any, pid: int) -> tuple[Settings, float | None]:
     return settings, (ps["offline_hours"] if ps else None)
 
 
-def load_inputs(store: Any, pid: int) -> Inputs:
+class _Ids(dict):  # type: ignore[type-arg]
+    """run key -> run id, for keys of the form ``rf<id>`` (no table needed)."""
+
+    def __missing__(self, key: str) -> int:
+        return int(key[2:])
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and _KEY.match(key) is not None
+
+
+def load_inputs(store: Any, pid: int, *, with_runs: bool = True) -> Inputs:
     """The pipeline's runs (times, rejections; no values yet) and QC configuration."""
     settings, offline = _settings(store, pid)
-    meta = store.qc_runs(pid)
-    runs = [Run(r["run_key"], _utc(r["acquired"]), bool(r["rejected"]), {}) for r in meta]
+    meta = store.qc_run_tuples(pid) if with_runs else []
+    utc = dt.UTC
+    runs = [Run(f"rf{rid}", t.replace(tzinfo=utc), bool(rej), {}) for rid, t, rej in meta]
     gsets = [GuideSet(f"gs{g['id']}", _utc(g["start_at"]), _utc(g["end_at"]),
                       frozenset(g["run_keys"]) if g["run_keys"] is not None else None, label=g["label"])
              for g in store.guide_sets_of(pid)]
@@ -100,7 +114,7 @@ def load_inputs(store: Any, pid: int) -> Inputs:
     excl: dict[str, list[str]] = {}
     for e in store.exclusions_of(pid):
         excl.setdefault(e["metric"], []).append(e["run_key"])
-    return Inputs(pid, runs, {r["run_key"]: r["id"] for r in meta}, settings, gsets, anns, excl, offline)
+    return Inputs(pid, runs, {f"rf{m[0]}": m[0] for m in meta}, settings, gsets, anns, excl, offline)
 
 
 def with_values(store: Any, inp: Inputs, keys: Sequence[str] | None = None,
@@ -108,18 +122,22 @@ def with_values(store: Any, inp: Inputs, keys: Sequence[str] | None = None,
     """Fill in the runs' merged values (of ``keys``, default all; of the judged ``columns``).
     Returns each filled run's value sources."""
     cols = list(columns) if columns is not None else judged_columns(inp.settings)
-    wanted = [inp.ids[k] for k in (keys if keys is not None else inp.ids) if k in inp.ids]
+    wanted = None if keys is None else [inp.ids[k] for k in keys if k in inp.ids]
     triples: dict[int, list[tuple[str, str, Any]]] = {}
-    for run_id, source, name, value in store.qc_metric_values(wanted, [*cols, *_CONDITIONS]):
+    numeric = [c for c in cols if c not in _CONDITIONS]
+    for run_id, source, name, value in store.qc_metric_values(wanted, [*cols, *_CONDITIONS], numeric=numeric,
+                                                              pipeline_id=inp.pipeline_id):
         triples.setdefault(run_id, []).append((source, name, value))
     sources: dict[str, set[str]] = {}
-    by_id = {v: k for k, v in inp.ids.items()}
-    filled = {by_id[i]: t for i, t in triples.items()}
-    for i, r in enumerate(inp.runs):
-        if r.key in filled:
-            merged, _ = qcdata.merge_run_values(filled[r.key])
-            inp.runs[i] = Run(r.key, r.acquired, r.rejected, merged)
-            sources[r.key] = {t[0] for t in filled[r.key]}
+    if len(inp.where) != len(inp.runs):
+        inp.where = {r.key: i for i, r in enumerate(inp.runs)}
+    for run_id, trs in triples.items():
+        key = f"rf{run_id}"
+        i = inp.where[key]
+        r = inp.runs[i]
+        merged, _ = qcdata.merge_run_values(trs)
+        inp.runs[i] = Run(r.key, r.acquired, r.rejected, merged)
+        sources[key] = {t[0] for t in trs}
     return sources
 
 
@@ -130,15 +148,59 @@ def _stored(v: Verdict, run_id: int, sources: set[str] | None) -> dict[str, Any]
             "guide_set": v.guide_set}
 
 
-def recompute_sync(store: Any, pid: int) -> int:
-    """Compute and store every verdict of the pipeline (on the store thread)."""
+def recompute_sync(store: Any, pid: int, since: dt.datetime | None = None) -> int:
+    """Compute and store every verdict of the pipeline (on the store thread); with ``since``, only
+    those of runs acquired at or after it (a new guide set changes nothing before it comes into
+    force: earlier runs keep their guide sets, and sequential rules restart at its start)."""
     inp = load_inputs(store, pid)
     cols = judged_columns(inp.settings)
     sources = with_values(store, inp, columns=cols)
+    only = None if since is None else [r.key for r in inp.runs if r.acquired >= since]
     ev = evaluate_pipeline(inp.runs, inp.settings, inp.guide_sets, inp.exclusions, inp.annotations,
-                           columns=cols)
+                           columns=cols, only=only)
     return store.put_verdicts(pid, [_stored(v, inp.ids[k], sources.get(k)) for k, v in ev.verdicts.items()],
-                              replace_all=True)
+                              replace_all=since is None)
+
+
+# The frame (runs in order, guide sets) of each pipeline's last verdict, so that one new run's
+# verdict costs no pass over all runs in Python: reused while the runs' signature and the guide
+# sets, annotations and settings are the same, and extended when exactly one new newest run came.
+_FRAMES: dict[tuple[str, int], tuple[tuple[Any, ...], tuple[Any, ...], Frame]] = {}
+
+
+def _config_key(inp: Inputs) -> tuple[Any, ...]:
+    return (tuple(inp.guide_sets), tuple(inp.annotations), inp.settings.auto_guide_runs,
+            tuple(sorted((k, v.resets_baseline) for k, v in inp.settings.kinds.items())))
+
+
+def _frame_for(store: Any, inp: Inputs, run_id: int) -> Frame:
+    """The pipeline's frame, from the cache when it still holds (see ``_FRAMES``)."""
+    ck = (str(getattr(store, "path", "")), inp.pipeline_id)
+    sig = store.qc_run_signature(inp.pipeline_id)
+    conf = _config_key(inp)
+    hit = _FRAMES.get(ck)
+    fr: Frame | None = None
+    if hit is not None and hit[1] == conf:
+        old_sig, _, old = hit
+        if old_sig == sig:
+            fr = old
+        elif (sig[0] == old_sig[0] + 1 and sig[1] == run_id and sig[2] == old_sig[2] + run_id
+              and sig[4] == old_sig[4] and old.runs):
+            t = store.run(run_id)
+            acquired = (t["acquired_at"] or t["created_at"]).replace(tzinfo=dt.UTC)
+            growing = any(g.automatic and g.run_keys is not None and len(g.run_keys) < inp.settings.auto_guide_runs
+                          and acquired >= g.effective for g in old.guide_sets)
+            if acquired > old.times[-1] and not growing and \
+                    sig[3] == old_sig[3] + int((acquired - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)):
+                run = Run(f"rf{run_id}", acquired, False, {})
+                fr = Frame([*old.runs, run], [*old.times, acquired], {**old.pos, run.key: len(old.runs)},
+                           old.guide_sets, old.index)
+    if fr is None:
+        meta = store.qc_run_tuples(inp.pipeline_id)
+        runs = [Run(f"rf{rid}", t.replace(tzinfo=dt.UTC), bool(rej), {}) for rid, t, rej in meta]
+        fr = frame(runs, inp.settings, inp.guide_sets, inp.annotations)
+    _FRAMES[ck] = (sig, conf, fr)
+    return fr
 
 
 def record_sync(store: Any, run_id: int) -> dict[str, Any]:
@@ -146,26 +208,28 @@ def record_sync(store: Any, run_id: int) -> dict[str, Any]:
     pipeline when other verdicts may change too (it trains a guide set, or is not the newest)."""
     run = store.run(run_id)
     pid = run["pipeline_id"]
-    inp = load_inputs(store, pid)
+    inp = load_inputs(store, pid, with_runs=False)
     key = run["run_key"]
-    plan = plan_run(inp.runs, inp.settings, key, inp.guide_sets, inp.annotations)
+    fr = _frame_for(store, inp, run_id)
+    inp.runs, inp.where, inp.ids = list(fr.runs), fr.pos, _Ids()
+    plan = plan_run(inp.runs, inp.settings, key, inp.guide_sets, inp.annotations, fr=fr)
     if not plan.alone:
         n = recompute_sync(store, pid)
         return {"run_key": key, "recomputed": n}
-    sources = with_values(store, inp, [key, *plan.training], plan.columns)
-    if plan.need is None:
-        with_values(store, inp, list(plan.earlier), plan.columns)
-    elif plan.need:
+    first = max(4 * (plan.need or 0), 16) if plan.need is not None else len(plan.earlier)
+    sources = with_values(store, inp, [key, *plan.training, *plan.earlier[:first]], plan.columns)
+    if plan.need:
         # earlier runs in chunks until each metric the run has a value of has the earlier values
         # its rules look at (a metric the run lacks is not judged for it)
         cat = inp.settings.catalogue
-        target = next(r for r in inp.runs if r.key == key)
+        target = inp.runs[inp.where[key]] if inp.where else next(r for r in inp.runs if r.key == key)
         valued = [c for c in plan.columns if cat[c].clean(target.values.get(c), target.values)[0] is not None]
         counts = dict.fromkeys(valued, 0)
-        done, step = 0, max(4 * plan.need, 16)
+        done, step = 0, first
         while done < len(plan.earlier) and min(counts.values(), default=plan.need) < plan.need:
             chunk = list(plan.earlier[done:done + step])
-            with_values(store, inp, chunk, plan.columns)
+            if done:  # the first chunk came with the run's own values
+                with_values(store, inp, chunk, plan.columns)
             done += len(chunk)
             got = {r.key: r for r in inp.runs if r.key in set(chunk)}
             for k in chunk:
@@ -174,8 +238,9 @@ def record_sync(store: Any, run_id: int) -> dict[str, Any]:
                     if cat[c].clean(vals.get(c), vals)[0] is not None:
                         counts[c] += 1
             step *= 2
+    fr = replace(fr, runs=inp.runs)  # the same order, now with values
     v = evaluate_run(inp.runs, inp.settings, key, inp.guide_sets, inp.exclusions, inp.annotations,
-                     columns=plan.columns)
+                     columns=plan.columns, fr=fr)
     store.put_verdicts(pid, [_stored(v, run_id, sources.get(key))])
     return {"run_key": key, "verdict": v.status}
 
@@ -398,7 +463,12 @@ class QualityService:
             keys = None
         g = await self.store.call(Store.add_guide_set, p["id"], label=label, start=t0, end=t1, run_keys=keys,
                                            created_by=user["id"])
-        n = await self.recompute(p["id"])
+        if t0 is None:  # by run keys: in force from its earliest run
+            times = [_utc(r["acquired"]) for r in await self.store.call(Store.qc_runs, p["id"]) if r["run_key"] in keys]
+            t0_force = min(times)
+        else:
+            t0_force = t0
+        n = await self.store.call(recompute_sync, p["id"], t0_force)
         return {"id": f"gs{g['id']}", "label": g["label"], "start": _iso(g["start_at"]),
                 "end": _iso(g["end_at"]), "run_keys": g["run_keys"], "recomputed": n}
 

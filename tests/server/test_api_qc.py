@@ -154,6 +154,16 @@ async def test_rejecting_a_run_takes_it_out_of_the_limits(api: Api, hela: list[s
     after = (await api.ok("/api/qc/chart", {**SCOPE, "metric": MS1}, who=OTHER))["limits"]
     gs = lambda rows: next(x for x in rows if x["guide_set"].startswith("gs"))  # noqa: E731
     assert gs(after)["n"] == gs(before)["n"] - 1 and gs(after)["mean"] > gs(before)["mean"]
+    # a guide set in force from run 61 recomputes only the verdicts from there on, and those are
+    # the verdicts a full recomputation gives
+    out = await api.ok("/api/qc/guide-sets/create", {**SCOPE, "run_keys": hela[60:80]}, who=OTHER)
+    assert out["recomputed"] == 80
+    partial = await api.ok("/api/qc/verdicts", SCOPE, who=OTHER)
+    assert {r["guide_set"] for r in partial["runs"][60:]} == {out["id"]}
+    await api.ok("/api/qc/recompute", SCOPE, who=OTHER)
+    full = await api.ok("/api/qc/verdicts", SCOPE, who=OTHER)
+    strip = lambda d: [{k: v for k, v in r.items() if k != "computed_at"} for r in d["runs"]]  # noqa: E731
+    assert strip(partial) == strip(full)
 
 
 LAB = {"project": DEMO_PROJECT, "pipeline": LAB_PIPELINE}
