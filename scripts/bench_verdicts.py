@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 import pyarrow as pa  # noqa: E402
 
-from qcdaemon.service.quality import record_sync, recompute_sync  # noqa: E402
+from qcdaemon.service.quality import recompute_sync, record_sync  # noqa: E402
 from qcdaemon.store import Store  # noqa: E402
 from qcdaemon.tools.rawtools_parse import parse_qc_data_table  # noqa: E402
 

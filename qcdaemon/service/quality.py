@@ -24,11 +24,11 @@ from qcdaemon.qc.guidesets import Annotation, AnnotationKind, GuideSet, Run, aut
 from qcdaemon.qc.rules import parse_rules
 from qcdaemon.qc.verdicts import (
     CHART_KINDS,
+    Frame,
     Settings,
     Verdict,
     chart,
     evaluate_pipeline,
-    Frame,
     evaluate_run,
     frame,
     instrument_status,
