@@ -404,7 +404,14 @@ def _westgard(z: np.ndarray, rules: Sequence[str], side: int) -> RuleResult:
     sev = np.zeros(n, dtype=np.int8)
     for _, level, mask in fired:
         sev = np.maximum(sev, np.where(mask, level, 0).astype(np.int8))
-    what: list[str | None] = [None] * n
-    for i in np.flatnonzero(sev):
-        what[i] = ", ".join(r for r, level, mask in fired if mask[i] and level == sev[i])
+    # which rules fired at the worst level of each value, as a bit code per value, then its text
+    code = np.zeros(n, dtype=np.int64)
+    for bit, (_, level, mask) in enumerate(fired):
+        code |= (mask & (sev == level)).astype(np.int64) << bit
+    names: dict[int, str | None] = {0: None}
+    what: list[str | None] = []
+    for c in code.tolist():
+        if c not in names:
+            names[c] = ", ".join(r for bit, (r, _, _) in enumerate(fired) if c >> bit & 1)
+        what.append(names[c])
     return RuleResult(sev, what, z, {"center": 0.0})

@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 PASS, WARN, FAIL, NOT_ENOUGH = "pass", "warn", "fail", "not enough data"
+_WORDS = ("none", "warn", "fail")  # by Severity value
 CHART_KINDS = ("values", "moving_range", "cusum_mean", "cusum_var")
 DEFAULT_RULES: tuple[RuleSpec, ...] = (
     parse_rule({"rule": "levey_jennings", "warn": 2, "fail": 3}),
@@ -350,21 +351,22 @@ def _null_reason(ctx: _Context, s: _Series, i: int) -> str:
 
 def _verdicts(ctx: _Context, columns: Sequence[str], which: Iterable[int]) -> dict[str, Verdict]:
     series = [ctx.series(c) for c in columns]
+    # per series: whether it is log scale, and its severities as plain lists (fast to index)
+    prepared = [(s, s.info.scale is Scale.LOG, [a.tolist() for a in s.sev]) for s in series]
     out: dict[str, Verdict] = {}
     for i in which:
         reasons: list[Reason] = []
         checked: list[str] = []
         unchecked: dict[str, str] = {}
         gid = ctx.gs_list[int(ctx.gs[i])].id if ctx.gs[i] >= 0 else None
-        for s in series:
+        for s, log, sevs in prepared:
             col = s.info.column
             if not s.judged[i]:
                 unchecked[col] = _null_reason(ctx, s, i)
                 continue
             checked.append(col)
-            log = s.info.scale is Scale.LOG
             for si, spec in enumerate(s.specs):
-                level = int(s.sev[si][i])
+                level = sevs[si][i]
                 if not level:
                     continue
                 gi = int(s.gs[i])
@@ -375,7 +377,7 @@ def _verdicts(ctx: _Context, columns: Sequence[str], which: Iterable[int]) -> di
                 elif spec.kind == "westgard":
                     st = np.nan
                 reasons.append(Reason(col, s.info.label, spec.kind, s.what[si].get(i, spec.kind),
-                                      Severity(level).word, float(s.x[i]), low, high,
+                                      _WORDS[level], float(s.x[i]), low, high,
                                       float(z) if math.isfinite(z) else None,
                                       float(st) if math.isfinite(st) else None,
                                       gid if spec.needs_baseline else None))

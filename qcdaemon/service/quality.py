@@ -144,7 +144,9 @@ def with_values(store: Any, inp: Inputs, keys: Sequence[str] | None = None,
 def _stored(v: Verdict, run_id: int, sources: set[str] | None) -> dict[str, Any]:
     detail = v.as_dict()
     detail["basis"] = "id-based" if sources and sources & ID_SOURCES else "id-free"
-    return {"run_id": run_id, "verdict": v.status, "summary": v.summary(), "detail": detail,
+    # the summary joins the reasons' texts (as Verdict.summary does), made once above
+    summary = " | ".join(r["text"] for r in detail["reasons"]) if detail["reasons"] else v.summary()
+    return {"run_id": run_id, "verdict": v.status, "summary": summary, "detail": detail,
             "guide_set": v.guide_set}
 
 
