@@ -175,8 +175,9 @@ def _config_key(inp: Inputs) -> tuple[Any, ...]:
             tuple(sorted((k, v.resets_baseline) for k, v in inp.settings.kinds.items())))
 
 
-def _frame_for(store: Any, inp: Inputs, run_id: int) -> Frame:
+def _frame_for(store: Any, inp: Inputs, run: dict[str, Any]) -> Frame:
     """The pipeline's frame, from the cache when it still holds (see ``_FRAMES``)."""
+    run_id = run["id"]
     ck = (str(getattr(store, "path", "")), inp.pipeline_id)
     sig = store.qc_run_signature(inp.pipeline_id)
     conf = _config_key(inp)
@@ -188,15 +189,16 @@ def _frame_for(store: Any, inp: Inputs, run_id: int) -> Frame:
             fr = old
         elif (sig[0] == old_sig[0] + 1 and sig[1] == run_id and sig[2] == old_sig[2] + run_id
               and sig[4] == old_sig[4] and old.runs):
-            t = store.run(run_id)
-            acquired = (t["acquired_at"] or t["created_at"]).replace(tzinfo=dt.UTC)
+            acquired = (run["acquired_at"] or run["created_at"]).replace(tzinfo=dt.UTC)
             growing = any(g.automatic and g.run_keys is not None and len(g.run_keys) < inp.settings.auto_guide_runs
                           and acquired >= g.effective for g in old.guide_sets)
             if acquired > old.times[-1] and not growing and \
                     sig[3] == old_sig[3] + int((acquired - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)):
-                run = Run(f"rf{run_id}", acquired, False, {})
-                fr = Frame([*old.runs, run], [*old.times, acquired], {**old.pos, run.key: len(old.runs)},
-                           old.guide_sets, old.index)
+                new = Run(f"rf{run_id}", acquired, False, {})
+                old.pos[new.key] = len(old.runs)  # the cached frame grows in place: only the cache holds it
+                old.runs.append(new)
+                old.times.append(acquired)
+                fr = old
     if fr is None:
         meta = store.qc_run_tuples(inp.pipeline_id)
         runs = [Run(f"rf{rid}", t.replace(tzinfo=dt.UTC), bool(rej), {}) for rid, t, rej in meta]
@@ -212,7 +214,7 @@ def record_sync(store: Any, run_id: int) -> dict[str, Any]:
     pid = run["pipeline_id"]
     inp = load_inputs(store, pid, with_runs=False)
     key = run["run_key"]
-    fr = _frame_for(store, inp, run_id)
+    fr = _frame_for(store, inp, run)
     inp.runs, inp.where, inp.ids = list(fr.runs), fr.pos, _Ids()
     plan = plan_run(inp.runs, inp.settings, key, inp.guide_sets, inp.annotations, fr=fr)
     if not plan.alone:
