@@ -89,7 +89,7 @@ def test_verdicts_replace_and_go_with_their_run(store: Store):
     store.put_verdicts(pid, [v(r1["id"], "fail")], replace_all=True)
     assert {k: x["verdict"] for k, x in store.verdicts_of(pid).items()} == {r1["id"]: "fail"}
     assert list(store.verdicts_of(pid, [r2["id"]])) == []
-    store.set_run_fields([r1["id"]], use_downstream=False)
+    store.set_run_fields([r1["id"]], {"use_downstream": False})
     runs = store.qc_runs(pid)
     assert [(r["run_key"], r["rejected"]) for r in runs] == [(r1["run_key"], True), (r2["run_key"], False)]
     store.delete_run(r1["id"])
