@@ -216,6 +216,53 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_arg(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise QcdaemonError(f"{what}: not valid JSON: {text[:80]!r}") from None
+
+
+def cmd_qc(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    scope = {"project": args.project, "pipeline": args.pipeline}
+    if args.sub == "status":
+        result = run_op(cfg, "qc_status", **scope)
+        if not args.json:
+            for p in result:
+                latest = p["latest_run"]["run"] if p["latest_run"] else "-"
+                print(f"{p['status']:<13} {p['project'] + '/' + p['pipeline']:<40} {latest:<8} {p['reason'][:120]}")
+            return 0
+    elif args.sub == "verdicts":
+        result = run_op(cfg, "qc_verdicts", **scope, run_keys=args.run or None)
+        if not args.json:
+            for r in result["runs"]:
+                print(f"{r['run_key']:<8} {r['verdict'] or '-':<16} {r['name'][:40]:<40} {(r.get('summary') or '')[:160]}")
+            return 0
+    elif args.sub == "guide-sets":
+        result = run_op(cfg, "qc_guide_sets", **scope)
+    elif args.sub == "guide-set-add":
+        result = run_op(cfg, "qc_guide_set_add", **scope, label=args.label, start=args.start, end=args.end,
+                        run_keys=args.run or None)
+    elif args.sub == "guide-set-rm":
+        result = run_op(cfg, "qc_guide_set_delete", **scope, guide_set=args.guide_set)
+    elif args.sub == "annotate":
+        result = run_op(cfg, "qc_annotate", **scope, kind=args.kind, time=args.time, text=args.text,
+                        author=args.author)
+    elif args.sub == "exclude":
+        result = run_op(cfg, "qc_exclude", **scope, metric=args.metric, run_keys=args.run_keys,
+                        reason=args.reason, undo=args.undo)
+    elif args.sub == "rules":
+        result = run_op(cfg, "qc_rules", **scope, metric=args.metric, rules=_json_arg(args.rules, "rules"),
+                        overrides=_json_arg(args.metric_overrides, "--metric-overrides"))
+    else:  # recompute
+        result = run_op(cfg, "qc_recompute", **scope)
+    _print(result)
+    return 0
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     import shutil
 
@@ -331,6 +378,46 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stage", action="append")
     sp = add("cancel", cmd_cancel, "cancel a run's queued and running stages")
     sp.add_argument("run_key")
+    grp = sub.add_parser("qc", help="quality control: verdicts, status, guide sets, annotations, rules"
+                         ).add_subparsers(dest="sub", required=True)
+    sp = add("status", cmd_qc, "instrument status per pipeline (OK, WARNING, DANGER, ...)", grp)
+    sp.add_argument("--project")
+    sp.add_argument("--pipeline")
+    sp.add_argument("--json", action="store_true")
+
+    def scoped(name: str, help: str) -> argparse.ArgumentParser:
+        p = add(name, cmd_qc, help, grp)
+        p.add_argument("project")
+        p.add_argument("pipeline")
+        return p
+
+    sp = scoped("verdicts", "each run's verdict and reasons")
+    sp.add_argument("--run", action="append", help="only this run key (repeatable)")
+    sp.add_argument("--json", action="store_true")
+    scoped("guide-sets", "the guide sets in force (stored and automatic)")
+    sp = scoped("guide-set-add", "add a guide set by acquisition times (UTC) or run keys")
+    sp.add_argument("--label", default="")
+    sp.add_argument("--start", help="ISO 8601, e.g. 2026-03-01T00:00:00Z")
+    sp.add_argument("--end")
+    sp.add_argument("--run", action="append", help="a run key of the guide set (repeatable)")
+    sp = scoped("guide-set-rm", "remove a stored guide set")
+    sp.add_argument("guide_set", help="its id, e.g. gs3")
+    sp = scoped("annotate", "record an event (column change, maintenance, ...)")
+    sp.add_argument("kind")
+    sp.add_argument("time", help="ISO 8601; without an offset it is UTC")
+    sp.add_argument("--text", default="")
+    sp.add_argument("--author", help="e-mail of the user the annotation is by")
+    sp = scoped("exclude", "leave runs out of one metric's limits")
+    sp.add_argument("metric")
+    sp.add_argument("run_keys", nargs="+")
+    sp.add_argument("--reason", default="")
+    sp.add_argument("--undo", action="store_true", help="take the runs back into the limits")
+    sp = scoped("rules", "set a metric's rules (JSON; null: the defaults)")
+    sp.add_argument("metric")
+    sp.add_argument("rules", help='e.g. \'[{"rule": "levey_jennings", "warn": 2, "fail": 3}]\' or null')
+    sp.add_argument("--metric-overrides", help='catalogue fields as JSON, e.g. \'{"direction": "higher"}\'')
+    scoped("recompute", "recompute every verdict of the pipeline")
+
     sp = add("snapshot", cmd_snapshot, "write a consistent copy of the database (works while running)")
     sp.add_argument("target")
     sp = add("alerts", cmd_alerts, "list alerts, acknowledge one (ack ID), or send a test message (test CHANNEL)")

@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
@@ -103,6 +104,7 @@ class WatchConfig:
     polling: bool = False
     settle_seconds: float = 60.0
     poll_interval: float = 5.0
+    timezone: str = ""  # the instrument PC's IANA timezone (RAW times are its wall clock); "": this host's
     working_hours: tuple[str, ...] = ()  # e.g. ["mon-fri 07:00-19:00"]; empty = always (silence alerts)
 
 
@@ -316,6 +318,11 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}.poll_interval: must be positive")
         if not w.patterns:
             raise ConfigError(f"{key}.patterns: must name at least one pattern")
+        if w.timezone:
+            try:
+                ZoneInfo(w.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(f"{key}.timezone: {w.timezone!r} is not an IANA timezone such as 'Europe/Berlin'") from None
     _check_overlaps(cfg.watch)
     _validate_alerts(cfg)
 

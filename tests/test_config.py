@@ -37,7 +37,7 @@ def full_config(tmp_path: Path) -> dict[str, Any]:
         "watch": [
             {"path": str(tmp_path / "in"), "pipeline": "lab/qc", "owner": "lab@example.org",
              "patterns": ["*.raw", "*.RAW"], "recursive": False, "polling": True, "settle_seconds": 2.5,
-             "poll_interval": 1.5, "working_hours": ["mon-fri 07:00-19:00"]},
+             "poll_interval": 1.5, "timezone": "America/Chicago", "working_hours": ["mon-fri 07:00-19:00"]},
             {"path": str(tmp_path / "in2"), "pipeline": "0b0e6e86-3f16-4a4b-8d5b-7d3c4c6f5a11",
              "owner": "other@example.org"},
         ],
@@ -211,3 +211,11 @@ def test_check_config_refuses_plain_http_on_the_network(tmp_path: Path) -> None:
     before = subprocess.run([sys.executable, "-m", "qcdaemon", "--config", str(cfg), "check-config"],
                             capture_output=True, text=True)  # --config before the command works too
     assert before.returncode == 0 and str(cfg) in before.stdout
+
+
+def test_watch_timezone_must_be_an_iana_name(tmp_path: Path) -> None:
+    base = {"path": str(tmp_path), "pipeline": "p/q", "owner": "o@example.org"}
+    assert config_from_dict({"watch": [base | {"timezone": "Asia/Tokyo"}]}).watch[0].timezone == "Asia/Tokyo"
+    assert config_from_dict({"watch": [base]}).watch[0].timezone == ""
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.timezone"):
+        config_from_dict({"watch": [base | {"timezone": "Mars/Olympus"}]})

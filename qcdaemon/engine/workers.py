@@ -49,7 +49,8 @@ class Engine:
         self.forced = False
         self._halt = asyncio.Event()  # set when the engine stops taking work: ends the pause after an error
         self.pid_dir = cfg.files.pids
-        self.ctx = StageContext(store=svc.store, cfg=cfg, pid_dir=self.pid_dir)
+        self.ctx = StageContext(store=svc.store, cfg=cfg, pid_dir=self.pid_dir,
+                                values_recorded=svc.quality.record)
         svc.engine = self
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from qcdaemon.tools.rawtools_parse import RAWTOOLS_COLUMNS, calendar_columns
 
 CALENDAR = ("Date", "Day", "Week", "Month", "Year")
 META_TAIL = ("Flagged", "Use Downstream", "Uploader", "State", "MetricsEngine")
+VERDICT_COLUMNS = ("Verdict", "Verdict reasons")  # the stored QC verdict (qcdaemon.qc.verdicts)
 REPORTER_TOKEN = "Reporter intensity corrected"
 _SCAN_SOURCES = ("native", "rawtools")  # later wins
 
@@ -69,8 +70,10 @@ def build_qc_data(
     runs: Sequence[Mapping[str, Any]],
     values: Iterable[tuple[int, str, str, Any]],
     columns: Sequence[str] | None = None,
+    verdicts: Mapping[int, tuple[str, str]] | None = None,
 ) -> dict[str, list[Any]]:
-    """Column-oriented QC table: one entry per run, in the order of ``runs``."""
+    """Column-oriented QC table: one entry per run, in the order of ``runs``; ``verdicts`` (run id
+    -> verdict, reasons) fill ``Verdict`` and ``Verdict reasons`` (null before a verdict exists)."""
     if not runs:
         return {}
     per_run: dict[int, list[tuple[str, str, Any]]] = {}
@@ -80,7 +83,7 @@ def build_qc_data(
     rows: list[dict[str, Any]] = []
     extra_cols: dict[str, None] = {}
     tmt_cols: dict[str, None] = {}
-    known = set(RAWTOOLS_COLUMNS) | set(MAXQUANT_COLUMNS) | set(CALENDAR) | set(META_TAIL)
+    known = set(RAWTOOLS_COLUMNS) | set(MAXQUANT_COLUMNS) | set(CALENDAR) | set(META_TAIL) | set(VERDICT_COLUMNS)
     known |= {"RawFile", "Index", "DateAcquired", "RawFilePath", "RunKey"}
     for index, run in enumerate(runs, start=1):
         merged, engine = merge_run_values(per_run.get(run["id"], []))
@@ -100,6 +103,8 @@ def build_qc_data(
                 "MetricsEngine": engine,
             }
         )
+        verdict = (verdicts or {}).get(run["id"])
+        row["Verdict"], row["Verdict reasons"] = verdict if verdict is not None else (None, None)
         cal = calendar_columns(acquired) if acquired else dict.fromkeys(CALENDAR)
         row.update(cal)
         for col in merged:
@@ -115,7 +120,7 @@ def build_qc_data(
         "RawFilePath", *CALENDAR, "RunKey",
         *[c for c in MAXQUANT_COLUMNS if not c.startswith("TMT")],
         *extra_cols,
-        *META_TAIL,
+        *META_TAIL, *VERDICT_COLUMNS,
         *sorted((c for c in MAXQUANT_COLUMNS if c.startswith("TMT")), key=_tmt_sort_key),
         *sorted((c for c in tmt_cols if c not in MAXQUANT_COLUMNS), key=_tmt_sort_key),
     ]

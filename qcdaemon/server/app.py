@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from qcdaemon.config import Config
-from qcdaemon.server import alerts, api, uploads
+from qcdaemon.server import alerts, api, qcapi, uploads
 from qcdaemon.server.keys import CONFIG, SERVICE, STATE
 from qcdaemon.server.middleware import (
     LoginLimiter,
@@ -37,6 +37,7 @@ def create_app(service: QcService, cfg: Config, *, status: Callable[[], Awaitabl
     home.add_routes(app)
     trends.add_routes(app)
     api.add_routes(app)
+    qcapi.add_routes(app)
     uploads.add_routes(app)
     alerts.add_routes(app)
     return app

@@ -95,6 +95,19 @@ class Body:
             raise BadRequest(f"{name}: expected a list of strings")
         return [_valid_text(name, v) if isinstance(v, str) else v for v in values]
 
+    def json(self, name: str) -> Any:
+        """A field as JSON (objects, lists, numbers, null); in a form, the text parsed as JSON.
+        Absent: None."""
+        if name not in self._data:
+            return None
+        if not self.form:
+            return self._data[name]
+        text = self._data.getall(name)[-1]  # type: ignore[union-attr]
+        try:
+            return json.loads(text) if isinstance(text, str) else None
+        except (ValueError, RecursionError):
+            raise BadRequest(f"{name}: expected JSON") from None
+
     def int_or_none(self, name: str) -> int | None:
         if name not in self._data:
             return None

@@ -12,10 +12,11 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from qcdaemon.alerts import ops
 from qcdaemon.core.paths import DataPaths
+from qcdaemon.errors import NotFound
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
 from qcdaemon.store.rows import UserRow
@@ -104,6 +105,61 @@ async def snapshot(svc: QcService) -> dict[str, Any]:
     return {"snapshot": str(path), "bytes": path.stat().st_size}
 
 
+# -- quality control (the operator acts as an admin; annotations may name their author) ----------
+
+# The operator at the console acts as an admin with no user row of its own: every use case reads only
+# "id" (None: no author), "email" and "is_admin" of it.
+OPERATOR = cast(UserRow, {"id": None, "email": None, "is_admin": True})
+
+
+async def qc_status(svc: QcService, project: str | None = None, pipeline: str | None = None) -> list[dict[str, Any]]:
+    return await svc.quality.status(OPERATOR, project, pipeline)
+
+
+async def qc_verdicts(svc: QcService, project: str, pipeline: str, run_keys: list[str] | None = None) -> dict:
+    return await svc.quality.verdicts(OPERATOR, project, pipeline, run_keys)
+
+
+async def qc_guide_sets(svc: QcService, project: str, pipeline: str) -> dict[str, Any]:
+    return await svc.quality.guide_sets(OPERATOR, project, pipeline)
+
+
+async def qc_guide_set_add(svc: QcService, project: str, pipeline: str, label: str = "", start: str | None = None,
+                           end: str | None = None, run_keys: list[str] | None = None) -> dict[str, Any]:
+    return await svc.quality.add_guide_set(OPERATOR, project, pipeline, label=label, start=start, end=end,
+                                           run_keys=run_keys)
+
+
+async def qc_guide_set_delete(svc: QcService, project: str, pipeline: str, guide_set: str) -> dict[str, Any]:
+    return await svc.quality.delete_guide_set(OPERATOR, project, pipeline, guide_set)
+
+
+async def qc_annotate(svc: QcService, project: str, pipeline: str, kind: str, time: str, text: str = "",
+                      author: str | None = None) -> dict[str, Any]:
+    user = OPERATOR
+    if author:
+        found = await svc.store.call(Store.user_by_email, author)
+        if found is None:
+            raise NotFound(f"user {author} does not exist")
+        user = cast(UserRow, {**found, "is_admin": True})  # the operator writes it on the author's behalf
+    return await svc.quality.add_annotation(user, project, pipeline, kind=kind, time=time, text=text)
+
+
+async def qc_exclude(svc: QcService, project: str, pipeline: str, metric: str, run_keys: list[str],
+                     reason: str = "", undo: bool = False) -> dict[str, Any]:
+    return await svc.quality.set_exclusions(OPERATOR, project, pipeline, metric=metric, run_keys=run_keys,
+                                            excluded=not undo, reason=reason)
+
+
+async def qc_rules(svc: QcService, project: str, pipeline: str, metric: str, rules: Any = None,
+                   overrides: Any = None) -> dict[str, Any]:
+    return await svc.quality.set_rules(OPERATOR, project, pipeline, metric, rules, overrides)
+
+
+async def qc_recompute(svc: QcService, project: str, pipeline: str) -> dict[str, Any]:
+    return await svc.quality.recompute_for(OPERATOR, project, pipeline)
+
+
 OPS: dict[str, Op] = {
     "user_add": user_add,
     "project_add": project_add,
@@ -119,6 +175,15 @@ OPS: dict[str, Op] = {
     "alerts_ack": alerts_ack,
     "alerts_test": alerts_test,
     "alerts_channels": alerts_channels,
+    "qc_status": qc_status,
+    "qc_verdicts": qc_verdicts,
+    "qc_guide_sets": qc_guide_sets,
+    "qc_guide_set_add": qc_guide_set_add,
+    "qc_guide_set_delete": qc_guide_set_delete,
+    "qc_annotate": qc_annotate,
+    "qc_exclude": qc_exclude,
+    "qc_rules": qc_rules,
+    "qc_recompute": qc_recompute,
 }
 
 

@@ -116,6 +116,8 @@ async def bootstrap(svc: QcService, email: str = DEFAULT_USER, password: str | N
         parsed = await asyncio.to_thread(load_run, folder)
         await _seed_run(svc, pipeline, user, name, parsed)
         report["created"].append(f"run {name}")
+    if report["created"]:
+        await svc.quality.recompute(pipeline["id"])  # the seeded runs' QC verdicts
     report["project"] = "demo-project"
     report["pipeline"] = {"slug": pipeline["slug"], "uuid": pipeline["uuid"]}
     return report

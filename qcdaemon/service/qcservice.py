@@ -19,6 +19,7 @@ from qcdaemon.core import security
 from qcdaemon.core.runkeys import run_id_of
 from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound
 from qcdaemon.qc import mzqc, qcdata
+from qcdaemon.service.quality import QualityService
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import LedgerKey, PipelineRow, ProjectRow, QcValue, RunOverview, RunRow, UserRow
 
@@ -64,6 +65,7 @@ class QcService:
         self.cfg = cfg
         self.key = key
         self.engine: EngineControl | None = None  # set by the daemon when the engine runs (wake, cancel)
+        self.quality = QualityService(store)  # QC verdicts, charts, guide sets, rules (qcdaemon.service.quality)
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -187,7 +189,9 @@ class QcService:
 
         def work(store: Store) -> dict[str, list[Any]]:
             runs = store.selected_runs(p["id"], data_range)
-            return qcdata.build_qc_data(runs, store.qc_values([r["id"] for r in runs]), columns)
+            stored = store.verdicts_of(p["id"], [r["id"] for r in runs], detail=False)
+            verdicts = {rid: (v["verdict"], v["summary"]) for rid, v in stored.items()}
+            return qcdata.build_qc_data(runs, store.qc_values([r["id"] for r in runs]), columns, verdicts)
 
         return await self.store.call(work)
 
@@ -261,6 +265,8 @@ class QcService:
             raise Forbidden("Missing permissions for requested pipeline.")
         runs = await self.select_runs(user, p, **selector)
         await self.store.call(Store.set_run_fields, [r["id"] for r in runs], ACTIONS[action])
+        if "use_downstream" in ACTIONS[action]:  # rejected runs leave the guide sets' limits
+            await self.quality.recompute(p["id"])
         return {"status": "success", "updated": [r["run_key"] for r in runs]}
 
     # -- processing visibility ------------------------------------------------------------------

@@ -87,7 +87,7 @@ class RunQueries(QueueQueries, LedgerQueries):
     def delete_run(self, run_id: int) -> None:
         """Remove a run and everything recorded for it (its files on disk are the caller's)."""
         with self.transaction():
-            for table in ("qc_values", "protein_groups", "chromatograms", "stages"):
+            for table in ("qc_values", "protein_groups", "chromatograms", "stages", "qc_verdicts", "qc_exclusions"):
                 self.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             self.execute("DELETE FROM files WHERE run_id = ?", [run_id])
             self.execute("DELETE FROM runs WHERE id = ?", [run_id])

@@ -140,6 +140,76 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "quality control: guide sets, annotations, exclusions, metric rules, verdicts",
+        """
+        CREATE SEQUENCE IF NOT EXISTS seq_qc_guide_sets START 1;
+        CREATE SEQUENCE IF NOT EXISTS seq_qc_annotations START 1;
+        CREATE TABLE IF NOT EXISTS qc_guide_sets (
+            id INTEGER PRIMARY KEY,
+            pipeline_id INTEGER NOT NULL,
+            label VARCHAR NOT NULL DEFAULT '',
+            start_at TIMESTAMP,
+            end_at TIMESTAMP,
+            run_keys VARCHAR,
+            created_by INTEGER,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS qc_annotation_kinds (
+            name VARCHAR PRIMARY KEY,
+            label VARCHAR NOT NULL,
+            resets_baseline BOOLEAN NOT NULL DEFAULT false
+        );
+        INSERT OR IGNORE INTO qc_annotation_kinds VALUES
+            ('column_change', 'Column change', true),
+            ('source_cleaned', 'Source cleaned', false),
+            ('calibration', 'Calibration', false),
+            ('maintenance', 'Maintenance', false),
+            ('instrument_offline', 'Instrument offline', false),
+            ('other', 'Other', false);
+        CREATE TABLE IF NOT EXISTS qc_annotations (
+            id INTEGER PRIMARY KEY,
+            pipeline_id INTEGER NOT NULL,
+            kind VARCHAR NOT NULL,
+            happened_at TIMESTAMP NOT NULL,
+            text VARCHAR NOT NULL DEFAULT '',
+            author_id INTEGER,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS qc_exclusions (
+            run_id INTEGER NOT NULL,
+            metric VARCHAR NOT NULL,
+            pipeline_id INTEGER NOT NULL,
+            reason VARCHAR NOT NULL DEFAULT '',
+            created_by INTEGER,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS qc_metric_settings (
+            pipeline_id INTEGER NOT NULL,
+            metric VARCHAR NOT NULL,
+            rules VARCHAR,
+            overrides VARCHAR,
+            updated_by INTEGER,
+            updated_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS qc_pipeline_settings (
+            pipeline_id INTEGER NOT NULL,
+            auto_guide_runs INTEGER NOT NULL,
+            offline_hours DOUBLE,
+            updated_by INTEGER,
+            updated_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS qc_verdicts (
+            run_id INTEGER NOT NULL,
+            pipeline_id INTEGER NOT NULL,
+            verdict VARCHAR NOT NULL,
+            summary VARCHAR NOT NULL,
+            detail VARCHAR NOT NULL,
+            guide_set VARCHAR,
+            computed_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
+    (
         "alerts: alerts, their deliveries (the outbox) and every delivery attempt",
         # IF NOT EXISTS: this migration may be merged at another position of the list than written
         """

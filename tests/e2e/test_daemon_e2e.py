@@ -28,12 +28,12 @@ def instrument(tmp_path: Path) -> Path:
 
 
 def _daemon(tmp_path: Path, instrument: Path, *, settle: float = 1.0, rawtools: bool = True, mq: dict | None = None,
-            env: dict[str, str] | None = None) -> Daemon:
+            env: dict[str, str] | None = None, timezone: str = "") -> Daemon:
     engine = {"maxquant": mq or MAXQUANT}
     if rawtools and RAWTOOLS:
         engine["rawtools"] = {"command": list(RAWTOOLS), "timeout_seconds": 120}
     watch = [{"path": str(instrument), "pipeline": "lab-qc/exploris", "owner": "op@lab.org",
-              "settle_seconds": settle, "poll_interval": 0.5}]
+              "settle_seconds": settle, "poll_interval": 0.5, "timezone": timezone}]
     d = Daemon(tmp_path, engine=engine, watch=watch, env=env)
     d.setup_lab()
     return d
@@ -53,7 +53,7 @@ def _slow_write(src: Path, dest: Path, chunks: int, pause: float) -> None:
 @needs_rawtools
 def test_a_growing_raw_file_is_processed_once_after_it_settles(tmp_path: Path, instrument: Path) -> None:
     settle = 1.5
-    d = _daemon(tmp_path, instrument, settle=settle)
+    d = _daemon(tmp_path, instrument, settle=settle, timezone="America/New_York")
     try:
         d.start()
         target = instrument / "HeLa_QC_001.raw"
@@ -79,7 +79,13 @@ def test_a_growing_raw_file_is_processed_once_after_it_settles(tmp_path: Path, i
         assert qc["MetricsEngine"] == ["rawtools"]
         assert qc["N_protein_groups"] == [19]  # the stand-in's recorded proteinGroups.txt (example-1)
         assert qc["MS/MS"] == [20684]  # and its recorded summary.txt (example-0)
-        assert qc["DateAcquired"][0] is not None
+        # small2.RAW was acquired at 21:15:49 on the instrument PC's clock (RawTools' DateAcquired);
+        # the watch says that PC runs on New York time (EDT, UTC-4 in April): stored as true UTC
+        utc = dt.datetime(2018, 4, 4, 1, 15, 49, tzinfo=dt.UTC).timestamp()
+        assert abs(qc["DateAcquired"][0] / 1e9 - utc) < 1.0
+        # the run got its QC verdict as its values arrived: one run is too few for limits
+        assert qc["Verdict"] == ["not enough data"]
+        assert "not enough runs for limits" in qc["Verdict reasons"][0]
         assert folder_listing(instrument) == [("HeLa_QC_001.raw", target.stat().st_size, target.stat().st_mtime_ns)]
         time.sleep(settle + 1)  # a later sweep or event must not make a second run
         assert len(d.runs()) == 1

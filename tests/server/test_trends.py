@@ -1,5 +1,6 @@
-"""The QC trend page ``GET /pipelines/{project}/{pipeline}``: its pure pieces (statistics, ticks, SVG)
-and the page itself on a real server (session and token access, scoping, junk query strings)."""
+"""The QC trend page ``GET /pipelines/{project}/{pipeline}``: its pure pieces (ticks, numbers, SVG)
+and the page itself on a real server (session and token access, scoping, junk query strings, the
+guide-set limits and verdicts that do not move with the runs shown)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import itertools
 import math
 import random
 import re
+import statistics
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,18 +36,14 @@ from qcdaemon.server.pages.trends import (
     BLUE,
     GREY,
     RED,
-    Limits,
     Point,
     build_svg,
-    control_limits,
     fmt_value,
-    is_outlier,
     iso_datetime,
-    mad,
-    median,
     metric_columns,
     nice_ticks,
     parse_n,
+    point_limits,
     tick_labels,
 )
 from qcdaemon.store import Store
@@ -68,79 +66,51 @@ def table_rows(page: str) -> list[str]:
 # ------------------------------------------------------------------------------- pure pieces
 
 
-def test_median_and_mad() -> None:
-    assert median([3.0, 1.0, 2.0]) == 2.0
-    assert median([4.0, 1.0, 3.0, 2.0]) == 2.5
-    assert median([7.0]) == 7.0
-    assert mad([1.0, 2.0, 3.0, 4.0, 100.0]) == 1.0  # |x - 3| = 2, 1, 0, 1, 97
-    assert median([1e308, 1e308]) == 1e308  # no overflow in the mean of the middle pair
-    with pytest.raises(ValueError):
-        median([])
-
-
-def test_control_limits() -> None:
-    xs = [10.0, 11.0, 9.0, 10.0, 12.0, 10.0, 11.0]
-    lim = control_limits(xs)
-    assert lim is not None and lim.center == 10.0 and lim.n == 7
-    assert lim.sigma == pytest.approx(1.4826 * 1.0)
-    assert (lim.low, lim.high) == pytest.approx((10 - 3 * 1.4826, 10 + 3 * 1.4826))
-    # too few values: no limits (and no division by zero for 0 or 1)
-    assert control_limits([]) is None and control_limits([5.0]) is None
-    assert control_limits([1.0, 2.0, 3.0, 4.0]) is None
-    assert control_limits([1.0, 2.0], min_n=2) is not None
-    # MAD 0 (most values equal): the mean absolute deviation takes over, the odd value is still caught
-    lim = control_limits([5.0, 5.0, 5.0, 5.0, 5.0, 6.0])
-    assert lim is not None and lim.sigma == pytest.approx(1.2533 / 6)
-    assert not is_outlier(5.0, lim) and is_outlier(6.0, lim)
-    # all equal: a zero-width band, nothing is an outlier
-    lim = control_limits([3.0] * 6)
-    assert lim is not None and lim.low == lim.high == 3.0 and not is_outlier(3.0, lim)
-    assert not is_outlier(None, lim) and not is_outlier(1e9, None)
-
-
-def test_one_far_value_is_the_red_point() -> None:
-    values = [10.0, 11.0, 9.0, 10.0, 60.0, 12.0, 10.0, 11.0]
-    lim = control_limits(values)
-    points = [Point(v, f"2024-01-0{i + 1}", f"run {i}") for i, v in enumerate(values)]
-    marks = circles(build_svg(points, lim, "test"))
-    assert len(marks) == len(values)
-    assert [m["fill"] for m in marks] == [RED if v == 60.0 else BLUE for v in values]
-    assert [("out" in m["class"].split()) for m in marks] == [v == 60.0 for v in values]
-    # a low outlier too
-    values[1] = -40.0
-    marks = circles(build_svg([Point(v, "", "") for v in values], control_limits(values)))
-    assert [m["fill"] for m in marks] == [RED if v in (60.0, -40.0) else BLUE for v in values]
-
-
-def test_svg_markers_gaps_and_band() -> None:
-    pts = [Point(10.0, "a", "<first> & tip", flagged=True), Point(None, "b", "gap"), Point(11.0, "c", "x"),
-           Point(12.0, "d", "y", rejected=True), Point(None, "e", "gap"), Point(10.5, "f", "z"),
-           Point(100.0, "g", "w", rejected=True)]
-    lim = Limits(10.5, 9.0, 12.0, 0.5, 5)
-    svg = build_svg(pts, lim, "M <x>")
+def test_svg_markers_gaps_and_limits() -> None:
+    pts = [Point(10.0, "a", "<first> & tip", flagged=True, low=9.0, high=12.0, center=10.5), Point(None, "b", "gap"),
+           Point(11.0, "c", "x", low=9.0, high=12.0, center=10.5),
+           Point(12.0, "d", "y", rejected=True, low=9.0, high=12.0, center=10.5), Point(None, "e", "gap"),
+           Point(10.5, "f", "z", out=True, low=None, high=10.2, center=10.0),
+           Point(100.0, "g", "w", rejected=True, out=True)]
+    svg = build_svg(pts, "M <x>")
     marks = circles(svg)
     assert len(marks) == 5  # one per valued run, none for the gaps
     assert marks[0]["fill"] == "#fff" and marks[0]["stroke"] == BLUE  # flagged: hollow
-    assert marks[2]["fill"] == GREY and marks[4]["fill"] == GREY  # rejected: grey, even outside the band
+    assert marks[3]["fill"] == RED and "out" in marks[3]["class"]  # flagged by a rule: red
+    assert marks[2]["fill"] == GREY and marks[4]["fill"] == GREY  # rejected: grey, even when flagged by a rule
     assert "out" in marks[4]["class"] and "rejected" in marks[4]["class"]
     # missing values break the line: three pieces (a | c-d | f-g), never a point at zero
     d = re.search(r'<path class="line" d="([^"]*)"', svg).group(1)  # type: ignore[union-attr]
     assert d.count("M") == 3 and d.count("L") == 2
-    assert 'class="band"' in svg and 'class="median"' in svg and 'stroke-dasharray' in svg
+    # each run's own guide-set limits as steps: 3 low steps (one-sided run f has none), 4 high, 4 centres
+    low = re.search(r'<path class="limit low" d="([^"]*)"', svg).group(1)  # type: ignore[union-attr]
+    high = re.search(r'<path class="limit high" d="([^"]*)"', svg).group(1)  # type: ignore[union-attr]
+    center = re.search(r'<path class="center center" d="([^"]*)"', svg)
+    assert low.count("M") == 3 and high.count("M") == 4 and center and "stroke-dasharray" in svg
     assert "<title>&lt;first&gt; &amp; tip</title>" in svg and 'aria-label="M &lt;x&gt;"' in svg
     assert "<x>" not in svg
-    # every point lies inside the plot area
+    # every point lies inside the plot area, and the limits widen the axis to show them
     for m in marks:
         assert trends.MT <= float(m["cy"]) <= trends.H - trends.MB and trends.ML <= float(m["cx"]) <= trends.W
 
 
+def test_point_limits_prefer_the_levey_jennings_fail_limits() -> None:
+    row = {"mean": 5.0, "rules": {"robust": {"fail_low": 1.0, "fail_high": 9.0, "center": 5.1},
+                                  "levey_jennings": {"fail_low": 2.0, "fail_high": None, "center": 5.0}}}
+    assert point_limits(row) == (2.0, None, 5.0)
+    assert point_limits({"mean": 5.0, "rules": {"robust": {"fail_low": 1.0, "fail_high": 9.0, "center": 5.1}}}) == \
+        (1.0, 9.0, 5.1)
+    assert point_limits({"mean": 5.0, "rules": {}}) == (None, None, 5.0)
+    assert point_limits(None) == (None, None, None)
+
+
 def test_svg_with_zero_one_or_equal_values() -> None:
-    assert build_svg([], None) == "" and build_svg([Point(None, "", "")], None) == ""
-    svg = build_svg([Point(None, "", ""), Point(42.0, "d", "t")], None)
+    assert build_svg([]) == "" and build_svg([Point(None, "", "")]) == ""
+    svg = build_svg([Point(None, "", ""), Point(42.0, "d", "t")])
     assert len(circles(svg)) == 1 and "nan" not in svg and "inf" not in svg
-    svg = build_svg([Point(0.0, "", "")] * 3, control_limits([0.0] * 3, min_n=1))
+    svg = build_svg([Point(0.0, "", "", low=0.0, high=0.0, center=0.0)] * 3)
     assert len(circles(svg)) == 3 and "nan" not in svg
-    svg = build_svg([Point(v, "", "") for v in (-1e308, 1e308)], None)  # no overflow at the float limits
+    svg = build_svg([Point(v, "", "") for v in (-1e308, 1e308)])  # no overflow at the float limits
     assert len(circles(svg)) == 2 and "nan" not in svg and "inf" not in svg
 
 
@@ -178,6 +148,10 @@ def test_tick_labels_and_values() -> None:
     assert tick_labels([1e-7, 2e-7, 3e-7]) == ["1e-07", "2e-07", "3e-07"]
     assert fmt_value(30903.0) == "30903" and fmt_value(0.0447325906935473) == "0.0447326"
     assert fmt_value(6108612.04382324) == "6108612" and fmt_value(-1.0) == "-1"
+    # an integer part's zeros are never stripped (84681119.8 once printed as 8468112, 100000.4 as 1)
+    assert fmt_value(84681119.7751465) == "84681120" and fmt_value(100000.4) == "100000"
+    assert fmt_value(1577746276.52344) == "1577746277" and fmt_value(120.5) == "120.5"
+    assert fmt_value(0.30) == "0.3" and fmt_value(1000.25) == "1000.25"
     assert iso_datetime(1522790149000000000) == "2018-04-03T21:15:49Z"
     assert iso_datetime(None) == "" and iso_datetime(True) == "" and iso_datetime(10**30) == ""
 
@@ -222,7 +196,7 @@ async def test_demo_page_plots_each_valued_run(demo_browser: Browser) -> None:
     titles = re.findall(r"<title>([^<]*)</title></circle>", page)
     assert any("small2 (rf" in t and "TotalScans: 95" in t and "2018-04-03T" in t for t in titles)
     assert '<option value="TotalScans" selected>TotalScans</option>' in page
-    assert "control limits need at least" in page  # two values: no band
+    assert "not enough runs for limits" in page  # two values: no limits
     # the table: all three runs, newest first, the one without a value left empty
     rows = table_rows(page)
     assert len(rows) == 3
@@ -247,7 +221,7 @@ async def test_metric_selector_and_default(demo_browser: Browser) -> None:
 
 async def test_metric_with_one_or_no_values(demo_browser: Browser) -> None:
     page = (await demo_browser.get(DEMO_URL + "?metric=N_peptides")).text  # MaxQuant ran on one demo run
-    assert len(circles(page)) == 1 and "1 valued run:" in page
+    assert len(circles(page)) == 1 and "not enough runs for limits (1 usable" in page
     r = await demo_browser.get(DEMO_URL + "?metric=Mean_parent_int_frac")  # a column, but no values
     assert r.status == 200 and "<svg" not in r.text and "No run in this range has a numeric value" in r.text
     assert "(no values)</option>" in r.text and len(table_rows(r.text)) == 3
@@ -349,42 +323,57 @@ async def test_token_access_and_empty_pipeline(api: Api, world: World) -> None:
     assert r.status == 200  # admins see every pipeline
 
 
-async def test_outliers_flagged_and_rejected_runs_end_to_end(world: World, make_api: Any,
-                                                            browsers: Callable[[Api], Browser]) -> None:
-    """Ten more lab runs: one far value (red, marked in the table), one flagged (hollow), one rejected
-    (grey, not part of the limits), one without the metric (a gap)."""
+async def test_guide_set_limits_and_verdicts_end_to_end(world: World, make_api: Any,
+                                                        browsers: Callable[[Api], Browser]) -> None:
+    """Ten more lab runs, a guide set of the first six: a low value fails (red, marked in the table,
+    verdict fail); a high one does not (more MS2 scans are never a fault); one flagged (hollow), one
+    rejected (grey), one without the metric (a gap); showing fewer runs changes none of it."""
     lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
     t0 = dt.datetime(2024, 2, 1, 8, 0)
-    values = [20000, 20500, 19800, 20100, 99000, 20300, 19900, None, 20200, 5000]
+    values = [20000, 20500, 19800, 20100, 20300, 19900, 5000, None, 99000, 4000]
     keys = []
     for i, v in enumerate(values):
         run = await world.store.call(Store.create_run, lab["id"], f"series-{i}.raw", source="upload",
-                                           owner_id=world.users[DEMO_USER]["id"], state="done",
-                                           acquired_at=t0 + dt.timedelta(days=i))
+                                     owner_id=world.users[DEMO_USER]["id"], state="done",
+                                     acquired_at=t0 + dt.timedelta(days=i))
         if v is not None:
             await world.store.call(Store.put_qc_values, run["id"], "rawtools", {"NumMs2Scans": v})
         keys.append(run["run_key"])
     await world.store.call(Store.set_run_fields, [int(keys[2][2:])], {"flagged": True})
     await world.store.call(Store.set_run_fields, [int(keys[9][2:])], {"use_downstream": False})
+    gs = await world.svc.quality.add_guide_set(world.users[DEMO_USER], DEMO_PROJECT, LAB_PIPELINE,
+                                               run_keys=keys[:6])
     b = browsers(await make_api(world))
     await b.login(DEMO_USER)
     page = (await b.get(LAB_URL)).text  # NumMs2Scans is the default metric
     assert '<option value="NumMs2Scans" selected>' in page
     assert "14 runs in this pipeline" in page
-    marks = {re.search(r"\((rf\d+)\)", t).group(1): m  # type: ignore[union-attr]
-             for m, t in zip(circles(page), re.findall(r"<title>([^<]*)</title></circle>", page))}
+
+    def marks_of(page: str) -> dict[str, dict[str, str]]:
+        return {re.search(r"\((rf\d+)\)", t).group(1): m  # type: ignore[union-attr]
+                for m, t in zip(circles(page), re.findall(r"<title>([^<]*)</title></circle>", page), strict=True)}
+
+    marks = marks_of(page)
     assert len(marks) == 9  # the four earlier lab runs and the gap have no value
-    assert marks[keys[4]]["fill"] == RED and "out" in marks[keys[4]]["class"]
+    assert marks[keys[6]]["fill"] == RED and "out" in marks[keys[6]]["class"]
+    assert marks[keys[8]]["fill"] == BLUE  # far above, but higher is better
     assert marks[keys[2]]["fill"] == "#fff" and marks[keys[2]]["stroke"] == BLUE
     assert marks[keys[9]]["fill"] == GREY and "rejected" in marks[keys[9]]["class"]
-    assert [k for k, m in marks.items() if m["fill"] == RED] == [keys[4]]
-    assert "of 8 accepted runs" in page  # the rejected run is not part of the limits
+    assert [k for k, m in marks.items() if m["fill"] == RED] == [keys[6]]
+    assert f"guide set {gs['id']}" in page and "6 usable runs" in page
+    guide = values[:6]
+    low = statistics.mean(guide) - 3 * statistics.stdev(guide)
+    assert f"limits {fmt_value(low)} to -" in page  # one-sided: no upper limit
     rows = {re.search(r"<td>(rf\d+)</td>", row).group(1): row for row in table_rows(page)}  # type: ignore[union-attr]
     assert list(rows)[:2] == [keys[9], keys[8]]  # newest first
-    assert "outlier (high)" in rows[keys[4]] and rows[keys[4]].startswith("<tr class=out>")
+    assert "outlier: levey-jennings" in rows[keys[6]] and rows[keys[6]].startswith("<tr class=out>")
+    assert ">fail</td>" in rows[keys[6]] and ">pass</td>" in rows[keys[8]]
     assert "outlier" in rows[keys[9]] and "<td>no</td></tr>" in rows[keys[9]]  # rejected: Use Downstream no
-    assert sum("outlier" in r for r in rows.values()) == 2
     assert "<td>yes</td><td>yes</td></tr>" in rows[keys[2]]  # flagged, used downstream
+    # the newest four only: the same limits and the same outliers
+    few = (await b.get(LAB_URL + "?n=4")).text
+    assert "the newest 4 are shown" in few and f"limits {fmt_value(low)} to -" in few
+    assert [k for k, m in marks_of(few).items() if m["fill"] == RED] == [keys[6]]
 
 
 async def test_names_are_escaped(world: World, make_api: Any, browsers: Callable[[Api], Browser]) -> None:

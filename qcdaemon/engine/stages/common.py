@@ -7,12 +7,16 @@ import datetime as dt
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Required, TypedDict
+from zoneinfo import ZoneInfo
+
+import structlog
 
 from qcdaemon.config import Config
 from qcdaemon.core.states import StageState
-from qcdaemon.errors import ToolError
+from qcdaemon.errors import QcdaemonError, ToolError
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import RunRow
 
@@ -24,6 +28,11 @@ class StageContext:
     store: AsyncStore
     cfg: Config
     pid_dir: Path
+    # called with the run id after a stage stored the run's QC values (the run's verdict)
+    values_recorded: Callable[[int], Awaitable[Any]] | None = None
+
+
+log = structlog.get_logger("qcdaemon.engine")
 
 
 class Outcome(TypedDict, total=False):
@@ -40,6 +49,18 @@ Runner = Callable[[StageContext, RunRow, Path, asyncio.Event], Awaitable[Outcome
 
 def stages_failed(error: str, *, exit_code: int | None = None, log_dir: str | None = None) -> Outcome:
     return Outcome(state=StageState.FAILED, error=error, exit_code=exit_code, log_dir=log_dir)
+
+
+def as_datetime_local(value: Any) -> dt.datetime | None:
+    """A datetime or ISO text as it was written (naive stays naive, an offset is kept)."""
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
 
 
 def as_datetime(value: Any) -> dt.datetime | None:
@@ -79,16 +100,43 @@ def prune(base: Path, keep: tuple[str, ...]) -> None:
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
 
+def watch_timezone(cfg: Config, watch_path: str | None) -> tzinfo | None:
+    """The timezone of the instrument PC behind a watched folder (None: the daemon host's)."""
+    for w in cfg.watch:
+        if watch_path is not None and w.path == watch_path and w.timezone:
+            return ZoneInfo(w.timezone)
+    return None
+
+
+def wall_clock_to_utc(t: dt.datetime, tz: tzinfo | None) -> dt.datetime:
+    """A RAW file's acquisition time (the instrument PC's wall clock, naive) as naive true UTC."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=tz) if tz is not None else t.astimezone()  # astimezone: host local time
+    return t.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+async def values_recorded(ctx: StageContext, run_id: int) -> None:
+    """Tell the QC verdicts about new values; a verdict problem never fails the stage."""
+    if ctx.values_recorded is None:
+        return
+    try:
+        await ctx.values_recorded(run_id)
+    except (QcdaemonError, ValueError, KeyError) as exc:
+        log.warning("verdict_failed", run_key=f"rf{run_id}", error=str(exc))
+
+
 async def record_scan_values(ctx: StageContext, run: RunRow, source: str, values: dict[str, Any]) -> None:
     store = ctx.store
     await store.call(Store.put_qc_values, run["id"], source, values)
     fields: dict[str, Any] = {}
-    acquired = as_datetime(values.get("DateAcquired"))
+    acquired = as_datetime_local(values.get("DateAcquired"))
     if acquired is not None:
-        fields["acquired_at"] = acquired
+        watch = await store.call(Store.watch_path_of, run["id"])
+        fields["acquired_at"] = wall_clock_to_utc(acquired, watch_timezone(ctx.cfg, watch))
     current = (await store.call(Store.run, run["id"]))["metrics_engine"]
     if source == "rawtools" or current is None:
         fields["metrics_engine"] = source
     await store.call(Store.set_run_fields, [run["id"]], fields)
+    await values_recorded(ctx, run["id"])
 
 

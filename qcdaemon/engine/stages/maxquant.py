@@ -14,6 +14,7 @@ from qcdaemon.engine.stages.common import (
     prune,
     raw_path_of,
     stages_failed,
+    values_recorded,
 )
 from qcdaemon.store import Store
 from qcdaemon.store.rows import RunRow
@@ -76,6 +77,7 @@ async def _maxquant_run(ctx: StageContext, run: RunRow, raw: Path, base: Path, f
     values, groups = await asyncio.to_thread(parse)
     await ctx.store.call(Store.put_qc_values, run["id"], "maxquant", values)
     await ctx.store.call(Store.put_protein_groups, run["id"], groups)
+    await values_recorded(ctx, run["id"])
     return {"state": "done", "exit_code": 0, "log_dir": str(logs)}
 
 

@@ -1,10 +1,12 @@
 """The QC trend page ``GET /pipelines/{project}/{pipeline}?metric=<column>&n=<runs>``: one metric of
 ``/api/qc-data`` over the pipeline's newest runs as a server-rendered SVG chart (no JavaScript,
-nothing fetched from elsewhere), with robust control limits, and the runs as a table.
+nothing fetched from elsewhere), with the guide-set control limits and the runs' verdicts, and the
+runs as a table.
 
-Control limits: median ± 3·σ̂, σ̂ = 1.4826·MAD (the MAD scaled to estimate σ of normal data), or
-1.2533·mean absolute deviation when the MAD is 0, from the valued runs not rejected (``Use
-Downstream`` false), once there are ``MIN_FOR_LIMITS`` of them.  Pure pieces first, the handler last.
+Limits and outliers are those of the pipeline's quality control (``/api/qc/chart``,
+:mod:`qcdaemon.qc.verdicts`): each run is drawn against the limits of the guide set in force at its
+acquisition time, and a point is an outlier when one of the metric's rules flags it. Neither depends
+on how many runs the page shows.  Pure pieces first, the handler last.
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ CURATED = ("NumMs2Scans", "MeanDutyCycle(s)", "MedianPeakWidthAt50%H(s)", "Ms1Me
            "MS/MS Identified [%]", "N_protein_groups", "N_peptides", "Oxidations [%]", "N_missed_cleavages_eq_1 [%]")
 NOT_METRICS = frozenset({"Index", "DateAcquired"})  # numeric, but the x axis rather than a metric
 DEFAULT_N, MAX_N = 100, 2000
-K_LIMIT, MAD_SCALE, MEANAD_SCALE = 3.0, 1.4826, 1.2533
-MIN_FOR_LIMITS = 5
 BLUE, RED, GREY = "#1f5fa8", "#b00020", "#9a9a9a"
 W, H, ML, MR, MT, MB = 960, 320, 72, 36, 12, 40  # chart size and margins (left, right, top, bottom)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -45,45 +45,6 @@ def as_number(v: Any) -> float | None:
     except OverflowError:
         return None
     return f if math.isfinite(f) else None
-
-
-def median(xs: Sequence[float]) -> float:
-    if not xs:
-        raise ValueError("median of no values")
-    s, m = sorted(xs), len(xs) // 2
-    return s[m] if len(s) % 2 else s[m - 1] / 2 + s[m] / 2
-
-
-def mad(xs: Sequence[float], center: float | None = None) -> float:
-    """Median absolute deviation (unscaled) around ``center`` (default: the median)."""
-    c = median(xs) if center is None else center
-    return median([abs(x - c) for x in xs])
-
-
-class Limits(NamedTuple):
-    center: float
-    low: float
-    high: float
-    sigma: float
-    n: int  # values they were computed from
-
-
-def control_limits(xs: Sequence[float], k: float = K_LIMIT, min_n: int = MIN_FOR_LIMITS) -> Limits | None:
-    """Robust limits median ± k·σ̂, or None with fewer than ``min_n`` values (or non-finite ones)."""
-    if len(xs) < max(min_n, 1):
-        return None
-    c = median(xs)
-    sigma = MAD_SCALE * mad(xs, c)
-    if sigma == 0:
-        sigma = MEANAD_SCALE * math.fsum(abs(x - c) for x in xs) / len(xs)
-    low, high = c - k * sigma, c + k * sigma
-    if not all(math.isfinite(v) for v in (c, sigma, low, high)):
-        return None
-    return Limits(c, low, high, sigma, len(xs))
-
-
-def is_outlier(v: float | None, limits: Limits | None) -> bool:
-    return v is not None and limits is not None and not limits.low <= v <= limits.high
 
 
 def nice_ticks(lo: float, hi: float) -> list[float]:
@@ -140,7 +101,8 @@ def fmt_value(v: float) -> str:
     if abs(v) >= 1e15 or abs(v) < 1e-4:
         return f"{v:.6g}"
     d = max(0, 5 - math.floor(math.log10(abs(v))))
-    return f"{v:.{d}f}".rstrip("0").rstrip(".")
+    text = f"{v:.{d}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text  # never strip an integer's zeros
 
 
 def iso_datetime(ns: Any) -> str:
@@ -175,23 +137,30 @@ class Point(NamedTuple):
     tip: str  # tooltip
     flagged: bool = False
     rejected: bool = False
+    out: bool = False  # a rule of the metric flags this run
+    low: float | None = None  # the limits of the run's guide set (None: none on that side)
+    high: float | None = None
+    center: float | None = None
 
 
 def x_label_indices(n: int, most: int = 6) -> list[int]:
     return list(range(n)) if n <= most else sorted({round(k * (n - 1) / (most - 1)) for k in range(most)})
 
 
-def build_svg(points: Sequence[Point], limits: Limits | None, title: str = "") -> str:
-    """The chart: x = run position, gaps for missing values, the ±limits band and dashed median,
-    outliers red, flagged hollow, rejected grey, a ``<title>`` tooltip per point; "" without values."""
+def build_svg(points: Sequence[Point], title: str = "") -> str:
+    """The chart: x = run position, gaps for missing values, each run's guide-set limits as steps
+    (solid) and centre (dashed), outliers red, flagged hollow, rejected grey, a ``<title>`` tooltip
+    per point; "" without values."""
     valued = [p.value for p in points if p.value is not None]
     if not valued:
         return ""
-    ticks = nice_ticks(min(valued + ([limits.low] if limits else [])), max(valued + ([limits.high] if limits else [])))
+    bounds = [v for p in points if p.value is not None for v in (p.low, p.high, p.center)
+              if v is not None and math.isfinite(v)]
+    ticks = nice_ticks(min(valued + bounds), max(valued + bounds))
     y0, y1 = ticks[0], ticks[-1]
     pw, ph, n = W - ML - MR, H - MT - MB, len(points)
 
-    def x(i: int) -> float:
+    def x(i: float) -> float:
         return ML + pw * (i + 0.5) / n
 
     def y(v: float) -> float:
@@ -199,14 +168,15 @@ def build_svg(points: Sequence[Point], limits: Limits | None, title: str = "") -
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="trend" viewBox="0 0 {W} {H}" width="100%" role="img" '
            f'aria-label="{esc(title)}" font-family="system-ui,sans-serif" font-size="11">']
-    if limits:
-        top, bottom = y(min(limits.high, y1)), y(max(limits.low, y0))
-        out.append(f'<rect class="band" x="{ML}" y="{top:.1f}" width="{pw}" height="{bottom - top:.1f}" fill="#e3ecf7"/>'
-                   f'<line class="median" x1="{ML}" x2="{ML + pw}" y1="{y(limits.center):.1f}" '
-                   f'y2="{y(limits.center):.1f}" stroke="#555" stroke-dasharray="6 4"/>')
-    for t, label in zip(ticks, tick_labels(ticks)):
+    for t, label in zip(ticks, tick_labels(ticks), strict=True):
         out.append(f'<line x1="{ML}" x2="{ML + pw}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#ddd"/>'
                    f'<text x="{ML - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{esc(label)}</text>')
+    for name, dash in (("low", ""), ("high", ""), ("center", ' stroke-dasharray="6 4"')):
+        steps = [f"M{x(i - 0.5):.1f},{y(v):.1f}H{x(i + 0.5):.1f}" for i, p in enumerate(points)
+                 if (v := getattr(p, name)) is not None and math.isfinite(v)]
+        if steps:
+            cls = "center" if name == "center" else "limit"
+            out.append(f'<path class="{cls} {name}" d="{"".join(steps)}" fill="none" stroke="#555"{dash}/>')
     for i in x_label_indices(n):
         out.append(f'<text x="{x(i):.1f}" y="{H - MB + 16}" text-anchor="middle">{esc(points[i].label)}</text>')
     out.append(f'<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
@@ -221,14 +191,26 @@ def build_svg(points: Sequence[Point], limits: Limits | None, title: str = "") -
     for i, p in enumerate(points):
         if p.value is None:
             continue
-        out_ = is_outlier(p.value, limits)
-        color = GREY if p.rejected else RED if out_ else BLUE
-        cls = " ".join(["pt"] + ["out"] * out_ + ["flagged"] * p.flagged + ["rejected"] * p.rejected)
+        color = GREY if p.rejected else RED if p.out else BLUE
+        cls = " ".join(["pt"] + ["out"] * p.out + ["flagged"] * p.flagged + ["rejected"] * p.rejected)
         out.append(f'<circle class="{cls}" cx="{x(i):.1f}" cy="{y(p.value):.1f}" r="4" '
                    f'fill="{"#fff" if p.flagged else color}" stroke="{color}" stroke-width="2">'
                    f"<title>{esc(p.tip)}</title></circle>")
     out.append("</svg>")
     return "".join(out)
+
+
+def point_limits(limit_row: Mapping[str, Any] | None) -> tuple[float | None, float | None, float | None]:
+    """(low, high, centre) to draw for one guide set's row of ``/api/qc/chart`` limits: the
+    fail limits of its Levey-Jennings rule, else of its robust rule, else just the mean."""
+    if not limit_row:
+        return None, None, None
+    rules = limit_row.get("rules") or {}
+    for kind in ("levey_jennings", "robust"):
+        lim = rules.get(kind)
+        if lim:
+            return lim.get("fail_low"), lim.get("fail_high"), lim.get("center")
+    return None, None, limit_row.get("mean")
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -256,44 +238,71 @@ def _selector(url: str, metrics: Sequence[str], metric: str, n: int) -> str:
             '<button type="submit">Show</button></form>')
 
 
-def _chart(data: Mapping[str, list[Any]], metric: str, values: list[float | None]) -> tuple[str, Limits | None]:
+def _chart(data: Mapping[str, list[Any]], metric: str, values: list[float | None],
+           qc: Mapping[str, Any]) -> tuple[str, dict[str, list[str]]]:
+    """The chart, its legend and note; and per run key the rules that flag it."""
     keys = ("RawFile", "RunKey", "DateAcquired", "Flagged", "Use Downstream")
     col = {k: data.get(k) or [None] * len(values) for k in keys}
     rejected = [u is False for u in col["Use Downstream"]]
-    limits = control_limits([v for i, v in enumerate(values) if v is not None and not rejected[i]])
-    points = [Point(v, iso_datetime(col["DateAcquired"][i])[:10] or str(col["RunKey"][i] or ""),
-                    f"{col['RawFile'][i]} ({col['RunKey'][i]})\n{metric}: {'-' if v is None else fmt_value(v)}\n"
-                    f"{iso_datetime(col['DateAcquired'][i]) or 'acquired: unknown'}",
-                    bool(col["Flagged"][i]), rejected[i]) for i, v in enumerate(values)]
-    valued = sum(v is not None for v in values)
-    if not valued:
-        return f"<p class=notice>No run in this range has a numeric value for {esc(metric)}.</p>", None
-    note = ("<p>Band: median &plusmn; 3&middot;1.4826&middot;MAD (robust control limits) of "
-            f"{limits.n} accepted runs: median {fmt_value(limits.center)}, limits {fmt_value(limits.low)} to "
-            f"{fmt_value(limits.high)}.</p>") if limits else (
-            f"<p class=notice>{valued} valued run{'s' * (valued != 1)}: control limits need at least "
-            f"{MIN_FOR_LIMITS} accepted runs with a value.</p>")
+    by_run = {p["run"]: p for p in qc["points"]}
+    limits = {row["guide_set"]: row for row in qc["limits"]}
+    flags: dict[str, list[str]] = {}
+    points = []
+    for i, v in enumerate(values):
+        key = col["RunKey"][i]
+        qp = by_run.get(key) or {}
+        viol = qp.get("violations") or []
+        flags[key] = [f"{x['rule'].replace('_', '-')} {x['detail']} ({x['severity']})" for x in viol]
+        low, high, center = point_limits(limits.get(qp.get("guide_set")))
+        tip = (f"{col['RawFile'][i]} ({key})\n{metric}: {'-' if v is None else fmt_value(v)}\n"
+               f"{iso_datetime(col['DateAcquired'][i]) or 'acquired: unknown'}"
+               + (f"\nguide set {qp['guide_set']}" if qp.get("guide_set") else "")
+               + "".join(f"\n{f}" for f in flags[key]))
+        points.append(Point(v, iso_datetime(col["DateAcquired"][i])[:10] or str(key or ""), tip,
+                            bool(col["Flagged"][i]), rejected[i], bool(viol) and v is not None, low, high, center))
+    if not any(v is not None for v in values):
+        return f"<p class=notice>No run in this range has a numeric value for {esc(metric)}.</p>", flags
+    used = {by_run[k].get("guide_set") for k in col["RunKey"] if k in by_run}
+    notes = []
+    for row in qc["limits"]:
+        if row["guide_set"] not in used:
+            continue
+        low, high, center = point_limits(row)
+        what = (f"limits {fmt_value(low) if low is not None else '-'} to {fmt_value(high) if high is not None else '-'}"
+                if low is not None or high is not None else row.get("note") or "no limits")
+        notes.append(f"<li>guide set {esc(row['guide_set'])} (in force from {esc(row['from'][:16])}, "
+                     f"{row['n']} usable runs): {esc(what)}</li>")
+    rules = ", ".join(r["rule"].replace("_", "-") for r in qc["rules"])
+    note = (f"<p>Limits come from the guide set in force at each run's acquisition time (not from the runs "
+            f"shown); rules for {esc(metric)}: {esc(rules)}.</p><ul>{''.join(notes)}</ul>")
     legend = "".join(f'<span class=dot style="background:{f};border-color:{c}"></span>{t}' for f, c, t in (
-        (BLUE, BLUE, "in control"), (RED, RED, "outside the limits"), ("#fff", BLUE, "flagged"),
+        (BLUE, BLUE, "in control"), (RED, RED, "flagged by a rule"), ("#fff", BLUE, "flagged"),
         (GREY, GREY, "rejected (not used downstream)")))
-    return build_svg(points, limits, f"{metric} over runs") + f"<p>{legend}</p>" + note, limits
+    return build_svg(points, f"{metric} over runs") + f"<p>{legend}</p>" + note, flags
 
 
-def _table(data: Mapping[str, list[Any]], metric: str, values: list[float | None], limits: Limits | None) -> str:
+def _table(data: Mapping[str, list[Any]], metric: str, values: list[float | None],
+           flags: Mapping[str, list[str]]) -> str:
     def cell(k: str, i: int) -> Any:
         return (data.get(k) or [None] * len(values))[i]
 
     parts = [f"<table><tr><th>Run</th><th>File</th><th>Acquired (UTC)</th><th>State</th><th>{esc(metric)}</th>"
-             "<th>Flagged</th><th>Use Downstream</th></tr>"]
+             "<th>Verdict</th><th>Flagged</th><th>Use Downstream</th></tr>"]
     for i in reversed(range(len(values))):
-        v, out = values[i], is_outlier(values[i], limits)
-        mark = f" <b class=failed>outlier ({'high' if limits and v is not None and v > limits.high else 'low'})</b>"
+        v = values[i]
+        hits = flags.get(cell("RunKey", i)) or []
+        out = bool(hits) and v is not None
+        mark = f" <b class=failed>outlier: {esc('; '.join(hits))}</b>"
         state = str(cell("State", i) or "")
+        verdict = cell("Verdict", i)
+        why = cell("Verdict reasons", i) or ""
         parts.append(
             f"<tr{' class=out' if out else ''}><td>{esc(str(cell('RunKey', i)))}</td>"
             f"<td>{esc(str(cell('RawFile', i)))}</td><td>{esc(iso_datetime(cell('DateAcquired', i)))}</td>"
             f'<td class="{esc(state)}">{esc(state)}</td><td>{"" if v is None else esc(fmt_value(v))}'
-            f"{mark if out else ''}</td><td>{'yes' if cell('Flagged', i) else 'no'}</td>"
+            f"{mark if out else ''}</td>"
+            f'<td title="{esc(why)}">{esc(verdict) if verdict else "-"}</td>'
+            f"<td>{'yes' if cell('Flagged', i) else 'no'}</td>"
             f"<td>{'no' if cell('Use Downstream', i) is False else 'yes'}</td></tr>")
     return "".join(parts) + "</table>"
 
@@ -334,8 +343,9 @@ async def trend_page(request: web.Request) -> web.StreamResponse:
     if not metric:
         return _html(200, title, head + "<p class=notice>No numeric QC values yet.</p>")
     values = [as_number(v) for v in data[metric]]
-    chart, limits = _chart(data, metric, values)
-    return _html(200, title, head + _selector(url, metrics, metric, n) + chart + _table(data, metric, values, limits))
+    qc = await svc.quality.chart(user, project, pipeline, metric, require_values=False)
+    chart, flags = _chart(data, metric, values, qc)
+    return _html(200, title, head + _selector(url, metrics, metric, n) + chart + _table(data, metric, values, flags))
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,0 +1,264 @@
+"""Quality-control state: guide sets, annotations (and their kinds), per-metric exclusions,
+per-pipeline metric rules and settings, and the stored verdicts with their reasons.
+
+Times are naive UTC in the database (as everywhere in the store). Rows come back as plain dicts;
+JSON columns (run keys, rules, overrides, reasons) are decoded here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from qcdaemon.core.clock import utcnow
+from qcdaemon.errors import Conflict, NotFound
+from qcdaemon.store.base import StoreBase
+
+
+def _naive_utc(t: dt.datetime | None) -> dt.datetime | None:
+    if t is None or t.tzinfo is None:
+        return t
+    return t.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _spans(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted ids as (first, last) ranges of consecutive ids."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(set(ids)):
+        if out and i == out[-1][1] + 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class QcQueries(StoreBase):
+    # -- the series the verdicts are computed from ------------------------------------------
+
+    def qc_runs(self, pipeline_id: int) -> list[dict[str, Any]]:
+        """Every run of the pipeline: id, key, name, acquisition time (else ingestion time),
+        whether it was rejected; oldest first."""
+        return self.rows(
+            "SELECT id, 'rf' || id AS run_key, name, coalesce(acquired_at, created_at) AS acquired,"
+            " acquired_at IS NULL AS time_guessed, coalesce(use_downstream = false, false) AS rejected"
+            " FROM runs WHERE pipeline_id = ? ORDER BY coalesce(acquired_at, created_at), id",
+            [pipeline_id],
+        )
+
+    def qc_run_tuples(self, pipeline_id: int) -> list[tuple[int, dt.datetime, bool]]:
+        """(id, acquisition or else ingestion time, rejected) of every run, oldest first (lean)."""
+        return self.con.execute(
+            "SELECT id, coalesce(acquired_at, created_at), use_downstream IS NOT DISTINCT FROM false"
+            " FROM runs WHERE pipeline_id = ? ORDER BY coalesce(acquired_at, created_at), id",
+            [pipeline_id]).fetchall()
+
+    def qc_run_signature(self, pipeline_id: int) -> tuple[Any, ...]:
+        """What changes whenever a run of the pipeline comes, goes, is re-timed or (un)rejected."""
+        return tuple(self.con.execute(
+            "SELECT count(*), coalesce(max(id), 0), coalesce(sum(id), 0),"
+            " coalesce(sum(epoch_us(coalesce(acquired_at, created_at))), 0),"
+            " count(*) FILTER (WHERE use_downstream IS NOT DISTINCT FROM false)"
+            " FROM runs WHERE pipeline_id = ?", [pipeline_id]).fetchone() or ())
+
+    def qc_metric_values(self, run_ids: Sequence[int] | None,
+                         names: Sequence[str] | None = None, *, numeric: Sequence[str] = (),
+                         pipeline_id: int | None = None) -> list[tuple[int, str, str, Any]]:
+        """(run_id, source, name, value) of the runs (``None`` with ``pipeline_id``: all of its
+        runs), only the named metrics if given. Values of the ``numeric`` names come as numbers
+        (or None) straight from the database, without decoding JSON in Python."""
+        if (run_ids is not None and not run_ids) or (names is not None and not names):
+            return []
+        params: list[Any] = []
+        where = []
+        if run_ids is None:
+            where.append("run_id IN (SELECT id FROM runs WHERE pipeline_id = ?)")
+            params.append(pipeline_id)
+        else:
+            spans = _spans(run_ids)
+            if len(spans) <= 8:  # id ranges let DuckDB skip row groups (a verdict's guide set + history)
+                where.append("(" + " OR ".join("run_id BETWEEN ? AND ?" for _ in spans) + ")")
+                params.extend(x for span in spans for x in span)
+            else:
+                where.append("run_id IN (SELECT unnest(?))")
+                params.append(sorted(set(run_ids)))
+        if names is not None:
+            where.append(f"name IN ({', '.join('?' * len(names))})")
+            params.extend(names)
+        fast = set(numeric)
+        marks = ", ".join("?" * len(fast)) if fast else "NULL"
+        rows = self.con.execute(
+            f"SELECT run_id, source, name, CASE WHEN name IN ({marks}) THEN NULL ELSE value END,"
+            f" CASE WHEN name IN ({marks}) THEN TRY_CAST(value AS DOUBLE) END"
+            f" FROM qc_values WHERE {' AND '.join(where)} ORDER BY run_id, source, ord",
+            [*fast, *fast, *params]).fetchall()
+        return [(r[0], r[1], r[2], r[4] if r[2] in fast else (json.loads(r[3]) if r[3] is not None else None))
+                for r in rows]
+
+    def watch_path_of(self, run_id: int) -> str | None:
+        """The watched folder a run came from (None: uploaded)."""
+        return self.scalar("SELECT watch_path FROM files WHERE run_id = ? ORDER BY id LIMIT 1", [run_id])
+
+    # -- guide sets ---------------------------------------------------------------------------
+
+    def guide_sets_of(self, pipeline_id: int) -> list[dict[str, Any]]:
+        rows = self.rows("SELECT * FROM qc_guide_sets WHERE pipeline_id = ? ORDER BY id", [pipeline_id])
+        for r in rows:
+            r["run_keys"] = _load(r["run_keys"])
+        return rows
+
+    def add_guide_set(self, pipeline_id: int, *, label: str, start: dt.datetime | None,
+                      end: dt.datetime | None, run_keys: Sequence[str] | None,
+                      created_by: int | None) -> dict[str, Any]:
+        gid = self.next_id("seq_qc_guide_sets")
+        self.execute(
+            "INSERT INTO qc_guide_sets (id, pipeline_id, label, start_at, end_at, run_keys, created_by,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [gid, pipeline_id, label, _naive_utc(start), _naive_utc(end),
+             json.dumps(list(run_keys)) if run_keys is not None else None, created_by, utcnow()])
+        return self.guide_set(pipeline_id, gid)
+
+    def guide_set(self, pipeline_id: int, gid: int) -> dict[str, Any]:
+        r = self.row("SELECT * FROM qc_guide_sets WHERE pipeline_id = ? AND id = ?", [pipeline_id, gid])
+        if r is None:
+            raise NotFound(f"guide set gs{gid} does not exist in this pipeline")
+        r["run_keys"] = _load(r["run_keys"])
+        return r
+
+    def delete_guide_set(self, pipeline_id: int, gid: int) -> None:
+        self.guide_set(pipeline_id, gid)
+        self.execute("DELETE FROM qc_guide_sets WHERE pipeline_id = ? AND id = ?", [pipeline_id, gid])
+
+    # -- annotations --------------------------------------------------------------------------
+
+    def annotation_kinds(self) -> list[dict[str, Any]]:
+        return self.rows("SELECT * FROM qc_annotation_kinds ORDER BY name")
+
+    def add_annotation_kind(self, name: str, label: str, resets_baseline: bool) -> dict[str, Any]:
+        with self.transaction():
+            if self.scalar("SELECT count(*) FROM qc_annotation_kinds WHERE name = ?", [name]):
+                raise Conflict(f"annotation kind {name!r} exists")
+            self.execute("INSERT INTO qc_annotation_kinds VALUES (?, ?, ?)", [name, label, resets_baseline])
+        return {"name": name, "label": label, "resets_baseline": resets_baseline}
+
+    def annotations_of(self, pipeline_id: int) -> list[dict[str, Any]]:
+        return self.rows(
+            "SELECT a.*, u.email AS author FROM qc_annotations a LEFT JOIN users u ON u.id = a.author_id"
+            " WHERE a.pipeline_id = ? ORDER BY a.happened_at, a.id", [pipeline_id])
+
+    def add_annotation(self, pipeline_id: int, *, kind: str, at: dt.datetime, text: str,
+                       author_id: int | None) -> dict[str, Any]:
+        aid = self.next_id("seq_qc_annotations")
+        self.execute("INSERT INTO qc_annotations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     [aid, pipeline_id, kind, _naive_utc(at), text, author_id, utcnow()])
+        return self.annotation(pipeline_id, aid)
+
+    def annotation(self, pipeline_id: int, aid: int) -> dict[str, Any]:
+        r = self.row("SELECT a.*, u.email AS author FROM qc_annotations a LEFT JOIN users u ON u.id = a.author_id"
+                     " WHERE a.pipeline_id = ? AND a.id = ?", [pipeline_id, aid])
+        if r is None:
+            raise NotFound(f"annotation {aid} does not exist in this pipeline")
+        return r
+
+    def delete_annotation(self, pipeline_id: int, aid: int) -> None:
+        self.annotation(pipeline_id, aid)
+        self.execute("DELETE FROM qc_annotations WHERE pipeline_id = ? AND id = ?", [pipeline_id, aid])
+
+    # -- per-metric exclusions ----------------------------------------------------------------
+
+    def exclusions_of(self, pipeline_id: int) -> list[dict[str, Any]]:
+        return self.rows(
+            "SELECT e.run_id, 'rf' || e.run_id AS run_key, e.metric, e.reason, u.email AS created_by,"
+            " e.created_at FROM qc_exclusions e LEFT JOIN users u ON u.id = e.created_by"
+            " WHERE e.pipeline_id = ? ORDER BY e.metric, e.run_id", [pipeline_id])
+
+    def set_exclusions(self, pipeline_id: int, run_ids: Sequence[int], metric: str, *,
+                       excluded: bool, reason: str = "", created_by: int | None = None) -> None:
+        with self.transaction():
+            for rid in run_ids:
+                self.execute("DELETE FROM qc_exclusions WHERE run_id = ? AND metric = ?", [rid, metric])
+                if excluded:
+                    self.execute("INSERT INTO qc_exclusions VALUES (?, ?, ?, ?, ?, ?)",
+                                 [rid, metric, pipeline_id, reason, created_by, utcnow()])
+
+    # -- per-pipeline metric rules and settings -----------------------------------------------
+
+    def metric_settings_of(self, pipeline_id: int) -> list[dict[str, Any]]:
+        rows = self.rows("SELECT * FROM qc_metric_settings WHERE pipeline_id = ? ORDER BY metric", [pipeline_id])
+        for r in rows:
+            r["rules"], r["overrides"] = _load(r["rules"]), _load(r["overrides"])
+        return rows
+
+    def put_metric_settings(self, pipeline_id: int, metric: str, *, rules: Any, overrides: Any,
+                            updated_by: int | None) -> None:
+        """Replace a metric's rules and catalogue overrides (both None: back to the defaults)."""
+        with self.transaction():
+            self.execute("DELETE FROM qc_metric_settings WHERE pipeline_id = ? AND metric = ?",
+                         [pipeline_id, metric])
+            if rules is not None or overrides is not None:
+                self.execute("INSERT INTO qc_metric_settings VALUES (?, ?, ?, ?, ?, ?)",
+                             [pipeline_id, metric, None if rules is None else json.dumps(rules),
+                              None if overrides is None else json.dumps(overrides), updated_by, utcnow()])
+
+    def pipeline_qc_settings(self, pipeline_id: int) -> dict[str, Any] | None:
+        return self.row("SELECT * FROM qc_pipeline_settings WHERE pipeline_id = ?", [pipeline_id])
+
+    def put_pipeline_qc_settings(self, pipeline_id: int, *, auto_guide_runs: int,
+                                 offline_hours: float | None, updated_by: int | None) -> None:
+        with self.transaction():
+            self.execute("DELETE FROM qc_pipeline_settings WHERE pipeline_id = ?", [pipeline_id])
+            self.execute("INSERT INTO qc_pipeline_settings VALUES (?, ?, ?, ?, ?)",
+                         [pipeline_id, auto_guide_runs, offline_hours, updated_by, utcnow()])
+
+    # -- verdicts -----------------------------------------------------------------------------
+
+    def put_verdicts(self, pipeline_id: int, verdicts: Iterable[dict[str, Any]], *,
+                     replace_all: bool = False) -> int:
+        """Store verdicts (``run_id``, ``verdict``, ``summary``, ``detail`` (JSON-able),
+        ``guide_set``); ``replace_all`` drops the pipeline's other stored verdicts first."""
+        now = utcnow()
+        verdicts = list(verdicts)
+        table = pa.table({
+            "run_id": pa.array([v["run_id"] for v in verdicts], pa.int32()),
+            "pipeline_id": pa.array([pipeline_id] * len(verdicts), pa.int32()),
+            "verdict": pa.array([v["verdict"] for v in verdicts], pa.string()),
+            "summary": pa.array([v["summary"] for v in verdicts], pa.string()),
+            "detail": pa.array([json.dumps(v["detail"]) for v in verdicts], pa.string()),
+            "guide_set": pa.array([v["guide_set"] for v in verdicts], pa.string()),
+            "computed_at": pa.array([now] * len(verdicts), pa.timestamp("us")),
+        })
+        with self.transaction():
+            if replace_all:
+                self.execute("DELETE FROM qc_verdicts WHERE pipeline_id = ?", [pipeline_id])
+            elif verdicts:
+                self.execute("DELETE FROM qc_verdicts WHERE run_id IN (SELECT unnest(?))",
+                             [[v["run_id"] for v in verdicts]])
+            if verdicts:  # one Arrow batch, not row by row
+                self.con.register("qc_verdict_batch", table)
+                try:
+                    self.execute("INSERT INTO qc_verdicts SELECT * FROM qc_verdict_batch")
+                finally:
+                    self.con.unregister("qc_verdict_batch")
+        return len(verdicts)
+
+    def verdicts_of(self, pipeline_id: int, run_ids: Sequence[int] | None = None,
+                    *, detail: bool = True) -> dict[int, dict[str, Any]]:
+        cols = "run_id, verdict, summary, guide_set, computed_at" + (", detail" if detail else "")
+        if run_ids is None:
+            rows = self.rows(f"SELECT {cols} FROM qc_verdicts WHERE pipeline_id = ?", [pipeline_id])
+        else:
+            rows = self.rows(f"SELECT {cols} FROM qc_verdicts WHERE pipeline_id = ? AND run_id IN"
+                             " (SELECT unnest(?))", [pipeline_id, list(run_ids)])
+        out = {}
+        for r in rows:
+            if detail:
+                r["detail"] = _load(r["detail"])
+            out[r["run_id"]] = r
+        return out
