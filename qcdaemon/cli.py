@@ -134,6 +134,17 @@ def cmd_parse(args: argparse.Namespace) -> int:
         p = Path(args.path)
         qc = p / "rawtools_qc" if (p / "rawtools_qc").is_dir() else None
         _print(parse_rawtools(p / "rawtools" if (p / "rawtools").is_dir() else p, qc))
+    elif args.kind == "search":
+        from .search.cli import main_parse_search
+
+        if not args.fasta:
+            raise QcdaemonError("parse search needs --fasta FILE")
+        try:
+            params = json.loads(args.search_params) if args.search_params else None
+        except ValueError as exc:
+            raise QcdaemonError(f"--search-params is not a JSON object: {exc}") from None
+        return main_parse_search(args.path, args.fasta, fdr=args.fdr, params=params, cache_dir=args.cache_dir,
+                                 psms_out=args.psms)
     else:
         from qcdaemon.rawfile.cli import main_parse_raw
 
@@ -285,9 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--service", action="store_true", help="service mode: site-wide dirs, JSON logs to file")
     add("check-config", cmd_check_config, "validate the configuration and exit")
     sp = add("parse", cmd_parse, "print one run's QC values as JSON")
-    sp.add_argument("kind", choices=["maxquant", "rawtools", "raw"])
+    sp.add_argument("kind", choices=["maxquant", "rawtools", "raw", "search"])
     sp.add_argument("path")
     sp.add_argument("--chromatograms", action="store_true", help="(raw) include the chromatogram points")
+    sp.add_argument("--fasta", help="(search) protein database, FASTA or FASTA.gz")
+    sp.add_argument("--fdr", type=float, help="(search) false discovery rate as a fraction (default 0.01)")
+    sp.add_argument("--search-params", metavar="JSON", help="(search) search parameters, see docs/search.md")
+    sp.add_argument("--cache-dir", help="(search) folder for the search database manifests")
+    sp.add_argument("--psms", metavar="OUT.parquet", help="(search) also write the PSM table")
 
     grp = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
     sp = add("add", cmd_user_add, "add a user", grp)
