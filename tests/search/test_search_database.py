@@ -93,3 +93,31 @@ def test_tmt_reporters_take_the_peak_of_each_channel_and_not_its_neighbour() -> 
     assert out["126"] == 10 and out["127N"] == 20 and out["127C"] == 30 and out["128N"] == 40
     assert out["131N"] == 50 and out["131C"] == 0 and out["129N"] == 0
     assert reporter_intensities("tmt6", None, None).tolist() == [0.0] * 6
+
+
+def test_every_value_of_a_search_has_catalogue_metadata(yeast_5pct) -> None:
+    from qcdaemon.search.catalogue import metric
+    from qcdaemon.search.metrics import search_values
+
+    names = list(search_values(yeast_5pct)) + ["SearchTmtMissingChannels", "SearchTmtMissingValuesPct",
+                                              "SearchTmt127NIntensity"]
+    for name in names:
+        entry = metric(name)
+        assert entry is not None, name
+        assert entry.direction in ("higher", "lower", "zero", "none")
+    assert metric("SearchPsms").term == ("MS:1003251", "count of identified spectra")
+    assert metric("SearchPrecursorErrorMedianPpm").term is None  # MS:4000178 is the mean, not the median
+    assert metric("NotASearchValue") is None
+
+
+def test_an_unlabelled_sample_shows_every_tmt_channel_missing(yeast_5pct) -> None:
+    """The yeast digest carries no TMT label, so no PSM spectrum holds a reporter ion (real spectra)."""
+    import dataclasses
+
+    from qcdaemon.search.metrics import search_values
+
+    as_tmt = dataclasses.replace(yeast_5pct, params=yeast_5pct.params.replace(tmt="tmt11"))
+    values = search_values(as_tmt)
+    assert values["SearchTmtMissingChannels"] == 11 and values["SearchTmtMissingValuesPct"] == 100.0
+    assert values["SearchTmt127NIntensity"] == 0.0
+    assert "SearchTmtMissingChannels" not in search_values(yeast_5pct)  # only for TMT pipelines
