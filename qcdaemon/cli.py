@@ -135,7 +135,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
         qc = p / "rawtools_qc" if (p / "rawtools_qc").is_dir() else None
         _print(parse_rawtools(p / "rawtools" if (p / "rawtools").is_dir() else p, qc))
     elif args.kind == "search":
-        from .search.cli import main_parse_search
+        from qcdaemon.search.cli import main_parse_search
 
         if not args.fasta:
             raise QcdaemonError("parse search needs --fasta FILE")

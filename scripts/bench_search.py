@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from qcdaemon.engine.maxquant import write_mqpar  # noqa: E402
+from qcdaemon.tools.maxquant import write_mqpar  # noqa: E402
 
 DATA = REPO / "tests" / "data"
 OUTSIDE = Path("/work/shared/data/raw-outside")

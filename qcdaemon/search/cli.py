@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import pyarrow.parquet as pq
 
-from ..engine.native_read import CorruptRawFile
+from ..rawfile.reader import CorruptRawFile
 from ..errors import ConfigError
 from .database import DatabaseCache
 from .errors import CorruptFasta, NoMs2Spectra, SearchError

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import opentfraw
 
-from ..engine.native_read import CorruptRawFile
+from ..rawfile.reader import CorruptRawFile
 
 REPORTER_WINDOW = (125.5, 135.5)  # m/z range that holds every TMT/TMTpro reporter ion
 _FILTER_PRECURSOR = re.compile(r"\bms2\s+(\d+(?:\.\d+)?)@")

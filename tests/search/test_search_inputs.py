@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qcdaemon.engine.native_read import CorruptRawFile
+from qcdaemon.rawfile.reader import CorruptRawFile
 from qcdaemon.errors import QcdaemonError
 from qcdaemon.search import CorruptFasta, NoMs2Spectra, SearchParams
 from qcdaemon.search.fasta import read_fasta
