@@ -6,8 +6,8 @@ child process (``python -m qcdaemon.search.cli``), where ``--memory-mb`` also ca
 segment (POSIX ``RLIMIT_DATA``), so a database too large for the PC fails the stage, not the PC.
 
 Exit status: 0 success (also when nothing was identified: ``SearchNote`` says why), 1 a file cannot
-be read, 2 bad input (not a RAW file, no MS2, corrupt FASTA, bad parameters), 3 the search failed or
-sagepy is not installed.
+be read, 2 bad input (not a RAW file, corrupt FASTA, bad parameters), 3 the search failed or sagepy
+is not installed, 4 nothing to search (the RAW file holds no usable MS2 spectrum).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ try:
 except ImportError:  # Windows: the Job Object of the runner caps the process instead
     resource = None  # type: ignore[assignment]
 
-EXIT_OK, EXIT_UNREADABLE, EXIT_BAD_INPUT, EXIT_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_UNREADABLE, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NO_MS2 = 0, 1, 2, 3, 4
 
 
 def main_parse_search(raw: str, fasta: str, *, fdr: float | None = None, params: dict[str, Any] | None = None,
@@ -48,7 +48,10 @@ def main_parse_search(raw: str, fasta: str, *, fdr: float | None = None, params:
         if fdr is not None:
             p = p.replace(fdr=fdr)
         result = run_search(raw, fasta, p, cache=DatabaseCache(cache_dir))
-    except (ConfigError, CorruptRawFile, CorruptFasta, NoMs2Spectra) as exc:
+    except NoMs2Spectra as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_NO_MS2
+    except (ConfigError, CorruptRawFile, CorruptFasta) as exc:
         print(f"error: {exc}", file=err)
         return EXIT_BAD_INPUT
     except SearchError as exc:

@@ -63,12 +63,30 @@ def unimod(name: Any) -> str:
                      f"{', '.join(sorted(UNIMOD_TITLES))})")
 
 
+def mods_from_strings(items: Any, *, many: bool) -> dict[str, Any]:
+    """``["C:Carbamidomethyl", "M:Oxidation"]`` (the config file's form) as ``{site: mod}`` (``{site: [mods]}``)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        site, sep, mod = str(item).partition(":")
+        if not sep or not site or not mod:
+            raise ConfigError(f"search: modification {item!r} is not 'site:modification' (e.g. 'M:Oxidation')")
+        if many:
+            out.setdefault(site, []).append(mod)
+        else:
+            out[site] = mod
+    return out
+
+
 def _site(site: str) -> str:
     site = str(site)
     if not site or any(c not in _RESIDUES and c not in _TERMINI for c in site) or len(site) > 2:
         raise ValueError(f"bad modification site {site!r} (a residue letter, ^/$ peptide N/C-term, [/] protein N/C-term, "
                          "or a terminus followed by a residue such as ^Q)")
     return site
+
+
+_CONFIG_KEYS = ("threads", "memory_mb", "fdr", "enzyme", "missed_cleavages", "tmt", "precursor_tolerance_ppm",
+                "fragment_tolerance", "fragment_unit")
 
 
 @dataclass(frozen=True)
@@ -155,6 +173,15 @@ class SearchParams:
         if unknown:
             raise ConfigError(f"search: unknown parameter(s) {', '.join(unknown)}")
         return cls(**data)
+
+    @classmethod
+    def from_config(cls, search: Any, overrides: Mapping[str, Any] | None = None) -> "SearchParams":
+        """From the ``[engine.search]`` table (``SearchConfig``), then a pipeline's own ``overrides``."""
+        data = {name: getattr(search, name) for name in _CONFIG_KEYS}
+        data["fixed_mods"] = mods_from_strings(search.fixed_mods, many=False)
+        data["variable_mods"] = mods_from_strings(search.variable_mods, many=True)
+        data.update(overrides or {})
+        return cls.from_mapping(data)
 
     def replace(self, **changes: Any) -> "SearchParams":
         return dataclasses.replace(self, **changes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import sys
 import warnings
@@ -19,6 +20,13 @@ from types import SimpleNamespace
 from .errors import SearchUnavailable
 
 _loaded: SimpleNamespace | None = None
+
+
+def unavailable_reason() -> str | None:
+    """Why the search cannot run in this installation (None when sagepy is importable); cheap, no import."""
+    if importlib.util.find_spec("sagepy") is None:
+        return "the search engine is not installed (pip install 'qcdaemon[search]')"
+    return None
 
 
 def limit_threads(threads: int) -> None:

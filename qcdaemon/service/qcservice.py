@@ -19,6 +19,7 @@ from qcdaemon.core import security
 from qcdaemon.core.runkeys import run_id_of
 from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound
 from qcdaemon.qc import mzqc, qcdata
+from qcdaemon.search.sagepy_api import unavailable_reason
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import LedgerKey, PipelineRow, ProjectRow, QcValue, RunOverview, RunRow, UserRow
 
@@ -320,6 +321,8 @@ class QcService:
         return [
             ("native", None if eng.native else "native metrics are switched off ([engine] native = false)"),
             ("rawtools", None if eng.rawtools.command else "RawTools is not configured ([engine.rawtools] command)"),
+            ("search", "the search is switched off ([engine.search] enabled = false)" if not eng.search.enabled
+             else "the pipeline has no fasta file" if not pipeline.get("fasta_path") else unavailable_reason()),
             ("maxquant",
              "MaxQuant is not configured ([engine.maxquant] command)" if not eng.maxquant.command
              else f"the pipeline has no {' and no '.join(m.split('_')[0] for m in mq_missing)} file"

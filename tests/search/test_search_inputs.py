@@ -36,7 +36,7 @@ def test_raw_without_ms2_is_a_clear_error(db_cache) -> None:
         run_search(MS1_ONLY_RAW, BSA_FASTA, cache=db_cache)
     assert issubclass(NoMs2Spectra, QcdaemonError)
     res = cli(str(MS1_ONLY_RAW), "--fasta", str(BSA_FASTA))
-    assert res.returncode == 2 and "no MS2 spectra" in res.stderr and res.stdout == ""
+    assert res.returncode == 4 and "no MS2 spectra" in res.stderr and res.stdout == ""
 
 
 @pytest.mark.parametrize("content, reason", [
