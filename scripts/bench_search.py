@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from qcdaemon.tools.maxquant import write_mqpar  # noqa: E402
+from qcdaemon.tools.maxquant import write_mqpar
 
 DATA = REPO / "tests" / "data"
 OUTSIDE = Path("/work/shared/data/raw-outside")
@@ -54,7 +54,7 @@ def search_child(raw: Path, fasta: Path, threads: int, fdr: float) -> tuple[floa
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        return seconds, None, (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]
+        return seconds, None, (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
     return seconds, json.loads(proc.stdout), ""
 
 

@@ -17,13 +17,12 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, TextIO
 
 import pyarrow.parquet as pq
 
-from ..rawfile.reader import CorruptRawFile
 from ..errors import ConfigError
+from ..rawfile.reader import CorruptRawFile
 from .database import DatabaseCache
 from .errors import CorruptFasta, NoMs2Spectra, SearchError
 from .metrics import psm_table, search_values

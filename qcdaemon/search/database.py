@@ -155,7 +155,7 @@ def _build(key: str, fasta: Fasta, params: SearchParams) -> tuple[Any, DatabaseI
             db = config.generate_indexed_database()
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - a Rust panic arrives as pyo3's PanicException
+    except BaseException as exc:
         raise SearchError(f"Sage could not build the database from {fasta.path.name}: {exc}") from None
     seconds = time.perf_counter() - started
     ptr = db.get_py_ptr()
@@ -163,7 +163,7 @@ def _build(key: str, fasta: Fasta, params: SearchParams) -> tuple[Any, DatabaseI
         key=key, fasta_name=fasta.path.name, fasta_sha256=_sha256(fasta.data), proteins=fasta.proteins,
         decoys_in_fasta=fasta.decoys, peptides=int(ptr.num_peptides), fragments=int(ptr.num_fragments),
         build_seconds=round(seconds, 3), peak_rss_mb=peak_rss_mb(), sagepy_version=sp.version,
-        built_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        built_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
     )
     return db, info
 

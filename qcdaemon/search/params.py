@@ -165,7 +165,7 @@ class SearchParams:
             raise ValueError("threads must be >= 1 and memory_mb >= 0")
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> "SearchParams":
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> SearchParams:
         """Parameters from a config table or a pipeline's JSON; unknown keys are a ConfigError."""
         data = dict(data or {})
         known = {f.name for f in dataclasses.fields(cls)}
@@ -175,7 +175,7 @@ class SearchParams:
         return cls(**data)
 
     @classmethod
-    def from_config(cls, search: Any, overrides: Mapping[str, Any] | None = None) -> "SearchParams":
+    def from_config(cls, search: Any, overrides: Mapping[str, Any] | None = None) -> SearchParams:
         """From the ``[engine.search]`` table (``SearchConfig``), then a pipeline's own ``overrides``."""
         data = {name: getattr(search, name) for name in _CONFIG_KEYS}
         data["fixed_mods"] = mods_from_strings(search.fixed_mods, many=False)
@@ -183,7 +183,7 @@ class SearchParams:
         data.update(overrides or {})
         return cls.from_mapping(data)
 
-    def replace(self, **changes: Any) -> "SearchParams":
+    def replace(self, **changes: Any) -> SearchParams:
         return dataclasses.replace(self, **changes)
 
     def database_part(self) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def run_search(raw_path: Path | str, fasta_path: Path | str, params: SearchParam
         psms = [_psm(m, by_scan) for m in matches]
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - a Rust panic arrives as pyo3's PanicException
+    except BaseException as exc:
         raise SearchError(f"Sage failed while scoring {Path(raw_path).name}: {exc}") from None
     seconds["fdr"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - started
@@ -147,7 +147,7 @@ def fragment_tolerance(params: SearchParams, analyzers: set[str]) -> tuple[float
 class _Meta:
     """What the QC values need of a spectrum once Sage has its processed copy (no full peak list)."""
 
-    __slots__ = ("scan", "rt", "precursor_mz", "charge", "reporter_mz", "reporter_intensity")
+    __slots__ = ("charge", "precursor_mz", "reporter_intensity", "reporter_mz", "rt", "scan")
 
     def __init__(self, s: Ms2Spectrum) -> None:
         self.scan, self.rt, self.precursor_mz, self.charge = s.scan, s.rt, s.precursor_mz, s.charge

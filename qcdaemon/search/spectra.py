@@ -108,7 +108,7 @@ def _precursor_mz(raw: Any, table: dict[str, list[Any]], i: int, number: int) ->
         params = raw.scan_parameters(number)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException:  # noqa: BLE001 - an undecodable trailer is treated as absent
+    except BaseException:
         params = {}
     mono = _float(params.get("Monoisotopic M/Z:")) if isinstance(params, dict) else None
     if mono and mono > 0:
@@ -125,7 +125,7 @@ def _call(path: Path, what: str, fn: Any) -> Any:
         return fn()
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - pyo3's PanicException derives from BaseException
+    except BaseException as exc:
         reason = str(exc).strip() or type(exc).__name__
         raise CorruptRawFile(f"{path.name}: truncated or corrupt RAW file ({what}: {reason})") from None
 

@@ -223,8 +223,12 @@ class RunQueries(QueueQueries, LedgerQueries):
 
     def psms(self, run_id: int) -> pa.Table:
         """The run's PSMs (targets and decoys with their q-values) in scan order."""
-        return self.con.sql("SELECT * EXCLUDE (run_id) FROM psms WHERE run_id = ? ORDER BY scan",
-                            params=[run_id]).to_arrow_table()
+        cursor = self.con.cursor()  # a relation needs a connection without a pending result
+        try:
+            return cursor.sql("SELECT * EXCLUDE (run_id) FROM psms WHERE run_id = ? ORDER BY scan",
+                              params=[run_id]).to_arrow_table()
+        finally:
+            cursor.close()
 
     def put_chromatograms(self, run_id: int, chroms: dict[str, list[tuple[float, float]]]) -> None:
         with self.transaction():

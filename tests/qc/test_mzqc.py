@@ -452,7 +452,7 @@ def test_a_searched_run_lists_the_fasta_and_sage_and_uses_the_search_counts() ->
               ("search", "SearchEngine", "Sage (sagepy 0.4.6)"), ("search", "SearchFasta", "yeast.fasta.gz")]
     pipe = {**PIPE, "fasta_path": "/db/yeast.fasta.gz"}
     doc = build_mzqc([run(1, "a.raw", stored_path="/raw/a.raw"), run(2, "b.raw")],
-                     {1: search, 2: search + [("maxquant", "MS/MS Identified", 7179)]},
+                     {1: search, 2: [*search, ("maxquant", "MS/MS Identified", 7179)]},
                      pipeline=pipe, created=T0, version="1.0.0")
     assert_valid_structure(doc)
     validator = jsonschema.Draft7Validator(MZQC_SCHEMA_SUBSET)

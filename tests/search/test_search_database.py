@@ -99,8 +99,8 @@ def test_every_value_of_a_search_has_catalogue_metadata(yeast_5pct) -> None:
     from qcdaemon.search.catalogue import metric
     from qcdaemon.search.metrics import search_values
 
-    names = list(search_values(yeast_5pct)) + ["SearchTmtMissingChannels", "SearchTmtMissingValuesPct",
-                                              "SearchTmt127NIntensity"]
+    names = [*search_values(yeast_5pct), "SearchTmtMissingChannels", "SearchTmtMissingValuesPct",
+             "SearchTmt127NIntensity"]
     for name in names:
         entry = metric(name)
         assert entry is not None, name

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from qcdaemon.rawfile.reader import CorruptRawFile
 from qcdaemon.errors import QcdaemonError
-from qcdaemon.search import CorruptFasta, NoMs2Spectra, SearchParams
+from qcdaemon.rawfile.reader import CorruptRawFile
+from qcdaemon.search import CorruptFasta, NoMs2Spectra
 from qcdaemon.search.fasta import read_fasta
 from qcdaemon.search.metrics import search_values
 from qcdaemon.search.sage import run_search

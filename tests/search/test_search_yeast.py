@@ -24,10 +24,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from qcdaemon.search.fasta import read_fasta
 from qcdaemon.search.metrics import PSM_SCHEMA, passing, psm_table, search_values
 from qcdaemon.search.params import SearchParams
 from qcdaemon.search.sage import SearchResult, fragment_tolerance, run_search
-from qcdaemon.search.fasta import read_fasta
 
 from .data import YEAST_FASTA, YEAST_RAW
 
@@ -84,7 +84,7 @@ def test_precursor_error_agrees_with_own_mass_arithmetic(yeast_5pct: SearchResul
 
 def test_second_path_through_mzml_and_sages_own_reader(yeast_5pct: SearchResult, db_cache, tmp_path: Path) -> None:
     import opentfraw
-    from sagepy.core import Representation, Scorer, SpectrumProcessor, Tolerance, read_spectra
+    from sagepy.core import Scorer, SpectrumProcessor, Tolerance, read_spectra
     from sagepy.core.fdr import sage_fdr_psm
 
     mzml = tmp_path / "yeast.mzML"

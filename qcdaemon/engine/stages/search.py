@@ -48,7 +48,7 @@ async def search_stage(ctx: StageContext, run: dict[str, Any], work: Path, cance
     base = await fresh_dir(work / "search-stage")
     psms = base / "psms.parquet"
     argv = [sys.executable, "-m", "qcdaemon.search.cli", str(raw), "--fasta", str(pipeline["fasta_path"]),
-            "--search-params", json.dumps(params.as_dict()), "--cache-dir", str(ctx.cfg.data_dir / "search-db"),
+            "--search-params", json.dumps(params.as_dict()), "--cache-dir", str(ctx.cfg.files.search_db),
             "--psms", str(psms), "--memory-mb", str(cfg.memory_mb)]
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")])),
            "RAYON_NUM_THREADS": str(params.threads)}
