@@ -166,8 +166,12 @@ def cmd_project_add(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_add(args: argparse.Namespace) -> int:
+    try:
+        search = json.loads(args.search_params) if args.search_params else None
+    except ValueError as exc:
+        raise QcdaemonError(f"--search-params is not a JSON object: {exc}") from None
     _print(run_op(_config(args), "pipeline_add", project=args.project, name=args.name, fasta=args.fasta,
-                  mqpar=args.mqpar, rawtools_args=args.rawtools_args))
+                  mqpar=args.mqpar, rawtools_args=args.rawtools_args, search=search))
     return 0
 
 
@@ -327,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fasta")
     sp.add_argument("--mqpar", help="MaxQuant parameter template (mqpar.xml)")
     sp.add_argument("--rawtools-args")
+    sp.add_argument("--search-params", metavar="JSON",
+                    help="the pipeline's own search parameters over [engine.search], e.g. '{\"tmt\": \"tmt11\"}'")
 
     grp = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
     sp = add("create", cmd_token_create, "print the user's API token (creating it if needed)", grp)

@@ -121,6 +121,13 @@ class SearchParams:
             raise ConfigError(f"search: {exc}") from None
 
     def _validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), f.type
+            if kind == "str" and not isinstance(value, str):
+                raise ValueError(f"{f.name} must be a string, not {value!r}")
+            if kind in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                             or (kind == "int" and not float(value).is_integer())):
+                raise ValueError(f"{f.name} must be a {'whole ' if kind == 'int' else ''}number, not {value!r}")
         if self.enzyme.lower() not in ENZYMES:
             raise ValueError(f"enzyme {self.enzyme!r} is not one of {', '.join(ENZYMES)}")
         object.__setattr__(self, "enzyme", self.enzyme.lower())
@@ -130,9 +137,16 @@ class SearchParams:
             raise ValueError("need 1 <= min_length <= max_length <= 100")
         if not 0 < self.min_peptide_mass < self.max_peptide_mass:
             raise ValueError("need 0 < min_peptide_mass < max_peptide_mass")
-        fixed = {_site(k): unimod(v) for k, v in dict(self.fixed_mods).items()}
+        fixed_in, variable_in = self.fixed_mods, self.variable_mods
+        if isinstance(fixed_in, (list, tuple)):  # the config file's "site:modification" strings
+            fixed_in = mods_from_strings(fixed_in, many=False)
+        if isinstance(variable_in, (list, tuple)):
+            variable_in = mods_from_strings(variable_in, many=True)
+        if not isinstance(fixed_in, Mapping) or not isinstance(variable_in, Mapping):
+            raise ValueError("fixed_mods and variable_mods are {site: modification} or ['site:modification', ...]")
+        fixed = {_site(k): unimod(v) for k, v in dict(fixed_in).items()}
         variable = {_site(k): tuple(unimod(m) for m in ((v,) if isinstance(v, (str, int)) else v))
-                    for k, v in dict(self.variable_mods).items()}
+                    for k, v in dict(variable_in).items()}
         tmt = self.tmt.lower().replace("-", "").replace("plex", "")
         if tmt and tmt not in TMT_KINDS:
             raise ValueError(f"tmt {self.tmt!r} is not one of {', '.join(TMT_KINDS)} (or empty)")
@@ -180,6 +194,8 @@ class SearchParams:
         data = {name: getattr(search, name) for name in _CONFIG_KEYS}
         data["fixed_mods"] = mods_from_strings(search.fixed_mods, many=False)
         data["variable_mods"] = mods_from_strings(search.variable_mods, many=True)
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise ConfigError("search: the parameters must be a JSON object")
         data.update(overrides or {})
         return cls.from_mapping(data)
 

@@ -228,6 +228,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             protein_q DOUBLE
         );
         CREATE INDEX IF NOT EXISTS psms_run ON psms (run_id);
+        ALTER TABLE pipelines ADD COLUMN IF NOT EXISTS search_params VARCHAR;
         """,
     ),
 ]

@@ -1,4 +1,4 @@
-"""The search stage in the real daemon: a watched folder, the child process, the store, the API, mzQC.
+"""The search stage in the real daemon: watched folders, the child process, the store, the API, mzQC.
 
 A real daemon process (tests/daemonproc.py) watches two folders: one feeds a pipeline with the yeast
 FASTA, one a pipeline whose FASTA is corrupt.  Checked: the search stage runs between native and
@@ -30,11 +30,16 @@ def test_search_stage_in_the_daemon(tmp_path: Path) -> None:
               "poll_interval": 0.5},
              {"path": str(bad), "pipeline": "lab-qc/broken", "owner": "op@lab.org", "settle_seconds": 0.5,
               "poll_interval": 0.5}]
-    d = Daemon(tmp_path, engine={"search": {"fdr": 0.05, "threads": 2, "memory_mb": 4096}}, watch=watch)
+    d = Daemon(tmp_path, engine={"search": {"threads": 2, "memory_mb": 4096}}, watch=watch)  # fdr 0.01
     try:
         d.cli("user", "add", "op@lab.org", "--password-stdin", input="operator-pass\n")
         d.cli("project", "add", "Lab QC", "--member", "op@lab.org")
-        d.cli("pipeline", "add", "--project", "lab-qc", "--name", "Yeast", "--fasta", str(YEAST_FASTA))
+        bad_params = d.cli("pipeline", "add", "--project", "lab-qc", "--name", "Yeast", "--fasta", str(YEAST_FASTA),
+                           "--search-params", '{"enzyme": "pepsin"}', check=False)
+        assert bad_params.returncode != 0 and "enzyme 'pepsin'" in bad_params.stderr
+        # the pipeline's own parameters override [engine.search] (FDR 1 % there, 5 % here)
+        d.cli("pipeline", "add", "--project", "lab-qc", "--name", "Yeast", "--fasta", str(YEAST_FASTA),
+              "--search-params", '{"fdr": 0.05, "variable_mods": ["M:Oxidation"]}')
         d.cli("pipeline", "add", "--project", "lab-qc", "--name", "Broken", "--fasta", str(corrupt))
         d.start()
         shutil.copyfile(YEAST_RAW, good / "yeast_01.raw")

@@ -41,9 +41,10 @@ async def search_stage(ctx: StageContext, run: dict[str, Any], work: Path, cance
     if missing:
         return {"state": "skipped", "error": missing}
     try:
-        params = SearchParams.from_config(cfg)
-    except ConfigError as exc:
-        return stages_failed(f"search: {exc}")
+        overrides = json.loads(pipeline["search_params"]) if pipeline.get("search_params") else None
+        params = SearchParams.from_config(cfg, overrides)
+    except (ConfigError, ValueError) as exc:
+        return stages_failed(f"search: the pipeline's search parameters: {exc}")
     raw = await raw_path_of(run)
     base = await fresh_dir(work / "search-stage")
     psms = base / "psms.parquet"
