@@ -19,18 +19,19 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from qcdaemon.engine.stages.common import StageContext, fresh_dir, raw_path_of, stages_failed
+from qcdaemon.engine.stages.common import Outcome, StageContext, fresh_dir, raw_path_of, stages_failed
 from qcdaemon.errors import ConfigError
 from qcdaemon.search.params import SearchParams
 from qcdaemon.search.sagepy_api import unavailable_reason
 from qcdaemon.store import Store
+from qcdaemon.store.rows import RunRow
 from qcdaemon.tools.runner import run_tool
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 EXIT_NO_MS2 = 4  # qcdaemon.search.cli: nothing to search
 
 
-async def search_stage(ctx: StageContext, run: dict[str, Any], work: Path, cancel: asyncio.Event) -> dict[str, Any]:
+async def search_stage(ctx: StageContext, run: RunRow, work: Path, cancel: asyncio.Event) -> Outcome:
     cfg = ctx.cfg.engine.search
     if not cfg.enabled:
         return {"state": "skipped", "error": "the search is switched off ([engine.search] enabled = false)"}
@@ -41,7 +42,8 @@ async def search_stage(ctx: StageContext, run: dict[str, Any], work: Path, cance
     if missing:
         return {"state": "skipped", "error": missing}
     try:
-        overrides = json.loads(pipeline["search_params"]) if pipeline.get("search_params") else None
+        own = pipeline.get("search_params")
+        overrides = json.loads(own) if own else None
         params = SearchParams.from_config(cfg, overrides)
     except (ConfigError, ValueError) as exc:
         return stages_failed(f"search: the pipeline's search parameters: {exc}")
