@@ -16,7 +16,12 @@ its peak memory is that process's.  Printed per file:
 FASTA: ``bsa.fasta`` for the BSA runs, the yeast proteome for all others (for non-yeast files this
 is the "FASTA does not match" case).  Files the search refuses (no MS2, unreadable) show the reason.
 
-    python scripts/bench_search.py [--threads 2] [--fdr 0.01] [RAW ...]
+With ``--daemon`` the files go through a real daemon instead (tests/daemonproc.py: a watched folder
+per FASTA, the search stage and the MaxQuant stand-in as its MaxQuant stage), and the table shows,
+per run, the time from the file being taken (settled; the run's creation) to the end of its native,
+search and MaxQuant stages, from the stages' own timestamps in the store.
+
+    python scripts/bench_search.py [--threads 2] [--fdr 0.01] [--daemon] [RAW ...]
                                     (default: /work/shared/data/raw-outside/*.raw, else tests/data/search/*.raw)
 """
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,13 +73,69 @@ def standin_seconds(raw: Path, fasta: Path) -> float | None:
         return time.perf_counter() - start if proc.returncode == 0 else None
 
 
+def through_daemon(files: list[Path], threads: int, fdr: float) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from daemonproc import Daemon, wait_for  # the tests' real-daemon driver
+
+    from qcdaemon.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="bench-search-daemon-") as tmp:
+        root = Path(tmp)
+        folders = {YEAST: root / "yeast", BSA: root / "bsa"}  # folder name = pipeline slug
+        for folder in folders.values():
+            folder.mkdir()
+        watch = [{"path": str(folder), "pipeline": f"bench/{folder.name}", "owner": "op@lab.org",
+                  "settle_seconds": 1.0, "poll_interval": 0.5} for folder in folders.values()]
+        engine = {"search": {"threads": threads, "fdr": fdr},
+                  "maxquant": {"command": [sys.executable, str(STANDIN)], "runtime": "none", "timeout_seconds": 120}}
+        d = Daemon(root, engine=engine, watch=watch)
+        try:
+            d.cli("user", "add", "op@lab.org", "--password-stdin", input="bench-password\n")
+            d.cli("project", "add", "Bench", "--member", "op@lab.org")
+            for folder in folders.values():
+                fasta = next(f for f, g in folders.items() if g == folder)
+                d.cli("pipeline", "add", "--project", "bench", "--name", folder.name, "--fasta", str(fasta),
+                      "--mqpar", str(MQPAR))
+            d.start()
+            for raw in files:
+                shutil.copyfile(raw, folders[fasta_for(raw)] / raw.name)
+            wait_for(lambda: d.finished(len(files)), 60 + 30 * len(files), "every run to finish", interval=1.0)
+            d.stop()
+        finally:
+            d.close()
+        store = Store(d.data / "qcdaemon.duckdb")
+        try:
+            rows = [(run, {s["stage"]: s for s in store.stages(run["id"])})
+                    for p in store.rows("SELECT id FROM pipelines ORDER BY id") for run in store.runs_of(p["id"])]
+        finally:
+            store.close()
+    print(f"Through a real daemon ({threads} search threads, FDR {fdr:g}); seconds from the file being taken")
+    head = f"{'file':42} {'native':>7} {'search':>7} {'MQ stand-in':>11}  search state"
+    print(f"{head}\n{'-' * len(head)}")
+    for run, stages in sorted(rows, key=lambda r: r[0]["name"]):
+        took = {name: _seconds_after(run["created_at"], stages.get(name)) for name in ("native", "search", "maxquant")}
+        search = stages.get("search") or {}
+        note = search.get("state", "?") + (f" ({(search.get('error') or '')[:50]})" if search.get("error") else "")
+        print(f"{run['name'][:42]:42} {took['native']:>7} {took['search']:>7} {took['maxquant']:>11}  {note}")
+
+
+def _seconds_after(created: object, stage: dict | None) -> str:
+    if not stage or stage["ended_at"] is None or stage["state"] != "done":
+        return "-"
+    return f"{(stage['ended_at'] - created).total_seconds():.1f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fdr", type=float, default=0.01)
+    parser.add_argument("--daemon", action="store_true", help="through a real daemon (stage timestamps)")
     args = parser.parse_args(argv)
     files = args.files or sorted((OUTSIDE if OUTSIDE.is_dir() else DATA / "search").glob("*.raw"))
+    if args.daemon:
+        through_daemon(files, args.threads, args.fdr)
+        return 0
     head = f"{'file':42} {'fasta':8} {'MS2':>5} {'db s':>6} {'db MB':>6} {'spectra/s':>9} {'file->IDs s':>11} " \
            f"{'PSMs':>5} {'peps':>5} {'MQ stand-in s':>13}"
     print(f"Sage search, {args.threads} threads, FDR {args.fdr:g}; one child process per file\n{head}\n{'-' * len(head)}")
