@@ -60,7 +60,11 @@ def main_parse_search(raw: str, fasta: str, *, fdr: float | None = None, params:
         print(f"error: cannot read {exc.filename or raw}: {exc.strerror or exc}", file=err)
         return EXIT_UNREADABLE
     if psms_out:
-        pq.write_table(psm_table(result), psms_out)
+        try:
+            pq.write_table(psm_table(result), psms_out)
+        except OSError as exc:
+            print(f"error: cannot write {psms_out}: {exc}", file=err)
+            return EXIT_FAILED
     doc = {
         "file": str(raw), "fasta": str(fasta), "values": search_values(result),
         "database": asdict(result.database), "seconds": result.seconds,

@@ -167,7 +167,13 @@ def _meta_and_processed(spectra: Any, sp: Any) -> Any:
             mz=s.mz, intensity=s.intensity, representation=centroid, scan_start_time=s.rt,
             ion_injection_time=s.injection_time, ms_level=2,
         )
-        yield _Meta(s), processor.process(raw)
+        try:
+            processed = processor.process(raw)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a Rust panic arrives as pyo3's PanicException
+            raise SearchError(f"Sage could not process scan {s.scan}: {exc}") from None
+        yield _Meta(s), processed
 
 
 def _psm(match: Any, by_scan: dict[int, _Meta]) -> Psm:
