@@ -17,9 +17,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# Plus the test tools and the real RawTools (the pyRawTools wheel; it needs mono to run).
+# Plus the test tools, the real RawTools (the pyRawTools wheel; it needs mono to run) and Sage (sagepy).
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,rawtools]'
+	$(BIN)/python -m pip install --quiet -e '.[test,rawtools,search]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

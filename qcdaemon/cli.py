@@ -134,6 +134,17 @@ def cmd_parse(args: argparse.Namespace) -> int:
         p = Path(args.path)
         qc = p / "rawtools_qc" if (p / "rawtools_qc").is_dir() else None
         _print(parse_rawtools(p / "rawtools" if (p / "rawtools").is_dir() else p, qc))
+    elif args.kind == "search":
+        from qcdaemon.search.cli import main_parse_search
+
+        if not args.fasta:
+            raise QcdaemonError("parse search needs --fasta FILE")
+        try:
+            params = json.loads(args.search_params) if args.search_params else None
+        except ValueError as exc:
+            raise QcdaemonError(f"--search-params is not a JSON object: {exc}") from None
+        return main_parse_search(args.path, args.fasta, fdr=args.fdr, params=params, cache_dir=args.cache_dir,
+                                 psms_out=args.psms)
     else:
         from qcdaemon.rawfile.cli import main_parse_raw
 
@@ -155,8 +166,12 @@ def cmd_project_add(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_add(args: argparse.Namespace) -> int:
+    try:
+        search = json.loads(args.search_params) if args.search_params else None
+    except ValueError as exc:
+        raise QcdaemonError(f"--search-params is not a JSON object: {exc}") from None
     _print(run_op(_config(args), "pipeline_add", project=args.project, name=args.name, fasta=args.fasta,
-                  mqpar=args.mqpar, rawtools_args=args.rawtools_args))
+                  mqpar=args.mqpar, rawtools_args=args.rawtools_args, search=search))
     return 0
 
 
@@ -332,9 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--service", action="store_true", help="service mode: site-wide dirs, JSON logs to file")
     add("check-config", cmd_check_config, "validate the configuration and exit")
     sp = add("parse", cmd_parse, "print one run's QC values as JSON")
-    sp.add_argument("kind", choices=["maxquant", "rawtools", "raw"])
+    sp.add_argument("kind", choices=["maxquant", "rawtools", "raw", "search"])
     sp.add_argument("path")
     sp.add_argument("--chromatograms", action="store_true", help="(raw) include the chromatogram points")
+    sp.add_argument("--fasta", help="(search) protein database, FASTA or FASTA.gz")
+    sp.add_argument("--fdr", type=float, help="(search) false discovery rate as a fraction (default 0.01)")
+    sp.add_argument("--search-params", metavar="JSON", help="(search) search parameters, see docs/search.md")
+    sp.add_argument("--cache-dir", help="(search) folder for the search database manifests")
+    sp.add_argument("--psms", metavar="OUT.parquet", help="(search) also write the PSM table")
 
     grp = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
     sp = add("add", cmd_user_add, "add a user", grp)
@@ -358,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fasta")
     sp.add_argument("--mqpar", help="MaxQuant parameter template (mqpar.xml)")
     sp.add_argument("--rawtools-args")
+    sp.add_argument("--search-params", metavar="JSON",
+                    help="the pipeline's own search parameters over [engine.search], e.g. '{\"tmt\": \"tmt11\"}'")
 
     grp = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
     sp = add("create", cmd_token_create, "print the user's API token (creating it if needed)", grp)

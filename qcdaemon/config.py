@@ -20,6 +20,7 @@ import platformdirs
 from qcdaemon.core.net import is_loopback
 from qcdaemon.core.paths import DataPaths
 from qcdaemon.errors import ConfigError
+from qcdaemon.search.params import SearchParams
 
 APP = "qcdaemon"
 Mode = Literal["foreground", "service"]
@@ -85,6 +86,27 @@ class MaxQuantConfig(ToolConfig):
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """The Sage identification search (needs ``qcdaemon[search]``); runs for pipelines with a FASTA."""
+
+    enabled: bool = True
+    timeout_seconds: int = 1800
+    max_parallel: int = 1
+    attempts: int = 1
+    threads: int = 2
+    memory_mb: int = 4096
+    fdr: float = 0.01
+    enzyme: str = "trypsin"
+    missed_cleavages: int = 1
+    fixed_mods: tuple[str, ...] = ("C:Carbamidomethyl",)
+    variable_mods: tuple[str, ...] = ("M:Oxidation",)
+    tmt: str = ""
+    precursor_tolerance_ppm: float = 20.0
+    fragment_tolerance: float = 0.0
+    fragment_unit: str = "auto"
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     native: bool = True
     native_timeout_seconds: int = 600
@@ -92,6 +114,7 @@ class EngineConfig:
     shutdown_timeout: int = 30
     rawtools: ToolConfig = field(default_factory=lambda: ToolConfig(timeout_seconds=1800, max_parallel=1))
     maxquant: MaxQuantConfig = field(default_factory=MaxQuantConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 @dataclass(frozen=True)
@@ -263,6 +286,7 @@ def _build(cls: type, table: Any, prefix: str) -> Any:
 _SUBTABLES: dict[tuple[type, str], type] = {
     (EngineConfig, "rawtools"): ToolConfig,
     (EngineConfig, "maxquant"): MaxQuantConfig,
+    (EngineConfig, "search"): SearchConfig,
 }
 
 
@@ -284,7 +308,7 @@ def _validate(cfg: Config) -> None:
 
     if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)", cfg.store.memory_limit):
         raise ConfigError(f"store.memory_limit: {cfg.store.memory_limit!r} is not a size like '512MB'")
-    for name in ("rawtools", "maxquant"):
+    for name in ("rawtools", "maxquant", "search"):
         tool: ToolConfig = getattr(cfg.engine, name)
         if tool.timeout_seconds <= 0:
             raise ConfigError(f"engine.{name}.timeout_seconds: must be positive")
@@ -292,6 +316,10 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"engine.{name}.max_parallel: must be at least 1")
         if tool.attempts < 1:
             raise ConfigError(f"engine.{name}.attempts: must be at least 1")
+    try:
+        SearchParams.from_config(cfg.engine.search)
+    except ConfigError as exc:
+        raise ConfigError(f"engine.{exc}") from None
     if cfg.engine.maxquant.runtime not in ("auto", "mono", "dotnet", "none"):
         raise ConfigError("engine.maxquant.runtime: must be one of auto, mono, dotnet, none")
     if cfg.engine.native_timeout_seconds <= 0:

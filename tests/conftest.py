@@ -499,7 +499,7 @@ def config_fields(cls: type = Config, prefix: str = "") -> list[str]:
         (Config, "server"): c.ServerConfig, (Config, "paths"): c.PathsConfig, (Config, "store"): c.StoreConfig,
         (Config, "engine"): c.EngineConfig, (Config, "log"): c.LogConfig, (Config, "scheduler"): c.SchedulerConfig,
         (Config, "watch"): c.WatchConfig, (c.EngineConfig, "rawtools"): c.ToolConfig,
-        (c.EngineConfig, "maxquant"): c.MaxQuantConfig,
+        (c.EngineConfig, "maxquant"): c.MaxQuantConfig, (c.EngineConfig, "search"): c.SearchConfig,
         (Config, "alerts"): c.AlertsConfig, (c.AlertsConfig, "channel"): c.AlertChannelConfig,
         (c.AlertsConfig, "rule"): c.AlertRuleConfig, (Config, "metrics"): c.MetricsConfig,
     }

@@ -33,6 +33,10 @@ def full_config(tmp_path: Path) -> dict[str, Any]:
             "rawtools": {"command": ["mono", "RawTools.exe"], "timeout_seconds": 99, "max_parallel": 2, "attempts": 3},
             "maxquant": {"command": ["dotnet", "MaxQuantCmd.dll"], "timeout_seconds": 7200, "max_parallel": 3,
                          "attempts": 2, "threads": 8, "runtime": "dotnet"},
+            "search": {"enabled": False, "timeout_seconds": 600, "max_parallel": 2, "attempts": 2, "threads": 1,
+                       "memory_mb": 2048, "fdr": 0.05, "enzyme": "lys-c", "missed_cleavages": 2,
+                       "fixed_mods": ["C:[UNIMOD:4]"], "variable_mods": ["M:Oxidation", "^:Acetyl"], "tmt": "tmt11",
+                       "precursor_tolerance_ppm": 10.0, "fragment_tolerance": 0.02, "fragment_unit": "da"},
         },
         "watch": [
             {"path": str(tmp_path / "in"), "pipeline": "lab/qc", "owner": "lab@example.org",
@@ -67,7 +71,7 @@ def test_full_config_round_trips(tmp_path: Path) -> None:
     data = full_config(tmp_path)
     # the file names every key there is (so a new field forces this test to be extended)
     named = {f"{s}.{k}" for s, v in data.items() if isinstance(v, dict) for k in v if not isinstance(v[k], dict)}
-    named |= {f"engine.{t}.{k}" for t in ("rawtools", "maxquant") for k in data["engine"][t]}
+    named |= {f"engine.{t}.{k}" for t in ("rawtools", "maxquant", "search") for k in data["engine"][t]}
     named |= {f"watch.{k}" for k in data["watch"][0]}
     named |= {f for f in config_fields() if f.startswith("alerts.")}  # round-tripped in tests/alerts/test_alerts_unit.py
     assert named == set(config_fields())
@@ -219,3 +223,15 @@ def test_watch_timezone_must_be_an_iana_name(tmp_path: Path) -> None:
     assert config_from_dict({"watch": [base]}).watch[0].timezone == ""
     with pytest.raises(ConfigError, match=r"watch\[0\]\.timezone"):
         config_from_dict({"watch": [base | {"timezone": "Mars/Olympus"}]})
+
+
+@pytest.mark.parametrize(("search", "says"), [
+    ({"enzyme": "pepsin"}, "engine.search: enzyme 'pepsin'"),
+    ({"fixed_mods": ["Carbamidomethyl"]}, "'site:modification'"),
+    ({"variable_mods": ["M:Oxidised"]}, "unknown modification 'Oxidised'"),
+    ({"fdr": 2.0}, "fdr must be a fraction"),
+    ({"timeout_seconds": 0}, "engine.search.timeout_seconds"),
+])
+def test_bad_search_settings_stop_start_up(search: dict, says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        config_from_dict({"engine": {"search": search}})

@@ -63,6 +63,11 @@ class DataPaths:
         return self.root / "pipelines"
 
     @property
+    def search_db(self) -> Path:
+        """Manifests of the search stage's databases, one folder per FASTA + digest parameters."""
+        return self.root / "search-db"
+
+    @property
     def snapshots(self) -> Path:
         """Where ``qcdaemon snapshot`` writes when given a bare file name."""
         return self.root / "snapshots"

@@ -25,7 +25,7 @@ from qcdaemon.tools.orphans import kill_stale
 
 log = structlog.get_logger("qcdaemon.engine")
 
-STAGES = ("native", "rawtools", "maxquant")
+STAGES = ("native", "rawtools", "search", "maxquant")
 ERROR_PAUSE_SECONDS = 5.0  # after a worker error (the store failing): before the next try
 
 
@@ -77,7 +77,7 @@ class Engine:
             event = "stage_requeued_after_restart" if state == "queued" else "stage_failed_after_restarts"
             log.info(event, run_key=run_key(run_id), stage=stage)
         limits = {"native": 1, "rawtools": self.cfg.engine.rawtools.max_parallel,
-                  "maxquant": self.cfg.engine.maxquant.max_parallel}
+                  "search": self.cfg.engine.search.max_parallel, "maxquant": self.cfg.engine.maxquant.max_parallel}
         for stage, n in limits.items():
             for i in range(n):
                 self.tasks.append(asyncio.create_task(self._worker(stage), name=f"engine-{stage}-{i}"))

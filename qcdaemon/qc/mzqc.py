@@ -11,6 +11,10 @@ What goes in, and why (``docs/api.md``, "``/api/mzqc``"):
 * ``inputFiles``: the RAW file with its displayed name (unique in the file: a name shared by several
   runs gets the run key added), a ``file://`` URI of the stored path (the run key when the path is
   unknown; unique in the file), and completion time, SHA-256 and instrument model when known.
+* When the Sage search (``search`` stage) produced values of the run, the pipeline's FASTA is a second
+  input file (``MS:1001348`` FASTA format): the identification input; Sage is listed as software and
+  its counts fill the identification terms (MS:1003251, MS:1003250, MS:1003327) unless MaxQuant's
+  counts are there (a term appears once per run; MaxQuant's come first).
 * ``analysisSoftware``: qcdaemon itself, RawTools and MaxQuant when they produced values of the run.
   RawTools has no PSI-MS term, so both qcdaemon and RawTools are ``MS:1000799`` "custom unreleased
   software tool" with the tool's name as value. qcdaemon does not record which RawTools/MaxQuant
@@ -45,6 +49,7 @@ UO = {"name": "Unit Ontology", "uri": "http://purl.obolibrary.org/obo/uo.obo"}
 QCDAEMON_URI = "urn:qcdaemon"
 RAWTOOLS_URI = "https://github.com/kevinkovalchik/RawTools"
 MAXQUANT_URI = "https://www.maxquant.org"
+SAGE_URI = "https://github.com/lazear/sage"
 UNKNOWN_VERSION = "unknown"
 
 THERMO_RAW = {"accession": "MS:1000563", "name": "Thermo RAW format"}
@@ -53,6 +58,7 @@ SHA256 = ("MS:1003151", "SHA-256")
 INSTRUMENT_MODEL = ("MS:1000031", "instrument model")
 CUSTOM_TOOL = ("MS:1000799", "custom unreleased software tool")
 MAXQUANT = ("MS:1001583", "MaxQuant")
+FASTA_FORMAT = {"accession": "MS:1001348", "name": "FASTA format"}
 
 COUNT_UNIT = {"accession": "UO:0000189", "name": "count unit"}
 SECOND = {"accession": "UO:0000010", "name": "second"}
@@ -98,6 +104,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("MS/MS Identified", "MS:1003251", "count of identified spectra", COUNT_UNIT, _count),
     Metric("Peptide Sequences Identified", "MS:1003250", "count of identified peptidoforms", COUNT_UNIT, _count),
     Metric("N_protein_groups", "MS:1003327", "number of identified protein groups", COUNT_UNIT, _count),
+    # the Sage search's counts at its FDR (qcdaemon.search.metrics), where MaxQuant's are absent
+    Metric("SearchPsms", "MS:1003251", "count of identified spectra", COUNT_UNIT, _count),
+    Metric("SearchPeptides", "MS:1003250", "count of identified peptidoforms", COUNT_UNIT, _count),
+    Metric("SearchProteinGroups", "MS:1003327", "number of identified protein groups", COUNT_UNIT, _count),
     # mean / sd over evidence.txt's "Uncalibrated - Calibrated m/z [ppm]" column: ppm, as the terms
     Metric("Uncalibrated - Calibrated m/z [ppm] (ave)", "MS:4000178", "precursor ppm deviation mean", PPM, _float),
     Metric("Uncalibrated - Calibrated m/z [ppm] (sd)", "MS:4000179", "precursor ppm deviation sigma", PPM, _float),
@@ -158,14 +168,28 @@ def _file_properties(run: Mapping[str, Any], values: Mapping[str, Any]) -> list[
     return props
 
 
-def _software(sources: set[str], version: str) -> list[dict[str, Any]]:
+def _software(sources: set[str], version: str, values: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     tools = [{**_param(CUSTOM_TOOL, f"qcdaemon {version}"), "version": version, "uri": QCDAEMON_URI}]
     if "rawtools" in sources:
         tools.append({**_param(CUSTOM_TOOL, "RawTools"), "version": UNKNOWN_VERSION, "uri": RAWTOOLS_URI})
     if "maxquant" in sources:
         tools.append({"accession": MAXQUANT[0], "name": MAXQUANT[1], "version": UNKNOWN_VERSION,
                       "uri": MAXQUANT_URI})
+    if "search" in sources:  # Sage has no PSI-MS term in 4.1.257: named like RawTools
+        engine = (values or {}).get("SearchEngine")
+        match = re.search(r"\((.+)\)", engine) if isinstance(engine, str) else None
+        tools.append({**_param(CUSTOM_TOOL, "Sage"), "version": match.group(1) if match else UNKNOWN_VERSION,
+                      "uri": SAGE_URI})
     return tools
+
+
+def _fasta_input(pipeline: Mapping[str, Any], values: Mapping[str, Any], run_key: str) -> dict[str, Any] | None:
+    """The search's protein database as an input file (its identification input)."""
+    path = pipeline.get("fasta_path")
+    name = values.get("SearchFasta") or (PurePosixPath(str(path).replace("\\", "/")).name if path else None)
+    if not name:
+        return None
+    return {"name": str(name), "location": file_uri(path) or f"{run_key}-fasta", "fileFormat": dict(FASTA_FORMAT)}
 
 
 def _unique_names(runs: Sequence[Mapping[str, Any]]) -> dict[int, str]:
@@ -219,6 +243,8 @@ def build_mzqc(
                           else "the selection has no runs"))
 
     names = _unique_names([k[0] for k in kept])
+    raw_names = {n.casefold() for n in names.values()}
+    fasta_names: set[str] = set()
     locations: set[str] = set()
     qualities = []
     for run, merged, sources, metrics in kept:
@@ -229,11 +255,21 @@ def build_mzqc(
         input_file: dict[str, Any] = {"name": names[run["id"]], "location": location, "fileFormat": dict(THERMO_RAW)}
         if props := _file_properties(run, merged):
             input_file["fileProperties"] = props
+        inputs = [input_file]
+        if "search" in sources and (fasta := _fasta_input(pipeline, merged, run["run_key"])) is not None:
+            # names and locations stay unique in the file, as for RAW files shared by several runs
+            if fasta["name"].casefold() in fasta_names or fasta["name"].casefold() in raw_names:
+                fasta["name"] = f"{fasta['name']} ({run['run_key']})"
+            if fasta["location"] in locations:
+                fasta["location"] = f"{fasta['location']}#{run['run_key']}"
+            fasta_names.add(fasta["name"].casefold())
+            locations.add(fasta["location"])
+            inputs.append(fasta)
         qualities.append({
             "metadata": {
                 "label": run["run_key"],
-                "inputFiles": [input_file],
-                "analysisSoftware": _software(sources, version),
+                "inputFiles": inputs,
+                "analysisSoftware": _software(sources, version, merged),
             },
             "qualityMetrics": metrics,
         })

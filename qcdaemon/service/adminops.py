@@ -38,8 +38,8 @@ async def project_add(svc: QcService, name: str, description: str = "", members:
 
 
 async def pipeline_add(svc: QcService, project: str, name: str, fasta: str | None = None, mqpar: str | None = None,
-                       rawtools_args: str | None = None) -> dict[str, Any]:
-    p = await svc.add_pipeline(project, name, fasta=fasta, mqpar=mqpar, rawtools_args=rawtools_args)
+                       rawtools_args: str | None = None, search: dict[str, Any] | None = None) -> dict[str, Any]:
+    p = await svc.add_pipeline(project, name, fasta=fasta, mqpar=mqpar, rawtools_args=rawtools_args, search=search)
     return {"uuid": p["uuid"], "slug": p["slug"], "name": p["name"], "path": p["path"]}
 
 

@@ -6,6 +6,7 @@ Handlers and CLI commands stay thin and call these; this module knows nothing of
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -17,8 +18,10 @@ from qcdaemon import __version__
 from qcdaemon.config import DEFAULT_RAWTOOLS_ARGS, Config
 from qcdaemon.core import security
 from qcdaemon.core.runkeys import run_id_of
-from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound
+from qcdaemon.errors import BadRequest, ConfigError, Conflict, Forbidden, NotFound
 from qcdaemon.qc import mzqc, qcdata
+from qcdaemon.search.params import SearchParams
+from qcdaemon.search.sagepy_api import unavailable_reason
 from qcdaemon.service.quality import QualityService
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import LedgerKey, PipelineRow, ProjectRow, QcValue, RunOverview, RunRow, UserRow
@@ -122,13 +125,20 @@ class QcService:
         return _found(await self.store.call(Store.project_by_slug, slug), f"project {slug}")
 
     async def add_pipeline(self, project: str, name: str, *, fasta: str | None = None, mqpar: str | None = None,
-                           rawtools_args: str | None = None, read_only: bool = False) -> PipelineRow:
+                           rawtools_args: str | None = None, read_only: bool = False,
+                           search: dict[str, Any] | None = None) -> PipelineRow:
+        """``search``: the pipeline's own search parameters over ``[engine.search]`` (docs/search.md)."""
         proj = await self.store.call(Store.project_by_slug, project)
         if proj is None:
             raise NotFound(f"no project with slug {project!r}")
         for label, p in (("fasta", fasta), ("mqpar", mqpar)):
             if p and not await asyncio.to_thread(Path(p).is_file):
                 raise BadRequest(f"{label} file {p} does not exist")
+        if search:
+            try:
+                SearchParams.from_config(self.cfg.engine.search, search)
+            except ConfigError as exc:
+                raise BadRequest(str(exc)) from None
         fasta, mqpar = await asyncio.to_thread(_resolved, fasta), await asyncio.to_thread(_resolved, mqpar)
         slug = slugify(name)
         path = self.cfg.files.pipelines / proj["slug"] / slug
@@ -136,6 +146,7 @@ class QcService:
             proj["id"], name, slug, str(path),
             fasta_path=fasta, mqpar_path=mqpar,
             rawtools_args=rawtools_args or DEFAULT_RAWTOOLS_ARGS, read_only=read_only,
+            search_params=json.dumps(search, sort_keys=True) if search else None,
         )
         await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
         return pipeline
@@ -326,6 +337,8 @@ class QcService:
         return [
             ("native", None if eng.native else "native metrics are switched off ([engine] native = false)"),
             ("rawtools", None if eng.rawtools.command else "RawTools is not configured ([engine.rawtools] command)"),
+            ("search", "the search is switched off ([engine.search] enabled = false)" if not eng.search.enabled
+             else "the pipeline has no fasta file" if not pipeline.get("fasta_path") else unavailable_reason()),
             ("maxquant",
              "MaxQuant is not configured ([engine.maxquant] command)" if not eng.maxquant.command
              else f"the pipeline has no {' and no '.join(m.split('_')[0] for m in mq_missing)} file"

@@ -91,14 +91,16 @@ class AuthQueries(StoreBase):
         read_only: bool = False,
         created_by: int | None = None,
         uuid: str | None = None,
+        search_params: str | None = None,
     ) -> PipelineRow:
         if self.row("SELECT id FROM pipelines WHERE project_id = ? AND slug = ?", [project_id, slug]):
             raise Conflict(f"the project already has a pipeline with slug {slug!r}")
         pid = self.next_id("seq_pipelines")
         self.execute(
-            "INSERT INTO pipelines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO pipelines (id, uuid, project_id, name, slug, path, fasta_path, mqpar_path, rawtools_args,"
+            " read_only, created_by, created_at, search_params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [pid, uuid or str(uuidlib.uuid4()), project_id, name, slug, path, fasta_path, mqpar_path,
-             rawtools_args, read_only, created_by, utcnow()],
+             rawtools_args, read_only, created_by, utcnow(), search_params],
         )
         return self.pipeline(pid)
 

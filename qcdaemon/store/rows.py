@@ -48,6 +48,7 @@ class PipelineRow(TypedDict):
     read_only: bool
     created_by: int | None
     created_at: dt.datetime
+    search_params: str | None  # JSON object: the pipeline's own search parameters (migration "search psms")
     project_slug: NotRequired[str]
 
 

@@ -1,4 +1,4 @@
-"""Runs and what they hold: QC values, protein groups, chromatograms."""
+"""Runs and what they hold: QC values, protein groups, chromatograms, PSMs."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ class RunQueries(QueueQueries, LedgerQueries):
     def delete_run(self, run_id: int) -> None:
         """Remove a run and everything recorded for it (its files on disk are the caller's)."""
         with self.transaction():
-            for table in ("qc_values", "protein_groups", "chromatograms", "stages", "qc_verdicts", "qc_exclusions"):
+            for table in ("qc_values", "protein_groups", "chromatograms", "psms", "stages", "qc_verdicts", "qc_exclusions"):
                 self.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             self.execute("DELETE FROM files WHERE run_id = ?", [run_id])
             self.execute("DELETE FROM runs WHERE id = ?", [run_id])
@@ -206,6 +206,29 @@ class RunQueries(QueueQueries, LedgerQueries):
         for r in rows:
             r["extra"] = json.loads(r["extra"]) if r["extra"] else {}
         return rows
+
+    # -- identifications of the search stage ----------------------------------------------------
+
+    def put_psms(self, run_id: int, table: pa.Table) -> int:
+        """Replace the run's PSMs with ``table`` (columns named as in ``psms``, without run_id; Arrow insert)."""
+        batch = table.append_column("run_id", pa.array([run_id] * table.num_rows, pa.int32()))
+        with self.transaction():
+            self.execute("DELETE FROM psms WHERE run_id = ?", [run_id])
+            self.con.register("psm_batch", batch)
+            try:
+                self.execute("INSERT INTO psms BY NAME SELECT * FROM psm_batch")
+            finally:
+                self.con.unregister("psm_batch")
+        return table.num_rows
+
+    def psms(self, run_id: int) -> pa.Table:
+        """The run's PSMs (targets and decoys with their q-values) in scan order."""
+        cursor = self.con.cursor()  # a relation needs a connection without a pending result
+        try:
+            return cursor.sql("SELECT * EXCLUDE (run_id) FROM psms WHERE run_id = ? ORDER BY scan",
+                              params=[run_id]).to_arrow_table()
+        finally:
+            cursor.close()
 
     def put_chromatograms(self, run_id: int, chroms: dict[str, list[tuple[float, float]]]) -> None:
         with self.transaction():

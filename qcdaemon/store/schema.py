@@ -273,4 +273,32 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "search psms",
+        """
+        CREATE TABLE IF NOT EXISTS psms (
+            run_id INTEGER NOT NULL,
+            scan INTEGER NOT NULL,
+            rt DOUBLE,
+            precursor_mz DOUBLE,
+            charge SMALLINT,
+            peptide VARCHAR,
+            sequence VARCHAR,
+            proteins VARCHAR,
+            decoy BOOLEAN,
+            hyperscore DOUBLE,
+            calc_mass DOUBLE,
+            precursor_error_ppm DOUBLE,
+            isotope_error DOUBLE,
+            missed_cleavages SMALLINT,
+            length SMALLINT,
+            matched_peaks SMALLINT,
+            spectrum_q DOUBLE,
+            peptide_q DOUBLE,
+            protein_q DOUBLE
+        );
+        CREATE INDEX IF NOT EXISTS psms_run ON psms (run_id);
+        ALTER TABLE pipelines ADD COLUMN IF NOT EXISTS search_params VARCHAR;
+        """,
+    ),
 ]

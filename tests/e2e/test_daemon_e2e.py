@@ -70,7 +70,8 @@ def test_a_growing_raw_file_is_processed_once_after_it_settles(tmp_path: Path, i
         assert len(runs) == 1
         run = runs[0]
         stages = {s["stage"]: s for s in run["stages"]}
-        assert {k: s["state"] for k, s in stages.items()} == {"native": "done", "rawtools": "done", "maxquant": "done"}
+        assert {k: s["state"] for k, s in stages.items()} == {
+            "native": "done", "rawtools": "done", "search": "done", "maxquant": "done"}  # search: the pipeline's FASTA
         assert run["state"] == "done" and run["owner"] == "op@lab.org"
 
         qc = d.qc_data()

@@ -56,18 +56,23 @@ async def test_a_run_is_processed_and_every_stage_and_tool_log_line_names_it(tmp
             stages = await lab.stages(run)
             lines = json_log.lines()
     assert done["state"] == "done"
-    assert {k: s["state"] for k, s in stages.items()} == {"native": "done", "rawtools": "skipped", "maxquant": "done"}
+    assert {k: s["state"] for k, s in stages.items()} == {
+        "native": "done", "rawtools": "skipped", "search": "done", "maxquant": "done"}  # search: the lab's FASTA
     tool_lines = [e for e in lines if e["logger"] == "qcdaemon.tools.runner"]
     stage_lines = [e for e in lines if e["event"].startswith("stage_")]
     assert {e["event"] for e in tool_lines} >= {"tool_started", "tool_exited"}
-    assert [(e["event"], e["stage"]) for e in stage_lines] == [
-        ("stage_started", "native"), ("stage_done", "native"), ("stage_started", "maxquant"), ("stage_done", "maxquant")]
+    events = [(e["event"], e["stage"]) for e in stage_lines]
+    assert events[:2] == [("stage_started", "native"), ("stage_done", "native")]
+    # search and MaxQuant run side by side once native is done
+    assert sorted(events[2:]) == sorted([("stage_started", "search"), ("stage_done", "search"),
+                                         ("stage_started", "maxquant"), ("stage_done", "maxquant")])
     for e in tool_lines + stage_lines:
         assert e.get("run_key") == run["run_key"], e
-        assert e.get("stage") in ("native", "rawtools", "maxquant"), e
+        assert e.get("stage") in ("native", "rawtools", "search", "maxquant"), e
     # each tool's lines name the stage that ran it
     assert {e["stage"] for e in tool_lines if e["tool"] == "native"} == {"native"}
     assert {e["stage"] for e in tool_lines if e["tool"] == "maxquant"} == {"maxquant"}
+    assert {e["stage"] for e in tool_lines if e["tool"] == "search"} == {"search"}
     # and the binding ends with the job: the engine's own lines after it carry no run
     assert all("run_key" not in e for e in lines if e["event"] in ("engine_started", "engine_stopped"))
 

@@ -45,6 +45,7 @@ KNOWN_TERMS = {
     **{m.accession: m.name for m in METRICS},
     "MS:1000563": "Thermo RAW format", "MS:1000747": "completion time", "MS:1003151": "SHA-256",
     "MS:1000031": "instrument model", "MS:1000799": "custom unreleased software tool", "MS:1001583": "MaxQuant",
+    "MS:1001348": "FASTA format",
     "UO:0000189": "count unit", "UO:0000010": "second", "UO:0000169": "parts per million",
 }
 
@@ -443,3 +444,27 @@ def test_build_without_any_mappable_metric_raises_not_found() -> None:
 ])
 def test_file_uri(path: str | None, uri: str | None) -> None:
     assert file_uri(path) == uri
+
+
+def test_a_searched_run_lists_the_fasta_and_sage_and_uses_the_search_counts() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    search = [("search", "SearchPsms", 60), ("search", "SearchPeptides", 42), ("search", "SearchProteinGroups", 0),
+              ("search", "SearchEngine", "Sage (sagepy 0.4.6)"), ("search", "SearchFasta", "yeast.fasta.gz")]
+    pipe = {**PIPE, "fasta_path": "/db/yeast.fasta.gz"}
+    doc = build_mzqc([run(1, "a.raw", stored_path="/raw/a.raw"), run(2, "b.raw")],
+                     {1: search, 2: [*search, ("maxquant", "MS/MS Identified", 7179)]},
+                     pipeline=pipe, created=T0, version="1.0.0")
+    assert_valid_structure(doc)
+    validator = jsonschema.Draft7Validator(MZQC_SCHEMA_SUBSET)
+    assert not list(validator.iter_errors(doc))
+    a, b = doc["mzQC"]["runQualities"]
+    assert [f["fileFormat"]["accession"] for f in a["metadata"]["inputFiles"]] == ["MS:1000563", "MS:1001348"]
+    assert a["metadata"]["inputFiles"][1] == {"name": "yeast.fasta.gz", "location": "file:///db/yeast.fasta.gz",
+                                              "fileFormat": {"accession": "MS:1001348", "name": "FASTA format"}}
+    sage = [s for s in a["metadata"]["analysisSoftware"] if s.get("value") == "Sage"]
+    assert sage and sage[0]["version"] == "sagepy 0.4.6"
+    counts = {m["accession"]: m["value"] for m in a["qualityMetrics"]}
+    assert counts == {"MS:1003251": 60, "MS:1003250": 42, "MS:1003327": 0}
+    # MaxQuant's count comes first when both ran (a term appears once per run)
+    counts_b = {m["accession"]: m["value"] for m in b["qualityMetrics"]}
+    assert counts_b["MS:1003251"] == 7179 and counts_b["MS:1003250"] == 42

@@ -1,0 +1,88 @@
+"""The search stage: Sage identification QC in a low-priority child process, like the native stage.
+
+Runs for pipelines with a FASTA when ``[engine.search] enabled`` and the optional ``sagepy`` package
+is installed; otherwise the stage is skipped with the reason.  The child (``python -m
+qcdaemon.search.cli``) reads the RAW file, builds or reuses the search database (manifests under
+``<data dir>/search-db``), searches, and prints the values; its PSM table comes back as Parquet.
+Values are stored as source ``search`` (so they reach ``/api/qc-data`` next to MaxQuant's), the
+PSMs in the ``psms`` table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from qcdaemon.engine.stages.common import Outcome, StageContext, fresh_dir, raw_path_of, stages_failed
+from qcdaemon.errors import ConfigError
+from qcdaemon.search.params import SearchParams
+from qcdaemon.search.sagepy_api import unavailable_reason
+from qcdaemon.store import Store
+from qcdaemon.store.rows import RunRow
+from qcdaemon.tools.runner import run_tool
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[3]
+EXIT_NO_MS2 = 4  # qcdaemon.search.cli: nothing to search
+
+
+async def search_stage(ctx: StageContext, run: RunRow, work: Path, cancel: asyncio.Event) -> Outcome:
+    cfg = ctx.cfg.engine.search
+    if not cfg.enabled:
+        return {"state": "skipped", "error": "the search is switched off ([engine.search] enabled = false)"}
+    pipeline = await ctx.store.call(Store.pipeline, run["pipeline_id"])
+    if not pipeline["fasta_path"]:
+        return {"state": "skipped", "error": "the pipeline has no fasta file"}
+    missing = await asyncio.to_thread(unavailable_reason)
+    if missing:
+        return {"state": "skipped", "error": missing}
+    try:
+        own = pipeline.get("search_params")
+        overrides = json.loads(own) if own else None
+        params = SearchParams.from_config(cfg, overrides)
+    except (ConfigError, ValueError) as exc:
+        return stages_failed(f"search: the pipeline's search parameters: {exc}")
+    raw = await raw_path_of(run)
+    base = await fresh_dir(work / "search-stage")
+    psms = base / "psms.parquet"
+    argv = [sys.executable, "-m", "qcdaemon.search.cli", str(raw), "--fasta", str(pipeline["fasta_path"]),
+            "--search-params", json.dumps(params.as_dict()), "--cache-dir", str(ctx.cfg.files.search_db),
+            "--psms", str(psms), "--memory-mb", str(cfg.memory_mb)]
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")])),
+           "RAYON_NUM_THREADS": str(params.threads)}
+    res = await run_tool(argv, cwd=base, log_dir=base, name="search", timeout=cfg.timeout_seconds,
+                         nice=ctx.cfg.engine.nice, pid_dir=ctx.pid_dir, env=env, cancel=cancel)
+    if res.exit_code == EXIT_NO_MS2 and not res.cancelled:
+        return {"state": "skipped", "error": f"search: {_reason(res)}", "exit_code": res.exit_code, "log_dir": str(base)}
+    if not res.ok:
+        return stages_failed(f"search: {_failure(res, cfg.memory_mb)}", exit_code=res.exit_code, log_dir=str(base))
+    doc = json.loads(await asyncio.to_thread(res.stdout_path.read_text))
+    await ctx.store.call(Store.put_qc_values, run["id"], "search", doc["values"])
+    table = await asyncio.to_thread(pq.read_table, psms)
+    await ctx.store.call(Store.put_psms, run["id"], table)
+    return {"state": "done", "exit_code": 0, "log_dir": str(base)}
+
+
+def _reason(res: Any) -> str:
+    """The child's ``error: ...`` line (its own message), else the runner's excerpt."""
+    try:
+        lines = res.stderr_path.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line[len("error: "):]
+    return res.error_excerpt or f"exit status {res.exit_code}"
+
+
+def _failure(res: Any, memory_mb: int) -> str:
+    text = _reason(res)
+    if memory_mb and "memory allocation" in text:
+        return (f"the search needed more than its memory cap ([engine.search] memory_mb = {memory_mb}); raise it or "
+                f"use fewer missed cleavages or variable modifications ({text.splitlines()[0]})")
+    return text

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Benchmark: the Sage identification search on the outside RAW files, next to the MaxQuant stand-in.
+
+Each file is searched the way the engine's search stage does it: one fresh child process
+(``python -m qcdaemon.search.cli FILE --fasta F``), so the database is built in that process and
+its peak memory is that process's.  Printed per file:
+
+- ``db s`` / ``db MB``: Sage index build time and the child's peak resident memory after the build;
+- ``spectra/s``: searched MS2 spectra per second of scoring (Sage, ``threads`` rayon workers);
+- ``file->IDs s``: wall time from starting the child to its JSON values (interpreter start, RAW
+  reading, database build, scoring, FDR): the time from a settled file to its ID-based values;
+- ``MQ stand-in s``: wall time of ``tests/tools/MaxQuantCmd`` on the same file.  The stand-in only
+  checks the mqpar and copies recorded tables, so this is a floor for the MaxQuant stage's
+  overhead, not MaxQuant's search time (tens of minutes to hours per run on a real instrument PC).
+
+FASTA: ``bsa.fasta`` for the BSA runs, the yeast proteome for all others (for non-yeast files this
+is the "FASTA does not match" case).  Files the search refuses (no MS2, unreadable) show the reason.
+
+With ``--daemon`` the files go through a real daemon instead (tests/daemonproc.py: a watched folder
+per FASTA, the search stage and the MaxQuant stand-in as its MaxQuant stage), and the table shows,
+per run, the time from the file being taken (settled; the run's creation) to the end of its native,
+search and MaxQuant stages, from the stages' own timestamps in the store.
+
+    python scripts/bench_search.py [--threads 2] [--fdr 0.01] [--daemon] [RAW ...]
+                                    (default: /work/shared/data/raw-outside/*.raw, else tests/data/search/*.raw)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from qcdaemon.tools.maxquant import write_mqpar
+
+DATA = REPO / "tests" / "data"
+OUTSIDE = Path("/work/shared/data/raw-outside")
+YEAST = DATA / "search" / "UP000002311-S.cerevisiae.fasta.gz"
+BSA = DATA / "search" / "bsa.fasta"
+MQPAR = DATA / "maxquant" / "mqpar" / "mqpar_tmt11_test.xml"
+STANDIN = REPO / "tests" / "tools" / "MaxQuantCmd"
+
+
+def fasta_for(raw: Path) -> Path:
+    return BSA if "bsa" in raw.name.lower() else YEAST
+
+
+def search_child(raw: Path, fasta: Path, threads: int, fdr: float) -> tuple[float, dict | None, str]:
+    argv = [sys.executable, "-m", "qcdaemon.search.cli", str(raw), "--fasta", str(fasta), "--fdr", str(fdr),
+            "--search-params", json.dumps({"threads": threads})]
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        return seconds, None, (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    return seconds, json.loads(proc.stdout), ""
+
+
+def standin_seconds(raw: Path, fasta: Path) -> float | None:
+    with tempfile.TemporaryDirectory(prefix="bench-mq-") as tmp:
+        mqpar = Path(tmp) / "mqpar.xml"
+        write_mqpar(MQPAR, mqpar, raw=raw, fasta=fasta, label=raw.stem, threads=1, combined_dir=Path(tmp))
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(STANDIN), str(mqpar)], capture_output=True, stdin=subprocess.DEVNULL)
+        return time.perf_counter() - start if proc.returncode == 0 else None
+
+
+def through_daemon(files: list[Path], threads: int, fdr: float) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from daemonproc import Daemon, wait_for  # the tests' real-daemon driver
+
+    from qcdaemon.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="bench-search-daemon-") as tmp:
+        root = Path(tmp)
+        folders = {YEAST: root / "yeast", BSA: root / "bsa"}  # folder name = pipeline slug
+        for folder in folders.values():
+            folder.mkdir()
+        watch = [{"path": str(folder), "pipeline": f"bench/{folder.name}", "owner": "op@lab.org",
+                  "settle_seconds": 1.0, "poll_interval": 0.5} for folder in folders.values()]
+        engine = {"search": {"threads": threads, "fdr": fdr},
+                  "maxquant": {"command": [sys.executable, str(STANDIN)], "runtime": "none", "timeout_seconds": 120}}
+        d = Daemon(root, engine=engine, watch=watch)
+        try:
+            d.cli("user", "add", "op@lab.org", "--password-stdin", input="bench-password\n")
+            d.cli("project", "add", "Bench", "--member", "op@lab.org")
+            for folder in folders.values():
+                fasta = next(f for f, g in folders.items() if g == folder)
+                d.cli("pipeline", "add", "--project", "bench", "--name", folder.name, "--fasta", str(fasta),
+                      "--mqpar", str(MQPAR))
+            d.start()
+            for raw in files:
+                shutil.copyfile(raw, folders[fasta_for(raw)] / raw.name)
+            wait_for(lambda: d.finished(len(files)), 60 + 30 * len(files), "every run to finish", interval=1.0)
+            d.stop()
+        finally:
+            d.close()
+        store = Store(d.data / "qcdaemon.duckdb")
+        try:
+            rows = [(run, {s["stage"]: s for s in store.stages(run["id"])})
+                    for p in store.rows("SELECT id FROM pipelines ORDER BY id") for run in store.runs_of(p["id"])]
+        finally:
+            store.close()
+    print(f"Through a real daemon ({threads} search threads, FDR {fdr:g}); seconds from the file being taken")
+    head = f"{'file':42} {'native':>7} {'search':>7} {'MQ stand-in':>11}  search state"
+    print(f"{head}\n{'-' * len(head)}")
+    for run, stages in sorted(rows, key=lambda r: r[0]["name"]):
+        took = {name: _seconds_after(run["created_at"], stages.get(name)) for name in ("native", "search", "maxquant")}
+        search = stages.get("search") or {}
+        note = search.get("state", "?") + (f" ({(search.get('error') or '')[:50]})" if search.get("error") else "")
+        print(f"{run['name'][:42]:42} {took['native']:>7} {took['search']:>7} {took['maxquant']:>11}  {note}")
+
+
+def _seconds_after(created: object, stage: dict | None) -> str:
+    if not stage or stage["ended_at"] is None or stage["state"] != "done":
+        return "-"
+    return f"{(stage['ended_at'] - created).total_seconds():.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fdr", type=float, default=0.01)
+    parser.add_argument("--daemon", action="store_true", help="through a real daemon (stage timestamps)")
+    args = parser.parse_args(argv)
+    files = args.files or sorted((OUTSIDE if OUTSIDE.is_dir() else DATA / "search").glob("*.raw"))
+    if args.daemon:
+        through_daemon(files, args.threads, args.fdr)
+        return 0
+    head = f"{'file':42} {'fasta':8} {'MS2':>5} {'db s':>6} {'db MB':>6} {'spectra/s':>9} {'file->IDs s':>11} " \
+           f"{'PSMs':>5} {'peps':>5} {'MQ stand-in s':>13}"
+    print(f"Sage search, {args.threads} threads, FDR {args.fdr:g}; one child process per file\n{head}\n{'-' * len(head)}")
+    for raw in files:
+        fasta = fasta_for(raw)
+        wall, doc, error = search_child(raw, fasta, args.threads, args.fdr)
+        mq = standin_seconds(raw, fasta)
+        mq_text = f"{mq:13.2f}" if mq is not None else f"{'failed':>13}"
+        label = "bsa" if fasta == BSA else "yeast"
+        if doc is None:
+            print(f"{raw.name[:42]:42} {label:8} {'-':>5} {'':>6} {'':>6} {'':>9} {wall:11.2f} {'':>5} {'':>5} {mq_text}"
+                  f"   ({error[:70]})")
+            continue
+        v, db, s = doc["values"], doc["database"], doc["seconds"]
+        rate = v["SearchMs2Spectra"] / s["score"] if s.get("score") else float("nan")
+        print(f"{raw.name[:42]:42} {label:8} {v['SearchMs2Spectra']:5d} {db['build_seconds']:6.2f} "
+              f"{(db['peak_rss_mb'] or 0):6.0f} {rate:9.0f} {wall:11.2f} {v['SearchPsms']:5d} {v['SearchPeptides']:5d} "
+              f"{mq_text}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
