@@ -21,7 +21,7 @@ def test_snapshot_through_the_running_daemon_and_directly(tmp_path: Path) -> Non
     d.setup_lab(mq=False)
     try:
         d.start()
-        d.cli("user", "add", "late@lab.org", "--password-stdin", input="late-pass-1\n")  # through the daemon
+        d.cli("user", "add", "late@lab.org", "--password-stdin", input="late-pass-123\n")  # through the daemon
         target = tmp_path / "backup" / "qc.duckdb"
         target.parent.mkdir()
         d.cli("snapshot", str(target))

@@ -159,7 +159,7 @@ def _excerpt(text: str, lines: int = 4, chars: int = 400) -> str:
     return out + ("\n\u2026" if len(all_lines) > lines else "")
 
 
-_RETRYABLE = {"failed", "cancelled", "skipped"}
+_RETRYABLE = {"failed", "cancelled"}
 _CANCELLABLE = {"queued", "running"}
 
 
