@@ -71,7 +71,7 @@ async def test_anonymous_visits_write_no_session(api: Api, world: World, browser
     assert await session_rows(world) == before
     # failed sign-ins do not write either
     b = browsers(api)
-    assert (await b.login(DEMO_USER, "wrong")).status == 200
+    assert (await b.login(DEMO_USER, "wrong")).status == 401
     assert await session_rows(world) == before
     # a successful one makes exactly one (signed-in) session
     assert (await b.login(DEMO_USER)).status == 302
@@ -183,7 +183,7 @@ async def test_wrong_password_keeps_the_same_login_token(api: Api, browsers: Cal
     await b.get("/")
     token = b.csrf
     r = await b.login(DEMO_USER, "wrong")
-    assert r.status == 200 and "Wrong e-mail or password" in r.text and b.csrf == token
+    assert r.status == 401 and "Wrong e-mail or password" in r.text and b.csrf == token
     form = {"username": DEMO_USER, "password": PASSWORDS[DEMO_USER], "csrfmiddlewaretoken": b.csrf or "", "next": "/"}
     assert (await b.post("/", data=form, headers={"Referer": b.base})).status == 302
 
