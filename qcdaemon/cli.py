@@ -301,7 +301,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if rejected:
             print(f"\nrejected files (not runs): {len(rejected)}")
             for f in rejected:
-                print(f"  {cut(f['path'], 70):<70} {f['reason']}")
+                path = f["path"] if len(f["path"]) <= 70 else "\u2026" + f["path"][-69:]  # keep the name
+                print(f"  {path:<70} {f['reason']}")
     return 0
 
 

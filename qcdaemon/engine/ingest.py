@@ -24,6 +24,7 @@ from qcdaemon.rawfile.magic import RAW_MAGIC_LEN, looks_like_thermo_raw
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
 from qcdaemon.store.rows import LedgerKey, PipelineRow, UserRow
+from qcdaemon.tools.rawtools import rawtools_missing_reason
 
 log = structlog.get_logger("qcdaemon.engine.ingest")
 RETRY_DELAYS = (10.0, 30.0, 90.0, 270.0, 810.0)  # seconds before each new try of an unreadable file
@@ -52,7 +53,10 @@ class Ingest:
         self.retries: set[asyncio.Task[None]] = set()
 
     async def resolve(self) -> None:
-        """Check every [[watch]] names an existing pipeline and owner (else stop start-up, naming the key)."""
+        """Check every [[watch]] names an existing pipeline and owner (else stop start-up, naming the key);
+        make each watch's owner a member of its pipeline's project; say if RawTools will be skipped."""
+        if not self.cfg.engine.rawtools.command:
+            log.warning("rawtools_not_available", detail=await asyncio.to_thread(rawtools_missing_reason))
         for i, w in enumerate(self.cfg.watch):
             p = await self.svc.store.call(Store.find_pipeline, w.pipeline)
             if p is None:

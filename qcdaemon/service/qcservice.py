@@ -23,6 +23,7 @@ from qcdaemon.qc import mzqc, qcdata
 from qcdaemon.service.quality import QualityService
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import LedgerKey, PipelineRow, ProjectRow, QcValue, RunOverview, RunRow, UserRow
+from qcdaemon.tools.rawtools import rawtools_missing_reason
 
 T = TypeVar("T")
 
@@ -378,7 +379,7 @@ class QcService:
         mq_missing = [k for k in ("fasta_path", "mqpar_path") if not pipeline.get(k)]
         return [
             ("native", None if eng.native else "native metrics are switched off ([engine] native = false)"),
-            ("rawtools", None if eng.rawtools.command else "RawTools is not configured ([engine.rawtools] command)"),
+            ("rawtools", None if eng.rawtools.command else rawtools_missing_reason()),
             ("maxquant",
              "MaxQuant is not configured ([engine.maxquant] command)" if not eng.maxquant.command
              else f"the pipeline has no {' and no '.join(m.split('_')[0] for m in mq_missing)} file"

@@ -455,7 +455,7 @@ def check_engine(engine: EngineConfig) -> list[Check]:
     """Each tool's command as the engine will run it, with the tool's version, then the .NET
     runtimes (shown if found; FAIL if a command needs one that is missing)."""
     from qcdaemon.tools.maxquant import maxquant_argv
-    from qcdaemon.tools.rawtools import default_rawtools_command
+    from qcdaemon.tools.rawtools import default_rawtools_command, rawtools_missing_reason
 
     mq = engine.maxquant
     tools = {  # MaxQuant: the engine picks mono/dotnet for a bare .exe/.dll; drop the mqpar argument
@@ -472,6 +472,8 @@ def check_engine(engine: EngineConfig) -> list[Check]:
     if not tools["rawtools"] and (bundled := default_rawtools_command()):
         rows[0] = Check(rows[0].name, WARN, f"{rows[0].detail}; to use the bundled RawTools set "
                                             f"command = {json.dumps(list(bundled))}")
+    elif not tools["rawtools"]:
+        rows[0] = Check(rows[0].name, WARN, f"{rows[0].detail}: {rawtools_missing_reason()}")
     for runtime in ("mono", "dotnet"):
         users = [tool for tool, argv in tools.items() if argv and Path(argv[0]).stem == runtime]
         path = shutil.which(runtime)

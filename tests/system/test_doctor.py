@@ -300,8 +300,11 @@ def test_engine_program_not_on_path_and_tool_not_configured(monkeypatch):
     monkeypatch.setattr("qcdaemon.tools.rawtools.default_rawtools_command", lambda: None)
     engine = EngineConfig(rawtools=ToolConfig(), maxquant=MaxQuantConfig(command=("/opt/MaxQuant/bin/MaxQuantCmd.dll",)))
     rows = {r.name: r for r in doctor.check_engine(engine)}
-    assert (rows["engine rawtools"].status, rows["engine rawtools"].detail) == (
-        WARN, "engine.rawtools.command not configured: the rawtools stage is skipped")
+    status, detail = rows["engine rawtools"].status, rows["engine rawtools"].detail
+    assert status == WARN and detail.startswith("engine.rawtools.command not configured: the rawtools stage is skipped: ")
+    # and what to install: mono is hidden here; pyRawTools too when it is not installed
+    expected = "RawTools needs mono" if find_rawtools_exe() else "RawTools is not installed: pip install 'qcdaemon[rawtools]'"
+    assert expected in detail and "apt-get install mono-runtime" in detail
     # a bare .dll runs with dotnet (the engine's rule), and dotnet is missing
     assert (rows["engine maxquant"].status, rows["engine maxquant"].detail) == (FAIL, "dotnet not found on PATH")
     assert (rows["dotnet"].status, rows["dotnet"].detail) == (FAIL, "not found on PATH (needed by maxquant)")
