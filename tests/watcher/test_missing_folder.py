@@ -43,7 +43,7 @@ async def test_a_folder_that_appears_after_start_is_watched_within_seconds(tmp_p
         await w.start()
         try:
             assert w.status()[0]["exists"] is False
-            assert [e for e in logs if e["event"] == "watch_folder_missing"][0]["path"] == str(folder)
+            assert next(e for e in logs if e["event"] == "watch_folder_missing")["path"] == str(folder)
             started = time.monotonic()
             folder.mkdir(parents=True)
             (folder / "a.raw").write_bytes(b"x" * 100)
