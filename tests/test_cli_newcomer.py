@@ -55,7 +55,7 @@ def test_then_the_service_config_path_then_the_embedded_defaults(tmp_path: Path,
     assert cli.find_config(None) == (str(site), "the service's configuration path")
     assert cli.find_config("mine.toml") == ("mine.toml", "--config")
     # the path the service installer writes on this platform
-    expected = (Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "qcdaemon" / "config.toml" if os.name == "nt"
+    expected = (Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "qcdaemon" / "config.toml" if os.name == "nt"  # noqa: SIM112
                 else Path("/etc/qcdaemon/config.toml"))
     assert cli.site_config_path() == expected
 
