@@ -188,7 +188,8 @@ async def list_pipelines(svc: QcService) -> list[dict[str, Any]]:
 
 
 async def list_users(svc: QcService) -> list[dict[str, Any]]:
-    return [_public_user(u) for u in await svc.store.call(Store.users)]
+    return [{"id": u["id"], "email": u["email"], "is_admin": bool(u["is_admin"])}
+            for u in await svc.store.call(Store.users)]
 
 
 async def watch_check(svc: QcService) -> list[dict[str, Any]]:

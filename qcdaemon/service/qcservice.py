@@ -63,7 +63,7 @@ def _remove_run_files(files: DataPaths, run: RunRow) -> list[str]:
     if work.is_dir():
         shutil.rmtree(work, ignore_errors=True)
         removed.append(str(work))
-    stored = Path(run["stored_path"]).resolve() if run.get("stored_path") else None
+    stored = Path(run["stored_path"]).resolve() if run["stored_path"] else None
     if run.get("source") == "upload" and stored is not None and stored.is_relative_to(root) and stored.is_file():
         stored.unlink()
         removed.append(str(stored))

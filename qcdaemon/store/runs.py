@@ -103,7 +103,7 @@ class RunQueries(QueueQueries, LedgerQueries):
         return [int(r["id"]) for r in rows]
 
     def supersede_runs(self, run_ids: Sequence[int], by_run_id: int) -> None:
-        self.set_run_fields(list(run_ids), superseded_by=by_run_id)
+        self.set_run_fields(list(run_ids), {"superseded_by": by_run_id})
 
     def run_has_values(self, run_id: int) -> bool:
         return self.scalar("SELECT count(*) FROM qc_values WHERE run_id = ?", [run_id]) > 0
