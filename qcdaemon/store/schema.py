@@ -277,6 +277,6 @@ MIGRATIONS: list[tuple[str, str]] = [
         # a run whose file failed (truncated) and whose later, complete version became a new run:
         # kept for its history, hidden from qc-data (issue 11)
         "runs_superseded_by",
-        "ALTER TABLE runs ADD COLUMN superseded_by INTEGER;",
+        "ALTER TABLE runs ADD COLUMN IF NOT EXISTS superseded_by INTEGER;",
     ),
 ]
