@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
+import json
 import os
 import shlex
 import shutil
@@ -72,7 +73,7 @@ def rawtools_missing_reason() -> str:
     exe = find_rawtools_exe()
     if exe is not None and (os.name == "nt" or shutil.which("mono")):
         return ("RawTools is not configured: set [engine.rawtools] command = "
-                f"[{', '.join(repr(a) for a in default_rawtools_command() or ())}] (the bundled RawTools)")
+                f"[{', '.join(json.dumps(a) for a in default_rawtools_command() or ())}] (the bundled RawTools)")
     if exe is not None:
         return ("RawTools needs mono, which is not installed: install it (Debian/Ubuntu: apt-get install "
                 "mono-runtime; others: https://www.mono-project.com) and restart qcdaemon")
