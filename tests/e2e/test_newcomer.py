@@ -157,8 +157,10 @@ def test_rejected_files_superseded_runs_delete_cancel_and_retry(tmp_path: Path) 
         assert "not a Thermo RAW file" in rejected[0]["reason"]
         listing = d.cli("runs").stdout
         assert "rejected files (not runs): 1" in listing and "notes.raw" in listing
-        status, headers, page, _ = _login(d, "op@lab.org", "operator-pass")
+        status, headers, page, browser = _login(d, "op@lab.org", "operator-pass")
         assert status == 302
+        home = browser.open(d.base + "/", timeout=10).read().decode()
+        assert "<h2>Rejected files</h2>" in home and "notes.raw" in home and "not a Thermo RAW file" in home
         # a wrong password: the page for a browser, the status and a header for a script
         status, headers, page, _ = _login(d, "op@lab.org", "not-the-password")
         assert status == 401 and headers["X-Login-Failed"] == "wrong e-mail or password"
@@ -172,7 +174,11 @@ def test_rejected_files_superseded_runs_delete_cancel_and_retry(tmp_path: Path) 
         # the failed version keeps its history, and leaves qc-data
         assert by_key[first["run_key"]]["superseded_by"] == second["run_key"]
         assert d.qc_data()["RunKey"] == [second["run_key"]]
-        assert f"superseded by {second['run_key']}" in d.cli("runs").stdout
+        listing = d.cli("runs").stdout
+        assert f"superseded by {second['run_key']}" in listing
+        # skip and failure reasons: the truncated run's native failure, the unconfigured RawTools
+        assert "native failed:" in listing and "truncated" in listing
+        assert "rawtools skipped: RawTools" in listing
 
         # cancel and retry on a finished run say that nothing happened
         status, body = _call(d, "/api/runs/cancel", {"run_key": second["run_key"]})

@@ -519,3 +519,25 @@ async def test_page_messages_come_from_fixed_codes(api: Api, browsers: Callable[
     notice = re.search(r"<p class=notice>(.*?)</p>", page)
     if notice:
         assert notice.group(1) == "rf1: stages queued again."
+
+
+async def test_no_retry_button_for_done_or_configuration_skipped_stages(world: World, make_api: Any,
+                                                                         browsers: Callable[[Api], Browser]) -> None:
+    """Retry re-queues failed or cancelled stages only: a run whose stages are done, or skipped because
+    the tool is not configured, offers no Retry (and the API refuses it with 409)."""
+    lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
+    run = await world.store.call(Store.create_run, lab["id"], "finished.raw", source="upload",
+                                 owner_id=world.users[DEMO_USER]["id"],
+                                 stages=["native", ("rawtools", "RawTools is not configured")])
+    claimed = await world.store.call(Store.claim_stage, "native")
+    assert claimed is not None and claimed["run_id"] == run["id"]
+    await world.store.call(Store.finish_stage, run["id"], "native", "done")
+    api = await make_api(world)
+    b = browsers(api)
+    await b.login(DEMO_USER)
+    assert buttons((await b.get("/")).text, run["run_key"]) == set()
+    r = await api.call("/api/runs/retry", {"run_key": run["run_key"]})
+    assert r.status == 409 and "no failed or cancelled stage" in r.data["detail"]
+    r = await api.call("/api/runs/retry", {"run_key": run["run_key"], "stages": ["rawtools"]})
+    assert r.status == 409 and "the rawtools stage is skipped" in r.data["detail"]
+    assert await stage_states(world, run["run_key"]) == {"native": "done", "rawtools": "skipped"}
