@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pty
 import select
 import subprocess
 import sys
@@ -100,6 +99,7 @@ def test_short_passwords_are_refused(cfg_path: Path) -> None:
 
 
 def test_ctrl_d_at_the_password_prompt(cfg_path: Path) -> None:
+    pty = pytest.importorskip("pty", reason="a POSIX terminal")
     pid, fd = pty.fork()
     if pid == 0:  # the child: qcdaemon on a terminal
         os.chdir(REPO)

@@ -54,6 +54,7 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("curl") is None, reason="the README's shell: bash, curl")
 def test_the_readme_walkthrough_works_when_pasted_in_order(tmp_path: Path) -> None:
     blocks = walkthrough_blocks(README.read_text(encoding="utf-8"))
     assert len(blocks) >= 5, "the README lost its walk-through"
