@@ -206,8 +206,9 @@ def watch_targets(cfg: Config) -> list[dict[str, Any]]:
     if not cfg.watch:
         return []
     found = read_watch_targets(cfg.db_path, cfg.watch)
-    if found is None:  # the daemon holds the store: ask it (it answers for its own configuration)
-        return list(_op_via_daemon(cfg, "watch_check", {}, StoreBusy(f"{cfg.db_path} is in use")))
+    if found is None:  # the daemon holds the store: ask it, about this configuration's watches
+        watches = [{"path": w.path, "pipeline": w.pipeline, "owner": w.owner} for w in cfg.watch]
+        return list(_op_via_daemon(cfg, "watch_check", {"watches": watches}, StoreBusy(f"{cfg.db_path} is in use")))
     return found
 
 

@@ -192,16 +192,18 @@ async def list_users(svc: QcService) -> list[dict[str, Any]]:
             for u in await svc.store.call(Store.users)]
 
 
-async def watch_check(svc: QcService) -> list[dict[str, Any]]:
-    """For each configured [[watch]] (of the daemon's own config): whether its pipeline and owner exist,
-    and whether the owner may see the pipeline's project."""
+async def watch_check(svc: QcService, watches: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """For each [[watch]] (``{path, pipeline, owner}``; default: the daemon's own): whether its pipeline
+    and owner exist, and whether the owner may see the pipeline's project."""
+    given = watches if watches is not None else [
+        {"path": w.path, "pipeline": w.pipeline, "owner": w.owner} for w in svc.cfg.watch]
     out = []
-    for w in svc.cfg.watch:
-        p = await svc.store.call(Store.find_pipeline, w.pipeline)
-        owner = await svc.store.call(Store.user_by_email, w.owner)
-        sees = bool(p and owner and await svc.store.call(Store.visible_project, owner, p["project_slug"]))
-        out.append({"path": w.path, "pipeline": w.pipeline, "pipeline_found": p is not None,
-                    "owner": w.owner, "owner_found": owner is not None, "owner_sees": sees})
+    for w in given:
+        p = await svc.store.call(Store.find_pipeline, w["pipeline"])
+        owner = await svc.store.call(Store.user_by_email, w["owner"])
+        sees = bool(p and owner and await svc.store.call(Store.visible_project, owner, p.get("project_slug", "")))
+        out.append({"path": w["path"], "pipeline": w["pipeline"], "pipeline_found": p is not None,
+                    "owner": w["owner"], "owner_found": owner is not None, "owner_sees": sees})
     return out
 
 

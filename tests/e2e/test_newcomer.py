@@ -87,6 +87,8 @@ def test_the_watch_owner_sees_their_runs_and_check_config_checks_what_run_checks
         # while the daemon holds the store, check-config asks it; the owner is a member now
         res = d.cli("check-config")
         assert res.returncode == 0 and "not a member" not in res.stderr, res.stderr
+        res = cli_with(bad, "check-config")  # the daemon checks the watches of the file given, not its own
+        assert res.returncode == 2 and "watch[0].pipeline: no pipeline 'lab-qc/nope'" in res.stderr, res.stderr
 
         # doctor: the daemon on the port serves this data dir ...
         doc = d.cli("doctor", check=False)
