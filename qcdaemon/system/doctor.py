@@ -31,6 +31,7 @@ import duckdb
 from qcdaemon.alerts.delivery import ChannelError, channel_url, describe_channel
 from qcdaemon.config import Config, EngineConfig, ServerConfig, WatchConfig
 from qcdaemon.core.net import is_loopback
+from qcdaemon.core.paths import DataPaths
 from qcdaemon.errors import QcdaemonError
 from qcdaemon.system.plan import show
 
@@ -512,13 +513,13 @@ def running_data_dir(server: ServerConfig, data_dir: Path) -> tuple[bool, str]:
     """Whether the qcdaemon answering on the port is the one of ``data_dir``: its ``daemon.json`` there
     names this port, and (when ``admin.secret`` is readable) the daemon itself says so."""
     try:
-        info = json.loads((data_dir / "daemon.json").read_text())
+        info = json.loads(DataPaths(data_dir).daemon_info.read_text())
     except (OSError, ValueError):
         return False, f"no daemon.json in {data_dir}: the daemon on the port serves another data dir"
     if not str(info.get("url", "")).endswith(f":{server.port}"):
         return False, f"the daemon of {data_dir} listens at {info.get('url')}, not on this port"
     try:
-        secret = (data_dir / "admin.secret").read_text().strip()
+        secret = DataPaths(data_dir).admin_secret.read_text().strip()
     except OSError:
         return True, f"daemon.json in {data_dir} names this port (admin.secret not readable to confirm)"
     req = urllib.request.Request(
@@ -532,7 +533,7 @@ def running_data_dir(server: ServerConfig, data_dir: Path) -> tuple[bool, str]:
         with opener.open(req, timeout=HEALTH_TIMEOUT) as resp:
             theirs = json.loads(resp.read(65536))["result"]["data_dir"]
     except (OSError, ValueError, KeyError, TypeError):
-        return False, f"the daemon named in {data_dir / 'daemon.json'} does not confirm its data dir"
+        return False, f"the daemon named in {DataPaths(data_dir).daemon_info} does not confirm its data dir"
     if Path(theirs).resolve() != data_dir.resolve():
         return False, f"the running daemon serves {theirs}, not {data_dir}"
     return True, f"serving this data dir ({data_dir})"
