@@ -89,6 +89,7 @@ def test_the_readme_walkthrough_works_when_pasted_in_order(tmp_path: Path) -> No
         assert f"data dir {data_dir}; embedded defaults" in boot.stderr
     log = open(tmp_path / "daemon.log", "wb")
     daemon = subprocess.Popen([*qcdaemon, "run"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    shells: list[subprocess.Popen[str]] = []
     try:
         def healthy() -> bool:
             assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()
@@ -103,6 +104,7 @@ def test_the_readme_walkthrough_works_when_pasted_in_order(tmp_path: Path) -> No
         shell = subprocess.Popen(["bash", "--norc", "--noprofile"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, env=env, cwd=work)
         assert shell.stdin is not None and shell.stdout is not None
+        shells.append(shell)
         shell.stdin.write("set -eo pipefail\n")
         out = ""
         for i, block in enumerate(rest):
@@ -122,6 +124,7 @@ def test_the_readme_walkthrough_works_when_pasted_in_order(tmp_path: Path) -> No
                 out += line
         shell.stdin.close()
         assert shell.wait(timeout=30) == 0, out[-3000:]
+        shell.stdout.close()
 
         # what the blocks printed is what the README says they print
         assert re.search(r'\{"token": "[0-9a-f]{40}", "created": true\}', out)
@@ -146,6 +149,13 @@ def test_the_readme_walkthrough_works_when_pasted_in_order(tmp_path: Path) -> No
         else:
             assert stages["rawtools"]["state"] == "skipped" and "install" in stages["rawtools"]["error"]
     finally:
+        for sh in shells:
+            if sh.poll() is None:
+                sh.kill()
+            sh.wait()
+            for pipe in (sh.stdin, sh.stdout):
+                if pipe is not None and not pipe.closed:
+                    pipe.close()
         daemon.send_signal(signal.SIGTERM)
         try:
             daemon.wait(timeout=60)
