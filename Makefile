@@ -12,14 +12,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The daemon and its runtime dependencies (editable, so a `git pull` is picked up).
+# setuptools warns (a block of asterisks) on every editable install of a flat layout; it says nothing here
+PIP_INSTALL = PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet
+
+# The daemon, its runtime dependencies and the bundled RawTools (the pyRawTools wheel, run under mono
+# when mono is installed); editable, so a `git pull` is picked up.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(PIP_INSTALL) -e '.[rawtools]'
 	touch $@
 
-# Plus the test tools, the real RawTools (the pyRawTools wheel; it needs mono to run) and Sage (sagepy).
+# Plus the test tools and Sage (sagepy).
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,rawtools,search]'
+	$(PIP_INSTALL) -e '.[test,rawtools,search]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

@@ -60,16 +60,16 @@ def open_store(cfg_path: Path) -> Store:
 
 
 def test_admin_commands_build_a_lab(cfg_path: Path) -> None:
-    user = ok_json(cli(cfg_path, "user", "add", "Tech@Lab.example", "--password-stdin", stdin="s3cret-pass\n"))
+    user = ok_json(cli(cfg_path, "user", "add", "Tech@Lab.example", "--password-stdin", stdin="s3cret-pass-12\n"))
     assert user == {"id": 1, "email": "tech@lab.example", "is_admin": False}
-    admin = ok_json(cli(cfg_path, "user", "add", "boss@lab.example", "--admin", "--password-stdin", stdin="pw-boss-1\n"))
+    admin = ok_json(cli(cfg_path, "user", "add", "boss@lab.example", "--admin", "--password-stdin", stdin="pw-boss-12345\n"))
     assert admin["is_admin"] is True
     project = ok_json(cli(cfg_path, "project", "add", "Orbitrap Lab", "--description", "Lumos QC",
                           "--member", "tech@lab.example"))
     assert project == {"pk": 1, "name": "Orbitrap Lab", "slug": "orbitrap-lab", "description": "Lumos QC"}
     pipeline = ok_json(cli(cfg_path, "pipeline", "add", "--project", "orbitrap-lab", "--name", "HeLa QC"))
     assert pipeline["slug"] == "hela-qc" and re.fullmatch(r"[0-9a-f-]{36}", pipeline["uuid"])
-    assert Path(pipeline["path"]).is_dir() and data_dir(cfg_path) in Path(pipeline["path"]).parents
+    assert Path(pipeline["path_as_str"]).is_dir() and data_dir(cfg_path) in Path(pipeline["path_as_str"]).parents
     token = cli(cfg_path, "token", "create", "tech@lab.example")
     assert token.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}\n", token.stdout)
     again = cli(cfg_path, "token", "create", "tech@lab.example")
@@ -80,7 +80,7 @@ def test_admin_commands_build_a_lab(cfg_path: Path) -> None:
         from qcdaemon.core import security
 
         u = store.user_by_email("tech@lab.example")
-        assert security.verify_password("s3cret-pass", u["password_hash"])
+        assert security.verify_password("s3cret-pass-12", u["password_hash"])
         assert [p["slug"] for p in store.visible_projects(u)] == ["orbitrap-lab"]
         assert store.find_pipeline("orbitrap-lab/hela-qc")["uuid"] == pipeline["uuid"]
         assert store.user_by_token_digest(security.digest(token.stdout.strip()))["email"] == "tech@lab.example"
@@ -89,8 +89,8 @@ def test_admin_commands_build_a_lab(cfg_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "stdin", "message"), [
-    (("user", "add", "dup@lab.example", "--password-stdin"), "pw-123456\n", "already exists"),
-    (("user", "add", "not-an-email", "--password-stdin"), "pw-123456\n", "not an e-mail"),
+    (("user", "add", "dup@lab.example", "--password-stdin"), "pw-1234567890\n", "already exists"),
+    (("user", "add", "not-an-email", "--password-stdin"), "pw-1234567890\n", "not an e-mail"),
     (("user", "add", "nopw@lab.example", "--password-stdin"), "\n", "no password"),
     (("user", "add", "tty@lab.example"), "", "--password-stdin"),
     (("token", "create", "ghost@lab.example"), None, "no user"),
@@ -125,13 +125,14 @@ def test_bootstrap_demo_generates_and_keeps_a_password(cfg_path: Path) -> None:
     proc = cli(cfg_path, "bootstrap-demo", "--user", "lab@example.org")
     ok_json(proc)
     saved = data_dir(cfg_path) / "demo-password.txt"
-    user, _, password = saved.read_text().strip().partition(" ")
-    assert user == "lab@example.org"
+    password = saved.read_text().strip()  # the password alone: PASSWORD=$(cat demo-password.txt)
+    assert (data_dir(cfg_path) / "demo-user.txt").read_text().strip() == "lab@example.org"
+    assert password and " " not in password
     assert password and f"lab@example.org / {password}" in proc.stdout
     # another user's run does not print (or overwrite) this user's password
-    other = cli(cfg_path, "bootstrap-demo", "--user", "someone@example.org", "--password-stdin", stdin="pw-x-12345\n")
+    other = cli(cfg_path, "bootstrap-demo", "--user", "someone@example.org", "--password-stdin", stdin="pw-x-1234567\n")
     assert password not in other.stdout and "Demo sign-in" not in other.stdout
-    assert saved.read_text().strip() == f"lab@example.org {password}"
+    assert saved.read_text().strip() == password
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
     store = open_store(cfg_path)
     try:
@@ -194,9 +195,9 @@ def test_cli_works_through_the_running_daemon(cfg_path: Path, daemon: tuple[subp
                            str(data_dir(cfg_path) / "qcdaemon.duckdb")], capture_output=True, text=True, timeout=60)
     assert lock.returncode != 0 and "lock" in lock.stderr.lower()
     # ...yet the CLI works, through the daemon's admin endpoint
-    user = ok_json(cli(cfg_path, "user", "add", "live@lab.example", "--password-stdin", stdin="pw-live-123\n"))
+    user = ok_json(cli(cfg_path, "user", "add", "live@lab.example", "--password-stdin", stdin="pw-live-12345\n"))
     assert user["email"] == "live@lab.example"
-    dup = cli(cfg_path, "user", "add", "live@lab.example", "--password-stdin", stdin="pw-live-123\n")
+    dup = cli(cfg_path, "user", "add", "live@lab.example", "--password-stdin", stdin="pw-live-12345\n")
     assert dup.returncode == 1 and "already exists" in dup.stderr
     token = cli(cfg_path, "token", "create", "live@lab.example")
     assert token.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}\n", token.stdout)

@@ -40,6 +40,11 @@ class DataPaths:
         return self.root / "demo-password.txt"
 
     @property
+    def demo_user(self) -> Path:
+        """Whose password ``demo-password.txt`` holds (the e-mail; 0600)."""
+        return self.root / "demo-user.txt"
+
+    @property
     def work(self) -> Path:
         """Per-run work folders: tool inputs, outputs and logs."""
         return self.root / "work"

@@ -24,6 +24,7 @@ from qcdaemon.rawfile.magic import RAW_MAGIC_LEN, looks_like_thermo_raw
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
 from qcdaemon.store.rows import LedgerKey, PipelineRow, UserRow
+from qcdaemon.tools.rawtools import rawtools_missing_reason
 
 log = structlog.get_logger("qcdaemon.engine.ingest")
 RETRY_DELAYS = (10.0, 30.0, 90.0, 270.0, 810.0)  # seconds before each new try of an unreadable file
@@ -52,7 +53,10 @@ class Ingest:
         self.retries: set[asyncio.Task[None]] = set()
 
     async def resolve(self) -> None:
-        """Check every [[watch]] names an existing pipeline and owner (else stop start-up, naming the key)."""
+        """Check every [[watch]] names an existing pipeline and owner (else stop start-up, naming the key);
+        make each watch's owner a member of its pipeline's project; say if RawTools will be skipped."""
+        if not self.cfg.engine.rawtools.command:
+            log.warning("rawtools_not_available", detail=await asyncio.to_thread(rawtools_missing_reason))
         for i, w in enumerate(self.cfg.watch):
             p = await self.svc.store.call(Store.find_pipeline, w.pipeline)
             if p is None:
@@ -60,6 +64,11 @@ class Ingest:
             owner = await self.svc.store.call(Store.user_by_email, w.owner)
             if owner is None:
                 raise ConfigError(f"watch[{i}].owner: no user {w.owner!r}; add it with 'qcdaemon user add'")
+            if await self.svc.store.call(Store.visible_project, owner, p["project_slug"]) is None:
+                # the folder's owner owns what it ingests, and must see it (issue 11): make them a member
+                await self.svc.store.call(Store.add_member, p["project_id"], owner["id"])
+                log.info("watch_owner_added_to_project", watch=i, owner=owner["email"], project=p["project_slug"],
+                         detail="the watched folder's owner is now a member of its pipeline's project")
             self.targets[w.path] = (p, owner)
 
     async def on_event(self, ev: Any) -> None:
@@ -143,6 +152,12 @@ class Ingest:
         except duckdb.ConstraintException:
             return  # the same version was ingested concurrently
         log.info("file_queued", path=path, run_key=run["run_key"], pipeline=watch.pipeline)
+        # an earlier version of this file that failed (read while truncated, say) is replaced by this one:
+        # it keeps its history in the run list, and leaves qc-data
+        older = await store.call(Store.failed_runs_of_path, path, run["id"])
+        if older:
+            await store.call(Store.supersede_runs, older, run["id"])
+            log.info("runs_superseded", path=path, run_key=run["run_key"], superseded=[f"rf{i}" for i in older])
 
     # -- a progress line for a large first sweep, in the foreground only ---------------------
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from qcdaemon import __version__
 from qcdaemon.alerts import ops as alert_ops
-from qcdaemon.errors import BadRequest
+from qcdaemon.errors import BadRequest, QcdaemonError
 from qcdaemon.server.body import Body
 from qcdaemon.server.jsonout import json_response
 from qcdaemon.server.keys import CONFIG, FORM_CSRF, SERVICE, STATE, Handler
@@ -99,9 +99,17 @@ def _run_state_handler(action: str | None) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         body = await _body(request)
         user = require_user(request)
-        project, pipeline = _scope(body)
-        chosen = action or body.text("action", required=True)
-        result = await request.app[SERVICE].rawfile_action(user, project, pipeline, chosen, **_selector(body))
+        try:
+            project, pipeline = _scope(body)
+            chosen = action or body.text("action", required=True)
+            result = await request.app[SERVICE].rawfile_action(user, project, pipeline, chosen, **_selector(body))
+        except QcdaemonError as exc:
+            if not 400 <= exc.status < 500:
+                raise
+            # the original's dashboard reads response["status"] after a mutation: its refusal carries one too
+            # (docs/api.md, "Compatibility with the original's clients")
+            status = "Missing permissions" if exc.status == 403 else "failed"
+            return json_response({"detail": str(exc), "status": status}, status=exc.status)
         return json_response(result)
 
     return handler
@@ -210,6 +218,18 @@ async def chromatograms(request: web.Request) -> web.Response:
     return json_response(await request.app[SERVICE].chromatograms(user, project, pipeline, run_key))
 
 
+async def run_delete(request: web.Request) -> web.Response:
+    body = await _body(request)
+    user = require_user(request)
+    return json_response(await request.app[SERVICE].delete_run(user, body.text("run_key", required=True)))
+
+
+async def rejected(request: web.Request) -> web.Response:
+    user = require_user(request)
+    limit = _query_int(request, "limit")
+    return json_response(await request.app[SERVICE].rejected_files(user, min(100 if limit is None else limit, 1000)))
+
+
 def add_routes(app: web.Application) -> None:
     post = {
         "/api/projects": projects,
@@ -234,3 +254,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/status", status)
     app.router.add_get("/api/runs", runs)
     app.router.add_post("/api/runs", runs)
+    app.router.add_post("/api/runs/delete", run_delete)
+    app.router.add_get("/api/rejected", rejected)

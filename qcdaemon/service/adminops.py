@@ -40,7 +40,7 @@ async def project_add(svc: QcService, name: str, description: str = "", members:
 async def pipeline_add(svc: QcService, project: str, name: str, fasta: str | None = None, mqpar: str | None = None,
                        rawtools_args: str | None = None, search: dict[str, Any] | None = None) -> dict[str, Any]:
     p = await svc.add_pipeline(project, name, fasta=fasta, mqpar=mqpar, rawtools_args=rawtools_args, search=search)
-    return {"uuid": p["uuid"], "slug": p["slug"], "name": p["name"], "path": p["path"]}
+    return {"uuid": p["uuid"], "slug": p["slug"], "name": p["name"], "path_as_str": p["path"]}
 
 
 async def member_add(svc: QcService, project: str, email: str) -> dict[str, Any]:
@@ -160,6 +160,53 @@ async def qc_recompute(svc: QcService, project: str, pipeline: str) -> dict[str,
     return await svc.quality.recompute_for(OPERATOR, project, pipeline)
 
 
+async def daemon_info(svc: QcService) -> dict[str, Any]:
+    """Which data dir and configuration the answering process uses (doctor compares them with its own)."""
+    return {"data_dir": str(svc.cfg.data_dir), "config": svc.cfg.source, "pid": os.getpid()}
+
+
+async def delete_run(svc: QcService, run_key: str) -> dict[str, Any]:
+    return await svc.delete_run(None, run_key)
+
+
+async def rejected(svc: QcService, limit: int = 100) -> list[dict[str, Any]]:
+    return await svc.rejected_files(None, limit)
+
+
+async def list_projects(svc: QcService) -> list[dict[str, Any]]:
+    out = []
+    for p in await svc.store.call(Store.projects_all):
+        members = await svc.store.call(Store.project_members, p["id"])
+        out.append({"slug": p["slug"], "name": p["name"], "description": p["description"], "members": members})
+    return out
+
+
+async def list_pipelines(svc: QcService) -> list[dict[str, Any]]:
+    return [{"project": p["project_slug"], "slug": p["slug"], "name": p["name"], "uuid": p["uuid"],
+             "path_as_str": p["path"], "read_only": bool(p["read_only"])}
+            for p in await svc.store.call(Store.pipelines_all)]
+
+
+async def list_users(svc: QcService) -> list[dict[str, Any]]:
+    return [{"id": u["id"], "email": u["email"], "is_admin": bool(u["is_admin"])}
+            for u in await svc.store.call(Store.users)]
+
+
+async def watch_check(svc: QcService, watches: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """For each [[watch]] (``{path, pipeline, owner}``; default: the daemon's own): whether its pipeline
+    and owner exist, and whether the owner may see the pipeline's project."""
+    given = watches if watches is not None else [
+        {"path": w.path, "pipeline": w.pipeline, "owner": w.owner} for w in svc.cfg.watch]
+    out = []
+    for w in given:
+        p = await svc.store.call(Store.find_pipeline, w["pipeline"])
+        owner = await svc.store.call(Store.user_by_email, w["owner"])
+        sees = bool(p and owner and await svc.store.call(Store.visible_project, owner, p.get("project_slug", "")))
+        out.append({"path": w["path"], "pipeline": w["pipeline"], "pipeline_found": p is not None,
+                    "owner": w["owner"], "owner_found": owner is not None, "owner_sees": sees})
+    return out
+
+
 OPS: dict[str, Op] = {
     "user_add": user_add,
     "project_add": project_add,
@@ -184,6 +231,13 @@ OPS: dict[str, Op] = {
     "qc_exclude": qc_exclude,
     "qc_rules": qc_rules,
     "qc_recompute": qc_recompute,
+    "daemon_info": daemon_info,
+    "delete_run": delete_run,
+    "rejected": rejected,
+    "list_projects": list_projects,
+    "list_pipelines": list_pipelines,
+    "list_users": list_users,
+    "watch_check": watch_check,
 }
 
 

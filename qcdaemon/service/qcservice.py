@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from qcdaemon import __version__
 from qcdaemon.config import DEFAULT_RAWTOOLS_ARGS, Config
 from qcdaemon.core import security
+from qcdaemon.core.paths import DataPaths
 from qcdaemon.core.runkeys import run_id_of
 from qcdaemon.errors import BadRequest, ConfigError, Conflict, Forbidden, NotFound
 from qcdaemon.qc import mzqc, qcdata
@@ -25,6 +26,7 @@ from qcdaemon.search.sagepy_api import unavailable_reason
 from qcdaemon.service.quality import QualityService
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import LedgerKey, PipelineRow, ProjectRow, QcValue, RunOverview, RunRow, UserRow
+from qcdaemon.tools.rawtools import rawtools_missing_reason
 
 T = TypeVar("T")
 
@@ -52,6 +54,23 @@ def _found(row: T | None, what: str) -> T:
     if row is None:
         raise NotFound(f"{what} does not exist")
     return row
+
+
+def _remove_run_files(files: DataPaths, run: RunRow) -> list[str]:
+    """Blocking: the run's work folder and, for an upload, its stored copy (only inside the data folder)."""
+    import shutil
+
+    root = files.root.resolve()
+    removed = []
+    work = files.work_of(run["run_key"])
+    if work.is_dir():
+        shutil.rmtree(work, ignore_errors=True)
+        removed.append(str(work))
+    stored = Path(run["stored_path"]).resolve() if run["stored_path"] else None
+    if run.get("source") == "upload" and stored is not None and stored.is_relative_to(root) and stored.is_file():
+        stored.unlink()
+        removed.append(str(stored))
+    return removed
 
 
 class EngineControl(Protocol):
@@ -316,17 +335,52 @@ class QcService:
         run = await self.run_for_change(user, run_key)
         requeued = await self.store.call(Store.retry_run, run["id"], stages)
         if not requeued:
-            raise Conflict(f"run {run_key} has no failed, cancelled or skipped stage to retry")
+            raise Conflict(f"run {run_key} has no failed or cancelled stage to retry")
         if self.engine is not None:
             self.engine.wake()
         return {"run_key": run["run_key"], "requeued": requeued}
 
     async def cancel(self, user: UserRow | None, run_key: str) -> dict[str, Any]:
+        """``cancelled`` says whether anything was queued or running (a finished run: false, 200)."""
         run = await self.run_for_change(user, run_key)
-        running = await self.store.call(Store.cancel_run, run["id"])
+        before = await self.store.call(Store.stages, run["id"])
+        active = any(s["state"] in ("queued", "running") for s in before)
+        running = await self.store.call(Store.cancel_run, run["id"]) if active else []
         if running and self.engine is not None:
             self.engine.cancel(run["id"])
-        return {"run_key": run["run_key"], "cancelled": True, "stopping": running}
+        return {"run_key": run["run_key"], "cancelled": active, "stopping": running}
+
+    async def delete_run(self, user: UserRow | None, run_key: str) -> dict[str, Any]:
+        """An admin removes a run with its values and its files in the data folder (an upload's
+        stored copy, the work folder); a watched folder's original file is never touched."""
+        if user is not None and not user["is_admin"]:
+            raise Forbidden("only an admin can delete a run")
+        run = await self.run_for_change(user, run_key)
+        if any(s["state"] == "running" for s in await self.store.call(Store.stages, run["id"])):
+            raise Conflict(f"run {run['run_key']} is running; cancel it first")
+        await self.store.call(Store.delete_run, run["id"])
+        removed = await asyncio.to_thread(_remove_run_files, self.cfg.files, run)
+        return {"run_key": run["run_key"], "deleted": True, "removed": removed}
+
+    async def rejected_files(self, user: UserRow | None, limit: int = 100) -> list[dict[str, Any]]:
+        """Files of watched folders that were refused (not RAW), with the reason; a non-admin sees
+        those of folders feeding pipelines they can see."""
+        rows = await self.store.call(Store.ledger_rejected, limit)
+        pipeline_of = {w.path: w.pipeline for w in self.cfg.watch}
+        visible: dict[str, bool] = {}
+        out = []
+        for r in rows:
+            ref = pipeline_of.get(r["watch_path"])
+            if user is not None and not user["is_admin"]:
+                if (ref or "") not in visible:
+                    p = await self.store.call(Store.find_pipeline, ref) if ref else None
+                    visible[ref or ""] = p is not None and await self.store.call(
+                        Store.visible_project, user, p.get("project_slug", "")) is not None
+                if not visible[ref or ""]:
+                    continue
+            out.append({"path": r["path"], "name": Path(r["path"]).name, "size": r["size"], "state": r["state"],
+                        "reason": r["reason"], "pipeline": ref, "seen_at": r["updated_at"]})
+        return out
 
     # -- new runs ---------------------------------------------------------------------------------
 
@@ -336,7 +390,7 @@ class QcService:
         mq_missing = [k for k in ("fasta_path", "mqpar_path") if not pipeline.get(k)]
         return [
             ("native", None if eng.native else "native metrics are switched off ([engine] native = false)"),
-            ("rawtools", None if eng.rawtools.command else "RawTools is not configured ([engine.rawtools] command)"),
+            ("rawtools", None if eng.rawtools.command else rawtools_missing_reason()),
             ("search", "the search is switched off ([engine.search] enabled = false)" if not eng.search.enabled
              else "the pipeline has no fasta file" if not pipeline.get("fasta_path") else unavailable_reason()),
             ("maxquant",

@@ -62,6 +62,14 @@ class AuthQueries(StoreBase):
             "INSERT INTO project_members VALUES (?, ?) ON CONFLICT DO NOTHING", [project_id, user_id]
         )
 
+    def project_members(self, project_id: int) -> list[str]:
+        rows = self.rows(
+            "SELECT u.email FROM project_members m JOIN users u ON u.id = m.user_id WHERE m.project_id = ?"
+            " ORDER BY u.email",
+            [project_id],
+        )
+        return [r["email"] for r in rows]
+
     def project_by_slug(self, slug: str) -> ProjectRow | None:
         return self.row("SELECT * FROM projects WHERE slug = ?", [slug])
 

@@ -59,6 +59,13 @@ class LedgerQueries(StoreBase):
     def ledger(self, limit: int = 200) -> list[LedgerRow]:
         return self.rows(f"SELECT * FROM files ORDER BY updated_at DESC LIMIT {int(limit)}")
 
+    def ledger_rejected(self, limit: int = 100) -> list[LedgerRow]:
+        """Files of watched folders that did not become runs (not RAW), newest first, with the reason."""
+        return self.rows(
+            "SELECT * FROM files WHERE state = 'rejected' ORDER BY updated_at DESC, id DESC"
+            f" LIMIT {min(max(int(limit), 0), 10000)}"
+        )
+
     def _ledger_exists(self, key: LedgerKey) -> bool:
         return self.row(
             "SELECT 1 FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND sha256 = ?",

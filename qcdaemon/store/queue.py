@@ -107,18 +107,26 @@ class QueueQueries(StoreBase):
         return out
 
     def retry_run(self, run_id: int, stages: Sequence[str] | None = None) -> list[str]:
-        """Re-queue the run's failed/cancelled/skipped stages (or the named ones, unless running)."""
+        """Re-queue the run's failed/cancelled stages (or the named ones, which must be failed or
+        cancelled); the stages a failed first stage skipped come back with it.  Done stages and
+        stages skipped by the configuration are not re-run."""
         current = {s["stage"]: s for s in self.stages(run_id)}
         if not current:
             raise NotFound(f"run rf{run_id} has no stages")
         if any(s["state"] == "running" for s in current.values()):
             raise Conflict(f"run rf{run_id} is running; cancel it first")
         wanted = list(stages) if stages else [
-            n for n, s in current.items() if s["state"] in ("failed", "cancelled", "skipped")
+            n for n, s in current.items() if s["state"] in ("failed", "cancelled")
         ]
         unknown = [n for n in wanted if n not in current]
         if unknown:
             raise NotFound(f"run rf{run_id} has no stage {unknown[0]!r}")
+        blocked_by_first = f"not run: the {FIRST_STAGE} stage failed"
+        finished = [n for n in wanted if current[n]["state"] not in ("failed", "cancelled")
+                    and current[n]["error"] != blocked_by_first]
+        if finished:
+            raise Conflict(f"run rf{run_id}: the {finished[0]} stage is {current[finished[0]]['state']};"
+                           " only failed or cancelled stages are retried")
         first = current.get(FIRST_STAGE)
         if first is not None:
             if FIRST_STAGE in wanted:  # the stages its failure skipped come back with it
@@ -189,7 +197,9 @@ class QueueQueries(StoreBase):
         where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         runs = self.rows(
             "SELECT r.id, 'rf' || r.id AS run_key, r.name, r.state, r.error, r.source, r.created_at, r.acquired_at,"
-            " r.flagged, r.use_downstream, r.metrics_engine, u.email AS owner, p.slug AS project, pl.slug AS pipeline"
+            " r.flagged, r.use_downstream, r.metrics_engine,"
+            " CASE WHEN r.superseded_by IS NULL THEN NULL ELSE 'rf' || r.superseded_by END AS superseded_by,"
+            " u.email AS owner, p.slug AS project, pl.slug AS pipeline"
             " FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id JOIN projects p ON p.id = pl.project_id"
             f" LEFT JOIN users u ON u.id = r.owner_id {where} ORDER BY r.id DESC LIMIT {min(max(int(limit), 0), 2**62)}",
             params,

@@ -107,6 +107,7 @@ class RunOverview(TypedDict):
     project: str
     pipeline: str
     stages: list[StageRow]
+    superseded_by: NotRequired[str | None]  # the run key of the later, complete version of the file
 
 
 class TokenRow(TypedDict):

@@ -92,6 +92,19 @@ class RunQueries(QueueQueries, LedgerQueries):
             self.execute("DELETE FROM files WHERE run_id = ?", [run_id])
             self.execute("DELETE FROM runs WHERE id = ?", [run_id])
 
+    def failed_runs_of_path(self, path: str, exclude_run_id: int) -> list[int]:
+        """Earlier runs of a watched file whose first stage failed (e.g. it was read while truncated)."""
+        rows = self.rows(
+            "SELECT DISTINCT r.id FROM files f JOIN runs r ON r.id = f.run_id"
+            " JOIN stages s ON s.run_id = r.id AND s.stage = 'native' AND s.state = 'failed'"
+            " WHERE f.path = ? AND r.id <> ? AND r.superseded_by IS NULL ORDER BY r.id",
+            [path, exclude_run_id],
+        )
+        return [int(r["id"]) for r in rows]
+
+    def supersede_runs(self, run_ids: Sequence[int], by_run_id: int) -> None:
+        self.set_run_fields(list(run_ids), {"superseded_by": by_run_id})
+
     def run_has_values(self, run_id: int) -> bool:
         return self.scalar("SELECT count(*) FROM qc_values WHERE run_id = ?", [run_id]) > 0
 
@@ -115,7 +128,7 @@ class RunQueries(QueueQueries, LedgerQueries):
         limit = "" if data_range is None else f"LIMIT {min(max(int(data_range), 0), 2**62)}"
         return self.rows(
             "SELECT * FROM (SELECT r.*, 'rf' || r.id AS run_key, u.email AS owner_email FROM runs r"
-            " LEFT JOIN users u ON u.id = r.owner_id WHERE r.pipeline_id = ?"
+            " LEFT JOIN users u ON u.id = r.owner_id WHERE r.pipeline_id = ? AND r.superseded_by IS NULL"
             f" ORDER BY coalesce(r.acquired_at, r.created_at) DESC, r.id DESC {limit})"
             " ORDER BY coalesce(acquired_at, created_at), id",
             [pipeline_id],

@@ -301,4 +301,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE pipelines ADD COLUMN IF NOT EXISTS search_params VARCHAR;
         """,
     ),
+    (
+        # a run whose file failed (truncated) and whose later, complete version became a new run:
+        # kept for its history, hidden from qc-data (issue 11)
+        "runs_superseded_by",
+        "ALTER TABLE runs ADD COLUMN IF NOT EXISTS superseded_by INTEGER;",
+    ),
 ]

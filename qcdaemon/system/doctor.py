@@ -31,6 +31,8 @@ import duckdb
 from qcdaemon.alerts.delivery import ChannelError, channel_url, describe_channel
 from qcdaemon.config import Config, EngineConfig, ServerConfig, WatchConfig
 from qcdaemon.core.net import is_loopback
+from qcdaemon.core.paths import DataPaths
+from qcdaemon.errors import QcdaemonError
 from qcdaemon.system.plan import show
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -61,7 +63,7 @@ def run_doctor(cfg: Config, *, out: TextIO | None = None) -> int:
         store,
         *(row for w, t in zip(cfg.watch, targets) for row in (check_watch(w, service=cfg.mode == "service"), *t)),
         *check_engine(cfg.engine),
-        check_port(cfg.server),
+        check_port(cfg.server, cfg.data_dir),
         check_tls(cfg.server),
         *check_alert_channels(cfg),
     ]
@@ -192,10 +194,57 @@ def _targets(i: int, w: WatchConfig, con: duckdb.DuckDBPyConnection | None, *, c
     email = w.owner.strip().lower()
     if _exists(con, "SELECT 1 FROM users WHERE email = ?", [email]):
         owner = Check(f"watch[{i}].owner", OK, email)
+        if found and not owner_sees(con, ref, email):
+            project = ref.partition("/")[0] if "/" in ref else "the pipeline's project"
+            member = show(["qcdaemon", "project", "add-member", project if "/" in ref else "SLUG", email, *tail])
+            owner = Check(f"watch[{i}].owner", WARN,
+                          f"{email} is not a member of {project!r}, so cannot see the runs of this folder; the "
+                          f"daemon makes them a member at start (or now: {member})")
     else:
         add_user = show(["qcdaemon", "user", "add", email, *tail])
         owner = Check(f"watch[{i}].owner", FAIL, f"no user {w.owner!r} (add it with: {add_user})")
     return pipeline, owner
+
+
+def read_watch_targets(db: Path, watches: Sequence[WatchConfig]) -> list[dict[str, Any]] | None:
+    """Per [[watch]]: whether its pipeline and owner exist and the owner sees the project, read from the
+    store opened read-only; None when another process (the running daemon) holds the store."""
+    con = None
+    if db.exists():
+        try:
+            con = duckdb.connect(str(db), read_only=True)
+        except duckdb.Error as exc:
+            msg = str(exc)
+            if "lock" in msg.lower() or "being used by another process" in msg:
+                return None
+            raise QcdaemonError(f"cannot open {db}: {msg.splitlines()[0]}") from None
+    try:
+        out = []
+        for w in watches:
+            email = w.owner.strip().lower()
+            where = "p.slug = ? AND pl.slug = ?" if "/" in w.pipeline else "pl.uuid = ?"
+            params = list(w.pipeline.partition("/")[::2]) if "/" in w.pipeline else [w.pipeline]
+            out.append({"path": w.path, "pipeline": w.pipeline, "owner": w.owner,
+                        "pipeline_found": _exists(con, _PIPELINE + where, params),
+                        "owner_found": _exists(con, "SELECT 1 FROM users WHERE email = ?", [email]),
+                        "owner_sees": owner_sees(con, w.pipeline, email)})
+        return out
+    finally:
+        if con is not None:
+            con.close()
+
+
+def owner_sees(con: duckdb.DuckDBPyConnection | None, ref: str, email: str) -> bool:
+    """Whether the user may see the pipeline's project (admin, creator or member), as the store decides."""
+    where = "p.slug = ? AND pl.slug = ?" if "/" in ref else "pl.uuid = ?"
+    params = list(ref.partition("/")[::2]) if "/" in ref else [ref]
+    return _exists(
+        con,
+        _PIPELINE + where + " AND EXISTS (SELECT 1 FROM users u WHERE u.email = ? AND (u.is_admin"
+        " OR p.created_by = u.id OR EXISTS (SELECT 1 FROM project_members m WHERE m.project_id = p.id"
+        " AND m.user_id = u.id)))",
+        [*params, email],
+    )
 
 
 def mount_fstype(path: str, mounts: str) -> str | None:
@@ -407,7 +456,7 @@ def check_engine(engine: EngineConfig) -> list[Check]:
     """Each tool's command as the engine will run it, with the tool's version, then the .NET
     runtimes (shown if found; FAIL if a command needs one that is missing)."""
     from qcdaemon.tools.maxquant import maxquant_argv
-    from qcdaemon.tools.rawtools import default_rawtools_command
+    from qcdaemon.tools.rawtools import default_rawtools_command, rawtools_missing_reason
 
     mq = engine.maxquant
     tools = {  # MaxQuant: the engine picks mono/dotnet for a bare .exe/.dll; drop the mqpar argument
@@ -424,6 +473,8 @@ def check_engine(engine: EngineConfig) -> list[Check]:
     if not tools["rawtools"] and (bundled := default_rawtools_command()):
         rows[0] = Check(rows[0].name, WARN, f"{rows[0].detail}; to use the bundled RawTools set "
                                             f"command = {json.dumps(list(bundled))}")
+    elif not tools["rawtools"]:
+        rows[0] = Check(rows[0].name, WARN, f"{rows[0].detail}: {rawtools_missing_reason()}")
     for runtime in ("mono", "dotnet"):
         users = [tool for tool, argv in tools.items() if argv and Path(argv[0]).stem == runtime]
         path = shutil.which(runtime)
@@ -458,8 +509,39 @@ def _health(server: ServerConfig) -> dict[str, Any] | None:
     return body if isinstance(body, dict) and body.get("status") == "ok" else None
 
 
-def check_port(server: ServerConfig) -> Check:
-    """The port is free to bind, or held by a running qcdaemon that answers /api/health."""
+def running_data_dir(server: ServerConfig, data_dir: Path) -> tuple[bool, str]:
+    """Whether the qcdaemon answering on the port is the one of ``data_dir``: its ``daemon.json`` there
+    names this port, and (when ``admin.secret`` is readable) the daemon itself says so."""
+    try:
+        info = json.loads(DataPaths(data_dir).daemon_info.read_text())
+    except (OSError, ValueError):
+        return False, f"no daemon.json in {data_dir}: the daemon on the port serves another data dir"
+    if not str(info.get("url", "")).endswith(f":{server.port}"):
+        return False, f"the daemon of {data_dir} listens at {info.get('url')}, not on this port"
+    try:
+        secret = DataPaths(data_dir).admin_secret.read_text().strip()
+    except OSError:
+        return True, f"daemon.json in {data_dir} names this port (admin.secret not readable to confirm)"
+    req = urllib.request.Request(
+        str(info.get("admin_url")), data=json.dumps({"op": "daemon_info", "args": {}}).encode(), method="POST",
+        headers={"X-Qcdaemon-Admin": secret, "Content-Type": "application/json", "Host": "127.0.0.1"},
+    )
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # a local probe of our own port
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(req, timeout=HEALTH_TIMEOUT) as resp:
+            theirs = json.loads(resp.read(65536))["result"]["data_dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False, f"the daemon named in {DataPaths(data_dir).daemon_info} does not confirm its data dir"
+    if Path(theirs).resolve() != data_dir.resolve():
+        return False, f"the running daemon serves {theirs}, not {data_dir}"
+    return True, f"serving this data dir ({data_dir})"
+
+
+def check_port(server: ServerConfig, data_dir: Path | None = None) -> Check:
+    """The port is free to bind, or held by a running qcdaemon that answers /api/health (and, given
+    ``data_dir``, serves that data dir)."""
     name = f"port {server.host}:{server.port}"
     try:
         family, kind, proto, _, addr = socket.getaddrinfo(
@@ -477,7 +559,12 @@ def check_port(server: ServerConfig) -> Check:
             health = _health(server)
             if health is not None:
                 version = f" (version {health['version']})" if "version" in health else ""
-                return Check(name, OK, f"daemon running{version}")
+                if data_dir is None:
+                    return Check(name, OK, f"daemon running{version}")
+                same, why = running_data_dir(server, data_dir)
+                return Check(name, OK if same else FAIL, f"daemon running{version}: {why}" if same else
+                             f"a qcdaemon{version} answers here, but {why}; commands with this configuration do "
+                             "not reach it (stop it, or use its --config)")
             return Check(name, FAIL, "in use by another program; stop it or choose another server.port")
         if exc.errno in _NOT_HERE:
             return Check(name, FAIL, f"{server.host} is not an address of this machine")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
+import json
 import os
 import shlex
 import shutil
@@ -65,6 +66,21 @@ def default_rawtools_command() -> tuple[str, ...] | None:
     if shutil.which("mono") is None:
         return None
     return ("mono", str(exe))
+
+
+def rawtools_missing_reason() -> str:
+    """Why the RawTools stage is skipped when ``[engine.rawtools] command`` is empty, naming what to do."""
+    exe = find_rawtools_exe()
+    if exe is not None and (os.name == "nt" or shutil.which("mono")):
+        return ("RawTools is not configured: set [engine.rawtools] command = "
+                f"[{', '.join(json.dumps(a) for a in default_rawtools_command() or ())}] (the bundled RawTools)")
+    if exe is not None:
+        return ("RawTools needs mono, which is not installed: install it (Debian/Ubuntu: apt-get install "
+                "mono-runtime; others: https://www.mono-project.com) and restart qcdaemon")
+    missing_mono = os.name != "nt" and shutil.which("mono") is None
+    return ("RawTools is not installed: pip install 'qcdaemon[rawtools]' (the bundled pyRawTools)"
+            + (" and install mono (apt-get install mono-runtime)" if missing_mono else "")
+            + ", or set [engine.rawtools] command")
 
 
 def job_dir(work_dir: Path, name: str) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,6 +42,7 @@ HINT_DELAY = 0.2  # one stat per burst of events for a file (inotify sends many 
 TIMER_LAG = 0.005  # fire just after the due time, so the elapsed-time test is not missed by a hair
 RETRY_AFTER_ERROR = 5.0  # stat/probe failed (share unreachable, access denied): look again later
 DRAIN_TIMEOUT = 5.0  # stop(): how long queued events may take to reach on_event
+MISSING_FIRST, MISSING_MAX = 2.0, 60.0  # a missing folder is looked for after 2 s, then 4, 8, ... at most 60 s
 
 OnEvent = Callable[[FileEvent], Awaitable[None]]
 ProbeResult = bool | Exception | str  # str: the RAW header says acquisition in progress
@@ -85,12 +87,16 @@ class FolderWatcher:
         self._check_task: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._missing_task: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[int]] = set()
+        self._present: dict[int, bool] = {}  # what the last look at each folder found
 
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         """Start the observers and run the start-up scan. A missing folder is logged, shown in
-        :meth:`status` and retried at each :meth:`sweep`; it is not an error."""
+        :meth:`status` and looked for again every few seconds (2 s, doubling to at most 60 s) until it
+        appears; it is not an error."""
         if self._running:
             return
         self._loop = asyncio.get_running_loop()
@@ -111,8 +117,62 @@ class FolderWatcher:
             for st in self._folders:
                 if self._running:
                     total += await self._sweep_one(st)
+                    self._note_presence(st)
             self._reschedule()
+            self._look_for_missing()
             return total
+
+    def _note_presence(self, st: WatchedFolder) -> None:
+        before = self._present.get(st.index)
+        if before is not None and before != st.exists:
+            if st.exists:
+                log.info("watch_folder_appeared", path=str(st.root), pipeline=st.watch.pipeline)
+            else:
+                log.warning("watch_folder_gone", path=str(st.root), pipeline=st.watch.pipeline,
+                            detail=f"looking for it again every {MISSING_FIRST:g} to {MISSING_MAX:g} s")
+        elif before is None and not st.exists:
+            log.warning("watch_folder_missing", path=str(st.root), pipeline=st.watch.pipeline,
+                        detail=f"looking for it again every {MISSING_FIRST:g} to {MISSING_MAX:g} s")
+        self._present[st.index] = st.exists
+
+    def _look_for_missing(self) -> None:
+        """While a folder is missing, one task looks for it with back-off (a stat, no scan)."""
+        if not self._running or self._loop is None or self._missing_task is not None:
+            return
+        if all(st.exists for st in self._folders):
+            return
+        self._missing_task = self._loop.create_task(self._watch_missing(), name="watcher-missing-folders")
+
+    async def _watch_missing(self) -> None:
+        delay = MISSING_FIRST
+        try:
+            while self._running:
+                await asyncio.sleep(delay)
+                missing = [st for st in self._folders if not st.exists]
+                if not missing:
+                    return
+                found = [st for st in missing if await asyncio.to_thread(os.path.isdir, st.root)]
+                if found:
+                    await self.sweep()  # starts its observer, scans it, logs that it appeared
+                    delay = MISSING_FIRST
+                else:
+                    delay = min(delay * 2, MISSING_MAX)
+        finally:
+            if self._missing_task is asyncio.current_task():
+                self._missing_task = None
+
+    def _folder_gone(self, index: int) -> None:
+        """Observer thread: the watched folder was deleted; sweep (on the loop) to notice and look for it."""
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # loop closed: shutting down
+            self._loop.call_soon_threadsafe(self._sweep_soon)
+
+    def _sweep_soon(self) -> None:
+        if self._running and self._loop is not None:
+            task = self._loop.create_task(self.sweep(), name="watcher-sweep-gone")
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
 
     async def stop(self) -> None:
         """Stop timers and observers (joined), then let queued events reach ``on_event``."""
@@ -120,6 +180,11 @@ class FolderWatcher:
             return
         self._running = False
         self._cancel_timer()
+        for side in [t for t in (self._missing_task, *self._side_tasks) if t is not None]:
+            side.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await side
+        self._missing_task = None
         if (task := self._check_task) is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,7 +211,7 @@ class FolderWatcher:
 
     async def _sweep_one(self, st: WatchedFolder) -> int:
         deliver = functools.partial(self._from_thread, st.index)
-        await st.ensure_observer(deliver, lambda: self._running)
+        await st.ensure_observer(deliver, lambda: self._running, functools.partial(self._folder_gone, st.index))
         if not st.exists:
             return 0
         try:

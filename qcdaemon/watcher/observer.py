@@ -55,14 +55,21 @@ class Relay(FileSystemEventHandler):
     destination is the candidate, the source may be a tracked file that is now gone).
     """
 
-    def __init__(self, watch: WatchConfig, root: Path, deliver: Callable[[str], None]) -> None:
+    def __init__(self, watch: WatchConfig, root: Path, deliver: Callable[[str], None],
+                 gone: Callable[[], None] | None = None) -> None:
         super().__init__()
         self._patterns = watch.patterns
         self._recursive = watch.recursive
         self._root = root
         self._deliver = deliver
+        self._gone = gone
 
     def dispatch(self, event: FileSystemEvent) -> None:
+        # the watched folder itself was deleted or moved away (inotify reports it as a file or a folder)
+        if self._gone is not None and event.event_type in ("deleted", "moved") \
+                and Path(os.fsdecode(event.src_path)) == self._root:
+            self._gone()
+            return
         if event.is_directory:
             return
         if event.event_type == "moved":
@@ -84,7 +91,7 @@ class Relay(FileSystemEventHandler):
 
 
 def start_observer(
-    watch: WatchConfig, root: Path, deliver: Callable[[str], None]
+    watch: WatchConfig, root: Path, deliver: Callable[[str], None], gone: Callable[[], None] | None = None
 ) -> tuple[BaseObserver, ObserverKind]:
     """Start an observer on ``root`` (blocking: inotify adds a watch per subfolder).
 
@@ -95,22 +102,23 @@ def start_observer(
     """
     kind: ObserverKind = "polling" if watch.polling else "native"
     try:
-        return _start(kind, watch, root, deliver), kind
+        return _start(kind, watch, root, deliver, gone), kind
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         raise
     except OSError as exc:
         if kind == "polling":
             raise
         log.warning("watch_native_observer_failed", path=str(root), error=str(exc))
-        return _start("polling", watch, root, deliver), "polling"
+        return _start("polling", watch, root, deliver, gone), "polling"
 
 
 def _start(
-    kind: ObserverKind, watch: WatchConfig, root: Path, deliver: Callable[[str], None]
+    kind: ObserverKind, watch: WatchConfig, root: Path, deliver: Callable[[str], None],
+    gone: Callable[[], None] | None = None,
 ) -> BaseObserver:
     obs: BaseObserver = PollingObserver(timeout=watch.poll_interval) if kind == "polling" else Observer()
     obs.schedule(
-        Relay(watch, root, deliver), str(root), recursive=watch.recursive, event_filter=_EVENT_FILTER
+        Relay(watch, root, deliver, gone), str(root), recursive=watch.recursive, event_filter=_EVENT_FILTER
     )
     obs.start()  # starts the emitters first; raises if the folder cannot be watched
     return obs
@@ -147,7 +155,8 @@ class WatchedFolder:
     last_seen_at: float | None = None
 
     async def ensure_observer(
-        self, deliver: Callable[[str], None], still_running: Callable[[], bool]
+        self, deliver: Callable[[str], None], still_running: Callable[[], bool],
+        on_gone: Callable[[], None] | None = None,
     ) -> None:
         """Make sure a healthy observer watches the folder if it exists (blocking work in threads).
 
@@ -163,7 +172,7 @@ class WatchedFolder:
             return
         await self.close()
         try:
-            obs, kind = await asyncio.to_thread(start_observer, self.watch, self.root, deliver)
+            obs, kind = await asyncio.to_thread(start_observer, self.watch, self.root, deliver, on_gone)
         except OSError as exc:
             gone = isinstance(exc, (FileNotFoundError, NotADirectoryError))
             self.set_error(f"observer failed: {exc}", exists=not gone)

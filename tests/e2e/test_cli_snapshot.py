@@ -21,11 +21,14 @@ def test_snapshot_through_the_running_daemon_and_directly(tmp_path: Path) -> Non
     d.setup_lab(mq=False)
     try:
         d.start()
-        d.cli("user", "add", "late@lab.org", "--password-stdin", input="late-pass-1\n")  # through the daemon
+        d.cli("user", "add", "late@lab.org", "--password-stdin", input="late-pass-123\n")  # through the daemon
         target = tmp_path / "backup" / "qc.duckdb"
         target.parent.mkdir()
+        target.write_bytes(b"an older backup, world-readable")
+        target.chmod(0o644)
         d.cli("snapshot", str(target))
         assert _users(target) == ["late@lab.org", "op@lab.org"]
+        assert oct(target.stat().st_mode & 0o777) == "0o600"  # as private as the database it copies
         assert list((d.data / "snapshots").iterdir()) == []  # the daemon's copy was moved out
         assert d.stop() == 0
     finally:
@@ -33,3 +36,4 @@ def test_snapshot_through_the_running_daemon_and_directly(tmp_path: Path) -> Non
     second = tmp_path / "offline.duckdb"
     d.cli("snapshot", str(second))  # no daemon: the CLI opens the store itself
     assert _users(second) == ["late@lab.org", "op@lab.org"]
+    assert oct(second.stat().st_mode & 0o777) == "0o600"

@@ -239,7 +239,9 @@ async def test_wrong_credentials_do_not_log_in(api: Api, browsers: Callable[[Api
     before = b.cookie()
     r = await b.post("/", data={"username": email, "password": password, "csrfmiddlewaretoken": b.csrf, "next": "/"},
                      headers={"Referer": b.base})
-    assert r.status == 200 and "Wrong e-mail or password" in r.text and 'name="password"' in r.text
+    # the page (with the form again) for the browser; the status and a header for a script (docs/api.md)
+    assert r.status == 401 and "Wrong e-mail or password" in r.text and 'name="password"' in r.text
+    assert r.headers["X-Login-Failed"] == "wrong e-mail or password"
     assert b.cookie() == before
     assert_401(await b.post("/api/projects", csrf=True))
     assert 'name="password"' in (await b.get("/")).text  # still the login form
@@ -256,7 +258,7 @@ async def test_failed_logins_are_rate_limited(world_factory: Callable[..., Await
     api = await make_api(await world_factory(server={"login_attempts_per_minute": 3}))
     b = browsers(api)
     for _ in range(3):
-        assert (await b.login(DEMO_USER, "wrong")).status == 200
+        assert (await b.login(DEMO_USER, "wrong")).status == 401
     r = await b.login(DEMO_USER)  # even the right password is refused now
     assert r.status == 429 and "Too many" in r.text
     assert_401(await b.post("/api/projects", csrf=True))

@@ -71,7 +71,7 @@ async def test_anonymous_visits_write_no_session(api: Api, world: World, browser
     assert await session_rows(world) == before
     # failed sign-ins do not write either
     b = browsers(api)
-    assert (await b.login(DEMO_USER, "wrong")).status == 200
+    assert (await b.login(DEMO_USER, "wrong")).status == 401
     assert await session_rows(world) == before
     # a successful one makes exactly one (signed-in) session
     assert (await b.login(DEMO_USER)).status == 302
@@ -183,7 +183,7 @@ async def test_wrong_password_keeps_the_same_login_token(api: Api, browsers: Cal
     await b.get("/")
     token = b.csrf
     r = await b.login(DEMO_USER, "wrong")
-    assert r.status == 200 and "Wrong e-mail or password" in r.text and b.csrf == token
+    assert r.status == 401 and "Wrong e-mail or password" in r.text and b.csrf == token
     form = {"username": DEMO_USER, "password": PASSWORDS[DEMO_USER], "csrfmiddlewaretoken": b.csrf or "", "next": "/"}
     assert (await b.post("/", data=form, headers={"Referer": b.base})).status == 302
 
@@ -453,7 +453,7 @@ async def test_admin_may_change_anyones_run(runs_world: World, make_api: Any,
     ("retry", "other", 404, "does not exist"),  # another lab's run: not even its existence shows
     ("cancel", "other", 404, "does not exist"),
     ("retry", "rf999999", 404, "does not exist"),
-    ("retry", "user_queued", 409, "no failed, cancelled or skipped stage"),
+    ("retry", "user_queued", 409, "no failed or cancelled stage"),
     ("retry", "lab_user", 404, "has no stages"),
     ("retry", "not-a-key", 400, "is not a run key"),
     ("retry", "<b>rf1</b>", 400, "is not a run key"),
@@ -519,3 +519,25 @@ async def test_page_messages_come_from_fixed_codes(api: Api, browsers: Callable[
     notice = re.search(r"<p class=notice>(.*?)</p>", page)
     if notice:
         assert notice.group(1) == "rf1: stages queued again."
+
+
+async def test_no_retry_button_for_done_or_configuration_skipped_stages(world: World, make_api: Any,
+                                                                         browsers: Callable[[Api], Browser]) -> None:
+    """Retry re-queues failed or cancelled stages only: a run whose stages are done, or skipped because
+    the tool is not configured, offers no Retry (and the API refuses it with 409)."""
+    lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
+    run = await world.store.call(Store.create_run, lab["id"], "finished.raw", source="upload",
+                                 owner_id=world.users[DEMO_USER]["id"],
+                                 stages=["native", ("rawtools", "RawTools is not configured")])
+    claimed = await world.store.call(Store.claim_stage, "native")
+    assert claimed is not None and claimed["run_id"] == run["id"]
+    await world.store.call(Store.finish_stage, run["id"], "native", "done")
+    api = await make_api(world)
+    b = browsers(api)
+    await b.login(DEMO_USER)
+    assert buttons((await b.get("/")).text, run["run_key"]) == set()
+    r = await api.call("/api/runs/retry", {"run_key": run["run_key"]})
+    assert r.status == 409 and "no failed or cancelled stage" in r.data["detail"]
+    r = await api.call("/api/runs/retry", {"run_key": run["run_key"], "stages": ["rawtools"]})
+    assert r.status == 409 and "the rawtools stage is skipped" in r.data["detail"]
+    assert await stage_states(world, run["run_key"]) == {"native": "done", "rawtools": "skipped"}

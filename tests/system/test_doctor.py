@@ -75,19 +75,20 @@ def find(rows, prefix):
     return row
 
 
-def make_store(db: Path, pipelines=("lab/qc",), users=("qc@example.org",)) -> dict[str, str]:
-    """A real store (made, migrated and closed by ``Store``) holding these pipelines and users;
-    returns {"project/pipeline": uuid}."""
+def make_store(db: Path, pipelines=("lab/qc",), users=("qc@example.org",), members: bool = True) -> dict[str, str]:
+    """A real store (made, migrated and closed by ``Store``) holding these pipelines and users (members
+    of every project when ``members``); returns {"project/pipeline": uuid}."""
     store = Store(db)
     try:
-        for email in users:
-            store.create_user(email, None)
+        ids = [store.create_user(email, None) for email in users]
         uuids = {}
         for ref in pipelines:
             project, _, slug = ref.partition("/")
             found = store.project_by_slug(project)
             pid = found["id"] if found else store.create_project(project, project, "", None)
             uuids[ref] = store.create_pipeline(pid, slug, slug, str(db.parent / slug), rawtools_args="")["uuid"]
+            for uid in ids if members else ():
+                store.add_member(pid, uid)
         return uuids
     finally:
         store.close()
@@ -166,6 +167,17 @@ def test_watch_with_an_unknown_owner(cfg):
     assert find(rows, "watch[0].pipeline") == (OK, "lab/qc")
     assert find(rows, "watch[0].owner") == (
         FAIL, f"no user 'qc@example.org' (add it with: qcdaemon user add qc@example.org --config {cfg.source})")
+
+
+def test_an_owner_who_is_not_a_member_is_a_warning_with_the_fix(cfg):
+    uuids = make_store(cfg.db_path, members=False)
+    by_uuid = dataclasses.replace(cfg.watch[0], pipeline=uuids["lab/qc"])
+    rc, rows, text = doctor_rows(dataclasses.replace(cfg, watch=(cfg.watch[0], by_uuid)))
+    assert rc == 0, text  # the daemon makes the owner a member at start: it works, so not a FAIL
+    status, detail = find(rows, "watch[0].owner")
+    assert status == WARN and "qc@example.org is not a member of 'lab'" in detail
+    assert detail.endswith(f"qcdaemon project add-member lab qc@example.org --config {cfg.source})")
+    assert find(rows, "watch[1].owner")[0] == WARN
 
 
 def test_owner_is_matched_like_the_daemon_does(cfg):
@@ -288,8 +300,11 @@ def test_engine_program_not_on_path_and_tool_not_configured(monkeypatch):
     monkeypatch.setattr("qcdaemon.tools.rawtools.default_rawtools_command", lambda: None)
     engine = EngineConfig(rawtools=ToolConfig(), maxquant=MaxQuantConfig(command=("/opt/MaxQuant/bin/MaxQuantCmd.dll",)))
     rows = {r.name: r for r in doctor.check_engine(engine)}
-    assert (rows["engine rawtools"].status, rows["engine rawtools"].detail) == (
-        WARN, "engine.rawtools.command not configured: the rawtools stage is skipped")
+    status, detail = rows["engine rawtools"].status, rows["engine rawtools"].detail
+    assert status == WARN and detail.startswith("engine.rawtools.command not configured: the rawtools stage is skipped: ")
+    # and what to install: mono is hidden here; pyRawTools too when it is not installed
+    expected = "RawTools needs mono" if find_rawtools_exe() else "RawTools is not installed: pip install 'qcdaemon[rawtools]'"
+    assert expected in detail and "apt-get install mono-runtime" in detail
     # a bare .dll runs with dotnet (the engine's rule), and dotnet is missing
     assert (rows["engine maxquant"].status, rows["engine maxquant"].detail) == (FAIL, "dotnet not found on PATH")
     assert (rows["dotnet"].status, rows["dotnet"].detail) == (FAIL, "not found on PATH (needed by maxquant)")
@@ -334,7 +349,12 @@ def test_port_held_by_a_running_daemon(cfg):
     finally:
         httpd.shutdown()
         httpd.server_close()
-    assert rc == 0 and find(rows, "port") == (OK, "daemon running (version 0.1.0)")
+    # a qcdaemon answers, but not the one of this config's data dir (none wrote daemon.json there)
+    status, detail = find(rows, "port")
+    assert rc == 1 and status == FAIL, detail
+    assert detail.startswith("a qcdaemon (version 0.1.0) answers here, but no daemon.json in ")
+    assert "serves another data dir" in detail
+    assert doctor.check_port(server) == doctor.Check(f"port 127.0.0.1:{server.port}", OK, "free")  # it stopped
 
 
 def test_unresolvable_host():

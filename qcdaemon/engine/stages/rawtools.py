@@ -25,7 +25,7 @@ from qcdaemon.tools.runner import run_tool
 async def rawtools_stage(ctx: StageContext, run: RunRow, work: Path, cancel: asyncio.Event) -> Outcome:
     tool = ctx.cfg.engine.rawtools
     if not tool.command:
-        return {"state": "skipped", "error": "RawTools is not configured ([engine.rawtools] command)"}
+        return {"state": "skipped", "error": rt.rawtools_missing_reason()}
     raw = await raw_path_of(run)
     pipeline = await ctx.store.call(Store.pipeline, run["pipeline_id"])
     base = await fresh_dir(work / "rawtools-stage")

@@ -42,6 +42,7 @@ from qcdaemon.store import Store
 from qcdaemon.store.rows import RunOverview, UserRow
 
 log = structlog.get_logger("qcdaemon.server")
+LOGIN_FAILED = "X-Login-Failed"  # on a refused sign-in (401, or 429 when rate-limited), for scripts
 
 async def _new_session(request: web.Request, response: web.StreamResponse, user_id: int) -> str:
     """A signed-in session (the only kind stored): cookie on ``response``, its CSRF token returned."""
@@ -159,7 +160,7 @@ def _excerpt(text: str, lines: int = 4, chars: int = 400) -> str:
     return out + ("\n\u2026" if len(all_lines) > lines else "")
 
 
-_RETRYABLE = {"failed", "cancelled", "skipped"}
+_RETRYABLE = {"failed", "cancelled"}
 _CANCELLABLE = {"queued", "running"}
 
 
@@ -224,7 +225,18 @@ async def _home_page(request: web.Request, user: UserRow, csrf: str, *, notice: 
             f"<td>{html.escape(r['owner'] or '')}</td><td class={html.escape(r['state'])}>{html.escape(r['state'])}"
             f"</td><td>{stages}{errors}</td><td>{_run_buttons(r, user, csrf)}</td></tr>"
         )
-    parts.append("</table>" + await alerts_section(request, user, csrf))
+    parts.append("</table>")
+    rejected = await svc.rejected_files(user, limit=25)
+    if rejected:
+        parts.append("<h2>Rejected files</h2><p class=muted>Files in watched folders that did not become "
+                     "runs.</p><table><tr><th>File</th><th>Pipeline</th><th>Size</th><th>Reason</th></tr>")
+        parts.extend(
+            f"<tr><td title=\"{html.escape(f['path'])}\">{html.escape(f['name'])}</td>"
+            f"<td>{html.escape(f['pipeline'] or '')}</td><td>{f['size']}</td>"
+            f"<td class=failed>{html.escape(f['reason'] or '')}</td></tr>" for f in rejected
+        )
+        parts.append("</table>")
+    parts.append(await alerts_section(request, user, csrf))
     parts.append(
         "<p>API: send <code>Authorization: Token &lt;token&gt;</code>, or this session with the "
         "<code>X-CSRFToken</code> header. Create a token with <code>POST /api/token</code>.</p>"
@@ -254,7 +266,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not state["limiter"].try_start(addr):
         log.warning("login_rate_limited", remote=addr)
         return web.Response(text=_login_form(token, next_url, "Too many failed sign-ins; wait a minute."),
-                            status=429, content_type="text/html")
+                            status=429, content_type="text/html", headers={LOGIN_FAILED: "rate-limited"})
     email, password = form.get("username"), form.get("password")
     user = None
     if isinstance(email, str) and isinstance(password, str) and email and password \
@@ -262,8 +274,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         user = await svc.login(email, password)
     if user is None:
         log.warning("login_failed", remote=addr, email=email if isinstance(email, str) else None)
+        # the browser shows the form again; a script sees the status (docs/api.md, "Signing in")
         return web.Response(text=_login_form(token, next_url, "Wrong e-mail or password."),
-                            status=200, content_type="text/html")
+                            status=401, content_type="text/html", headers={LOGIN_FAILED: "wrong e-mail or password"})
     if (old := request[SESSION]) is not None:  # signing in again (as someone else): the old session ends
         await svc.store.call(Store.delete_session, old["digest"])
     state["limiter"].succeeded(addr)
