@@ -13,6 +13,7 @@ from aiohttp import web
 from qcdaemon.config import Config
 from qcdaemon.core import security
 from qcdaemon.errors import Forbidden, QcdaemonError, Unauthorized
+from qcdaemon.log import add_secret
 from qcdaemon.server.keys import (
     _TOKEN,
     AUTH_KIND,
@@ -38,6 +39,7 @@ def json_error(status: int, detail: str, headers: dict[str, str] | None = None) 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as JSON ``{"detail": ...}``; nothing a client sends gives a 500."""
+    declare_secrets(request)
     try:
         return await handler(request)
     except Unauthorized as exc:
@@ -59,6 +61,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("request_failed", method=request.method, path=request.path)
         return json_error(500, "internal error; the daemon's log has the details")
+
+
+def declare_secrets(request: web.Request) -> None:
+    """The request's credentials (token, cookies, CSRF token) are never logged, whatever fails."""
+    headers = request.headers
+    auth = headers.get("Authorization", "")
+    add_secret(auth, auth.partition(" ")[2].strip(), headers.get("Cookie"), headers.get("X-CSRFToken"),
+               headers.get("X-CSRF-Token"), *request.cookies.values())
 
 
 def allowed_hosts(cfg: Config) -> set[str]:
