@@ -55,6 +55,12 @@ class ServerConfig:
     max_upload_mb: int = 20480
     session_hours: int = 336
     login_attempts_per_minute: int = 10
+    # slow clients (issue 12): see qcdaemon/server/protocol.py
+    header_timeout_seconds: float = 20.0
+    keepalive_timeout_seconds: float = 75.0
+    min_body_bytes_per_second: int = 1024
+    body_rate_window_seconds: float = 30.0
+    max_connections_per_client: int = 64
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ def full_config(tmp_path: Path) -> dict[str, Any]:
     return {
         "server": {"host": "0.0.0.0", "port": 8443, "tls_cert": str(cert), "tls_key": str(key),
                    "allow_insecure_http": True, "allowed_hosts": ["qc.lab.example", "10.0.0.5"],
-                   "max_upload_mb": 512, "session_hours": 24, "login_attempts_per_minute": 5},
+                   "max_upload_mb": 512, "session_hours": 24, "login_attempts_per_minute": 5,
+                   "header_timeout_seconds": 5.0, "keepalive_timeout_seconds": 30.0, "min_body_bytes_per_second": 10,
+                   "body_rate_window_seconds": 5.0, "max_connections_per_client": 8},
         "paths": {"data_dir": str(tmp_path / "data"), "log_dir": str(tmp_path / "logs")},
         "store": {"memory_limit": "1GB", "threads": 4},
         "engine": {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import re
 import socket
 import time
 from collections import deque
@@ -9,6 +11,8 @@ from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from qcdaemon.config import Config
 from qcdaemon.core import security
@@ -17,6 +21,7 @@ from qcdaemon.log import add_secret
 from qcdaemon.server.keys import (
     _TOKEN,
     AUTH_KIND,
+    CONFIG,
     COOKIE,
     FORM_CSRF,
     SERVICE,
@@ -49,18 +54,37 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return json_error(exc.status, str(exc))
         log.exception("request_failed", method=request.method, path=request.path)
         return json_error(500, "internal error; the daemon's log has the details")
+    except (HttpProcessingError, RequestPayloadError) as exc:  # a body aiohttp cannot decode (Content-Encoding...)
+        detail = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+        return json_error(400, f"the request body could not be read: {detail}"[:300])
     except ConnectionResetError:  # the client went away (e.g. an aborted upload): nothing to answer
         log.info("client_disconnected", method=request.method, path=request.path)
         return json_error(400, "the connection was closed before the request was complete")
+    except OSError as exc:
+        if is_disk_full(exc):
+            log.error("disk_full", method=request.method, path=request.path, error=str(exc))
+            return json_error(507, "the daemon's disk is full; try again when space has been freed")
+        log.exception("request_failed", method=request.method, path=request.path)
+        return json_error(500, "internal error; the daemon's log has the details")
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate", "location")}
         reason = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         return json_error(exc.status, reason, headers)
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):  # e.g. the database could not write its log
+            log.error("disk_full", method=request.method, path=request.path, error=str(exc))
+            return json_error(507, "the daemon's disk is full; try again when space has been freed")
         log.exception("request_failed", method=request.method, path=request.path)
         return json_error(500, "internal error; the daemon's log has the details")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An ``OSError`` (or a database error) saying the disk is full."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    return "no space left on device" in str(exc).lower()
 
 
 def declare_secrets(request: web.Request) -> None:
@@ -84,18 +108,45 @@ def allowed_hosts(cfg: Config) -> set[str]:
     return {n.lower() for n in names if n}
 
 
-def _host_only(value: str) -> str:
-    if value.startswith("["):
-        return value[: value.find("]") + 1].lower()
-    return value.rsplit(":", 1)[0].lower() if value.count(":") == 1 else value.lower()
+_HOST = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """``name[:port]`` of a Host header, or None when it is not one (strict: no user info, no path)."""
+    m = _HOST.fullmatch(value.strip())
+    if m is None:
+        return None
+    port = m.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    return m.group("name").lower().rstrip("."), int(port) if port is not None else None
+
+
+def host_allowed(value: str, hosts: set[str], local_port: int | None, configured: set[str] = frozenset()) -> bool:
+    """A served name, and a port that is the one the request came in on (or none).  Names the
+    administrator listed in ``[server] allowed_hosts`` (a reverse proxy's) may come with any port,
+    or with exactly the port given there as ``name:port``."""
+    parsed = split_host(value)
+    if parsed is None:
+        return False
+    name, port = parsed
+    if port is None or port == local_port:
+        return name in hosts or name in configured
+    return name in configured or f"{name}:{port}" in configured
+
+
+def _local_port(request: web.Request) -> int | None:
+    sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return int(sock[1]) if isinstance(sock, (tuple, list)) and len(sock) > 1 else None
 
 
 @web.middleware
 async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse requests for Host names this daemon does not serve (DNS rebinding)."""
+    """Refuse requests for Host names (and ports) this daemon does not serve (DNS rebinding)."""
     hosts: set[str] = request.app[STATE]["hosts"]
-    if _host_only(request.host or "") not in hosts:
-        return json_error(400, f"Host {request.host!r} is not served here; add it to [server] allowed_hosts")
+    configured = {h.lower() for h in request.app[CONFIG].server.allowed_hosts}
+    if not host_allowed(request.host or "", hosts, _local_port(request), configured):
+        return json_error(400, f"Host {request.host[:100]!r} is not served here; add it to [server] allowed_hosts")
     return await handler(request)
 
 
