@@ -44,7 +44,7 @@ async def live_server(world: Any) -> AsyncIterator[int]:
 
 def parse_answer(data: bytes) -> Answer | None:
     head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep or not head.startswith(b"HTTP/1."):
+    if not sep or not head.startswith(b"HTTP/"):
         return None
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -59,6 +59,7 @@ def parse_answer(data: bytes) -> Answer | None:
 
 async def raw_request(port: int, data: bytes, *, timeout: float = 20.0) -> Answer | None:
     """Send ``data`` on a new connection, read until the server closes or a full answer arrived."""
+    head_only = data.startswith(b"HEAD ")
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
@@ -75,7 +76,8 @@ async def raw_request(port: int, data: bytes, *, timeout: float = 20.0) -> Answe
                 break
             got += chunk
             ans = parse_answer(got)
-            if ans is not None and "content-length" in ans.headers and len(ans.body) >= int(ans.headers["content-length"]):
+            if ans is not None and (head_only or ("content-length" in ans.headers
+                                                  and len(ans.body) >= int(ans.headers["content-length"]))):
                 return ans
         return parse_answer(got)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import re
 import socket
@@ -45,6 +46,36 @@ def json_error(status: int, detail: str, headers: dict[str, str] | None = None) 
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as JSON ``{"detail": ...}``; nothing a client sends gives a 500."""
     declare_secrets(request)
+    response = await _answer(request, handler)
+    if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity") \
+            and not request.content.is_eof():
+        await _drain_encoded(request, response)
+    return response
+
+
+async def _drain_encoded(request: web.Request, response: web.StreamResponse) -> None:
+    """Read (and drop) the rest of an encoded body the handler left, so that a body that does not
+    decode cannot break the connection after the answer (aiohttp's lingering read would raise)."""
+    response.force_close()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + DRAIN_SECONDS
+    read = 0
+    try:
+        while not request.content.is_eof() and read < DRAIN_BYTES and loop.time() < end:
+            async with asyncio.timeout(max(0.01, end - loop.time())):
+                read += len(await request.content.readany())
+    except Exception:  # undecodable or cut off: the answer is already made
+        pass
+    if not request.content.is_eof():
+        request.content._buffer.clear()
+        request.content.feed_eof()
+
+
+DRAIN_SECONDS = 5.0
+DRAIN_BYTES = 20 * 1024 * 1024
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except Unauthorized as exc:
