@@ -98,6 +98,7 @@ class EngineConfig:
     shutdown_timeout: int = 30
     rawtools: ToolConfig = field(default_factory=lambda: ToolConfig(timeout_seconds=1800, max_parallel=1))
     maxquant: MaxQuantConfig = field(default_factory=MaxQuantConfig)
+    min_free_mb: int = 1024  # no stage starts with less free space in the data folder (issue 12)
 
 
 @dataclass(frozen=True)

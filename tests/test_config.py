@@ -31,7 +31,7 @@ def full_config(tmp_path: Path) -> dict[str, Any]:
         "paths": {"data_dir": str(tmp_path / "data"), "log_dir": str(tmp_path / "logs")},
         "store": {"memory_limit": "1GB", "threads": 4},
         "engine": {
-            "native": False, "native_timeout_seconds": 120, "nice": 5, "shutdown_timeout": 12,
+            "native": False, "native_timeout_seconds": 120, "nice": 5, "shutdown_timeout": 12, "min_free_mb": 64,
             "rawtools": {"command": ["mono", "RawTools.exe"], "timeout_seconds": 99, "max_parallel": 2, "attempts": 3},
             "maxquant": {"command": ["dotnet", "MaxQuantCmd.dll"], "timeout_seconds": 7200, "max_parallel": 3,
                          "attempts": 2, "threads": 8, "runtime": "dotnet"},

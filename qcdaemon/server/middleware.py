@@ -153,7 +153,7 @@ def split_host(value: str) -> tuple[str, int | None] | None:
     return m.group("name").lower().rstrip("."), int(port) if port is not None else None
 
 
-def host_allowed(value: str, hosts: set[str], local_port: int | None, configured: set[str] = frozenset()) -> bool:
+def host_allowed(value: str, hosts: set[str], local_port: int | None, configured: frozenset[str] | set[str] = frozenset()) -> bool:
     """A served name, and a port that is the one the request came in on (or none).  Names the
     administrator listed in ``[server] allowed_hosts`` (a reverse proxy's) may come with any port,
     or with exactly the port given there as ``name:port``."""

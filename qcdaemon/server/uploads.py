@@ -182,7 +182,8 @@ async def upload_raw(request: web.Request) -> web.Response:
                 if pid is not None:
                     pipeline = await _pipeline_for(request, pid)
                 incoming = cfg.files.incoming
-                await loop.run_in_executor(None, _check_space, cfg.data_dir, request.content_length)
+                await loop.run_in_executor(None, _check_space, cfg.data_dir, request.content_length,
+                                           cfg.engine.min_free_mb << 20)
                 sink = await loop.run_in_executor(None, _Sink, incoming / f"{uuid.uuid4().hex}.part", limit, name)
                 while chunk := await _parsed(part.read_chunk(CHUNK)):
                     await loop.run_in_executor(None, sink.write, chunk)
@@ -232,10 +233,10 @@ async def upload_raw(request: web.Request) -> web.Response:
     )
 
 
-def _check_space(data_dir: Path, content_length: int | None) -> None:
-    """Keep 1 GiB free for the database and the tools: refuse an upload that would eat into it."""
+def _check_space(data_dir: Path, content_length: int | None, reserve: int = RESERVE) -> None:
+    """Keep ``[engine] min_free_mb`` free for the database and the tools: refuse an upload that would eat into it."""
     free = shutil.disk_usage(data_dir if Path(data_dir).exists() else Path(data_dir).anchor).free
-    if free - (content_length or 0) < RESERVE:
+    if free - (content_length or 0) < reserve:
         raise InsufficientStorage(
             f"orig_file: not enough free disk space on the daemon's machine ({free // (1 << 20)} MiB free)"
         )

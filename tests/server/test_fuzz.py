@@ -200,20 +200,20 @@ class Fuzzer:
         rng = self.rng
         method, path = self.path()
         templates = [
-            lambda: f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode(),
+            lambda: f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode("utf-8", "surrogatepass"),
             lambda: rng.randbytes(rng.randrange(1, 200)) + b"\r\n\r\n",
-            lambda: f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX: {'v' * 9000}\r\n\r\n".encode(),
-            lambda: f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: abc\r\n\r\n".encode(),
+            lambda: f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX: {'v' * 9000}\r\n\r\n".encode("utf-8", "surrogatepass"),
+            lambda: f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: abc\r\n\r\n".encode("utf-8", "surrogatepass"),
             lambda: f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    f"{rng.choice(['zz', '-1', 'ffffffffffffffffff', '1;x'])}\r\nx\r\n0\r\n\r\n".encode(),
-            lambda: f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nBroken header line\r\n\r\n".encode(),
-            lambda: f"{method} {path} HTTP/{rng.choice(['0.9', '2.0', '1.x', '9.9'])}\r\nHost: 127.0.0.1\r\n\r\n".encode(),
-            lambda: (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
+                    f"{rng.choice(['zz', '-1', 'ffffffffffffffffff', '1;x'])}\r\nx\r\n0\r\n\r\n".encode("utf-8", "surrogatepass"),
+            lambda: f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nBroken header line\r\n\r\n".encode("utf-8", "surrogatepass"),
+            lambda: f"{method} {path} HTTP/{rng.choice(['0.9', '2.0', '1.x', '9.9'])}\r\nHost: 127.0.0.1\r\n\r\n".encode("utf-8", "surrogatepass"),
+            lambda: (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode("utf-8", "surrogatepass")
                      + b"X-Bin: " + bytes([rng.randrange(0, 32)]) + b"\r\n\r\n"),
             lambda: f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 3\r\n"
-                    f"Content-Length: 4\r\n\r\nabcd".encode(),
+                    f"Content-Length: 4\r\n\r\nabcd".encode("utf-8", "surrogatepass"),
         ]
-        data = rng.choice(templates)()
+        data = rng.choice(templates)()  # (surrogates in a path are sent as their raw UTF-8 bytes)
         if b"Connection:" not in data and data.endswith(b"\r\n\r\n"):
             data = data[:-2] + b"Connection: close\r\n\r\n"
         return data
