@@ -20,12 +20,12 @@ import errno
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from qcdaemon.config import Config
 from qcdaemon.core.clock import utcnow
+from qcdaemon.engine.stages.common import Outcome
 from qcdaemon.store import AsyncStore, Store
 
 log = structlog.get_logger("qcdaemon.engine")
@@ -135,11 +135,11 @@ class Recovery:
             return f"the disk of the data folder is nearly full ({free} MiB free, [engine] min_free_mb = {need})"
         return None
 
-    async def explain(self, outcome: dict[str, Any]) -> dict[str, Any]:
+    async def explain(self, outcome: Outcome) -> tuple[Outcome, bool]:
         """A failed outcome on a (nearly) full disk says so (a tool's own message may not: "exit code 1"),
-        and is marked ``disk_full``: the engine holds the stage until space returns instead of failing it."""
+        and comes with True: the engine holds the stage until space returns instead of failing it."""
         if outcome.get("state") != "failed":
-            return outcome
+            return outcome, False
         error = str(outcome.get("error") or "")
         full = "no space left on device" in error.lower() or error.startswith("the disk is full")
         if not full:
@@ -150,8 +150,8 @@ class Recovery:
         if full:
             if not error.startswith("the disk is full"):
                 error = f"the disk is full ({error})" if error else "the disk is full"
-            outcome = {**outcome, "error": error, "disk_full": True}
-        return outcome
+            outcome = Outcome(**{**outcome, "error": error})
+        return outcome, full
 
     async def hold(self, run_id: int, stage: str, reason: str) -> None:
         """Back to the queue with the reason; no stage starts until space returns (:meth:`wait_for_space`)."""

@@ -194,7 +194,7 @@ class Engine:
         try:
             run = await self.store.call(Store.run, run_id)
             log.info("stage_started", attempt=job["attempts"], file=run["name"])
-            outcome = await self.recovery.explain(await self._outcome(run, stage, cancel))
+            outcome, disk_full = await self.recovery.explain(await self._outcome(run, stage, cancel))
         finally:
             self.cancels.pop(key, None)
         interrupted = key in self.shutdown_cancels
@@ -206,8 +206,8 @@ class Engine:
             return
         if cancel.is_set() and state != "done":
             state, outcome["error"] = "cancelled", "cancelled by user"
-        elif outcome.get("disk_full") and not self.stopping:  # not the tool's failure: run it again later
-            await self.recovery.hold(run_id, stage, outcome["error"])
+        elif disk_full and not self.stopping:  # not the tool's failure: run it again later
+            await self.recovery.hold(run_id, stage, outcome.get("error") or "the disk is full")
             return
         allowed = getattr(getattr(self.cfg.engine, stage, None), "attempts", 1)
         if state == "failed" and job["attempts"] < allowed and not self.stopping:
