@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import ERROR, RequestHandler
 from aiohttp.web_request import BaseRequest
 
 log = structlog.get_logger("qcdaemon.server")
@@ -50,6 +50,8 @@ class JsonErrorHandler(RequestHandler):
         self._qcd_body: tuple[BaseRequest, float, int] | None = None
         self._qcd_tick: asyncio.TimerHandle | None = None
         self._qcd_peer: str | None = None
+        self._qcd_method: bytes | None = None  # of the request head being received
+        self._qcd_last_method: bytes | None = None  # of the last complete (or refused) head
 
     # -- JSON errors ---------------------------------------------------------------------------
 
@@ -61,6 +63,12 @@ class JsonErrorHandler(RequestHandler):
             log.info("request_refused", remote=request.remote, status=status, detail=_detail(status, message))
         if request.writer.output_size > 0:
             raise ConnectionError("the response was already started; cannot send an error answer")
+        refused_head = request.method == "HEAD" or (self._qcd_last_method == b"HEAD" and request.message is ERROR)
+        if refused_head:
+            # a head the parser refused: aiohttp's stand-in request says GET, but a HEAD answer has no body
+            resp = web.Response(status=status, content_type="application/json", charset="utf-8")
+            resp.force_close()
+            return resp
         resp = web.Response(status=status, text=json.dumps({"detail": _detail(status, message)}),
                             content_type="application/json", charset="utf-8")
         resp.force_close()
@@ -99,9 +107,13 @@ class JsonErrorHandler(RequestHandler):
         idle = self._current_request is None and not self._messages
         if idle and data and self._qcd_head_since is None and self._qcd_header_timeout > 0:
             self._qcd_head_since = self._loop.time()
+        if idle and data and self._qcd_method is None:
+            self._qcd_method = data[:16].split(b" ", 1)[0]
         super().data_received(data)
         if self._messages or self._current_request is not None:
             self._qcd_head_since = None  # a complete head arrived
+            if self._qcd_method is not None:
+                self._qcd_last_method, self._qcd_method = self._qcd_method, None
 
     def _qcd_check(self) -> None:
         self._qcd_tick = None

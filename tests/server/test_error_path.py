@@ -200,3 +200,16 @@ def test_safe_name_bounds_bytes_and_keeps_the_extension():
     assert safe_name("C:\\data\\a\x00b.raw") == "ab.raw"
     with pytest.raises(Exception, match="not a .raw"):
         safe_name("\x00\x00")
+
+
+async def test_a_refused_head_request_gets_no_body(live):
+    _world, port, _token = live
+    data = (f"HEAD /api/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Encoding: br\r\nContent-Length: 3\r\n"
+            "Connection: close\r\n\r\nabc").encode()
+    reader_writer = await __import__("asyncio").open_connection("127.0.0.1", port)
+    reader, writer = reader_writer
+    writer.write(data)
+    got = await reader.read()
+    writer.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0] and body == b"", got
