@@ -99,6 +99,7 @@ class EngineConfig:
     rawtools: ToolConfig = field(default_factory=lambda: ToolConfig(timeout_seconds=1800, max_parallel=1))
     maxquant: MaxQuantConfig = field(default_factory=MaxQuantConfig)
     min_free_mb: int = 1024  # no stage starts with less free space in the data folder (issue 12)
+    work_retention_hours: float = 168.0  # work folders of finished runs are removed at start-up after this
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class WatchConfig:
     poll_interval: float = 5.0
     timezone: str = ""  # the instrument PC's IANA timezone (RAW times are its wall clock); "": this host's
     working_hours: tuple[str, ...] = ()  # e.g. ["mon-fri 07:00-19:00"]; empty = always (silence alerts)
+    follow_symlinks: bool = False  # a symbolic link in the folder is rejected unless this is true (issue 12)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import structlog
 
 from qcdaemon.config import Config
 from qcdaemon.core.runkeys import run_key
+from qcdaemon.engine.reconcile import reconcile
 from qcdaemon.engine.recovery import Recovery, stage_error
 from qcdaemon.engine.stages import RUNNERS, Outcome, StageContext, stages_failed
 from qcdaemon.errors import ParseError, QcdaemonError, ToolError
@@ -74,6 +75,7 @@ class Engine:
 
     async def start(self) -> None:
         await asyncio.to_thread(kill_stale, self.pid_dir)  # tools a killed daemon left behind
+        await reconcile(self.store, self.cfg)  # files, work folders and ledger rows a kill left (issue 12)
         requeued = await self.store.call(Store.requeue_interrupted)
         for run_id, stage, state in requeued:
             event = "stage_requeued_after_restart" if state == "queued" else "stage_failed_after_restarts"

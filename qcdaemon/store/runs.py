@@ -62,7 +62,7 @@ class RunQueries(QueueQueries, LedgerQueries):
             if stages:
                 self._refresh_run(rid)
             if ledger is not None:
-                self._ledger_insert(ledger, state="queued", run_id=rid)
+                self._ledger_insert(ledger, state=str(self.scalar("SELECT state FROM runs WHERE id = ?", [rid])), run_id=rid)
         return self.run(rid)
 
     def run(self, run_id: int) -> RunRow:

@@ -39,7 +39,7 @@ from qcdaemon.log import LOG_FILE, configure_logging
 from qcdaemon.server.app import create_app
 
 DEFAULT_CASES = int(os.environ.get("QCD_FUZZ_CASES", "1500"))
-HEAVY_CASES = 20_000
+HEAVY_CASES = 20_400  # a few are refused by the client itself: at least 20,000 reach the server
 CONCURRENCY = 8
 PAGE_PREFIXES = ("/", "/logout", "/runs/", "/pipelines/")  # browser pages: may answer with their HTML page
 
@@ -343,7 +343,7 @@ async def _run(world_factory: Any, tmp_path: Any, seeds: list[int], cases: int) 
     result = await _fuzz(world, seeds, cases, tmp_path)
     assert not result["failures"], "\n".join(result["failures"][:30])
     assert not result["leaked"], "secrets in the log"
-    assert result["total"] >= cases * 0.95  # nearly every case was sent (the client refuses a few header values)
+    assert result["total"] >= (20_000 if cases == HEAVY_CASES else cases * 0.95)  # nearly every case was sent (the client refuses a few header values)
     # the routes were reached, not only refused at the door
     assert sum(v for k, v in result["stats"].items() if k in ("200", "201", "302")) > cases * 0.02
     assert world.pipeline(DEMO_PROJECT, LAB_PIPELINE)  # the world survived
