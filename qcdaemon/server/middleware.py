@@ -241,30 +241,45 @@ def require_user(request: web.Request) -> UserRow:
 
 
 class LoginLimiter:
-    """Sign-in attempts per client address within a sliding minute.
+    """Sign-in attempts per client address and per target account, each within a sliding window.
 
-    An attempt is counted when it *starts* (before the password hash is checked), so parallel
-    guesses cannot all slip past the limit; a successful sign-in clears the address's count.
+    An attempt is counted when it *starts* (before the password hash is checked), against both
+    its address and the account it names, so parallel guesses cannot all slip past the limit.
+    A successful sign-in takes back only its own attempt: it does not clear the address's other
+    attempts, so signing in to one's own account between guesses at another gains nothing.  While
+    either count is full, every attempt (the right password too) gets the throttle answer and is
+    not counted, so nothing of it weighs on the account once the window has passed.
     """
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, window: float = 60.0) -> None:
         self.per_minute = per_minute
+        self.window = window
         self.attempts: dict[str, deque[float]] = {}
 
-    def try_start(self, addr: str) -> bool:
-        """Count an attempt; False when the address is over the limit (then nothing is counted)."""
+    def _keys(self, addr: str, account: str | None) -> list[str]:
+        keys = [f"addr:{addr}"]
+        if account:
+            keys.append(f"account:{account.strip().lower()[:320]}")
+        return keys
+
+    def try_start(self, addr: str, account: str | None = None) -> bool:
+        """Count an attempt; False when the address or the account is over the limit (then nothing is counted)."""
         now = time.monotonic()
-        for key in [k for k, q in self.attempts.items() if not q or now - q[-1] > 60]:
-            del self.attempts[key]  # forget idle addresses: the table does not grow without bound
-        q = self.attempts.setdefault(addr, deque())
-        while q and now - q[0] > 60:
-            q.popleft()
-        if len(q) >= self.per_minute:
+        for key in [k for k, q in self.attempts.items() if not q or now - q[-1] > self.window]:
+            del self.attempts[key]  # forget idle keys: the table does not grow without bound
+        queues = [self.attempts.setdefault(k, deque()) for k in self._keys(addr, account)]
+        for q in queues:
+            while q and now - q[0] > self.window:
+                q.popleft()
+        if any(len(q) >= self.per_minute for q in queues):
             return False
-        q.append(now)
+        for q in queues:
+            q.append(now)
         return True
 
-    def succeeded(self, addr: str) -> None:
-        self.attempts.pop(addr, None)
-
-
+    def succeeded(self, addr: str, account: str | None = None) -> None:
+        """The right password: this attempt is taken back (the newest of each of its keys)."""
+        for key in self._keys(addr, account):
+            q = self.attempts.get(key)
+            if q:
+                q.pop()
