@@ -42,6 +42,7 @@ from qcdaemon.tools.tsv import (
     ChannelCounter,
     Moments,
     Table,
+    bounded,
     find_table,
     is_flag,
     number,
@@ -247,8 +248,11 @@ def _summary_values(path: Path) -> dict[str, Any]:
             raise ParseError(f"{path}: no 'MS/MS Submitted' column; not a MaxQuant summary.txt")
         row = next(table.rows(), None)
         if row is None:
-            return dict.fromkeys(SUMMARY_COLUMNS)
-        return {c: value(table.get(row, n)) for c, n in names.items()}
+            raise ParseError(f"{path}: a header but no data row; MaxQuant summarised nothing")
+        out = {c: value(table.get(row, n)) for c, n in names.items()}
+        for c, x in out.items():
+            bounded(path, c, x)
+        return out
 
 
 # ------------------------------------------------------------------------------ peptides.txt
@@ -348,6 +352,8 @@ def parse_maxquant(txt_dir: Path) -> dict[str, Any]:
     pg_counts: list[int] | None = None
     if pg := find_table(txt_dir, "proteinGroups.txt"):
         groups, pg_counts = _read_protein_groups(pg)
+        if not groups:  # decided (issue 12): a run with 0 protein groups is not silently "done"
+            raise ParseError(f"{pg}: a header but no protein groups; MaxQuant identified nothing")
         values |= _protein_values(groups, len(pg_counts))
     if peptides := find_table(txt_dir, "peptides.txt"):
         values |= _peptide_values(peptides)
