@@ -148,13 +148,14 @@ class RunQueries(QueueQueries, LedgerQueries):
 
     # -- protein groups and chromatograms ------------------------------------------------------
 
-    def put_protein_groups(self, run_id: int, groups: Iterable[Any]) -> int:
-        """Replace the run's protein groups (an Arrow batch insert, not row by row)."""
+    def put_protein_groups(self, run_id: int, groups: Iterable[Any], *, first_idx: int = 0) -> int:
+        """Replace the run's protein groups (an Arrow batch insert, not row by row); with
+        ``first_idx`` > 0, add a further batch numbered from there (a large table in parts)."""
         groups = list(groups)
         table = pa.table(
             {
                 "run_id": pa.array([run_id] * len(groups), pa.int32()),
-                "idx": pa.array(range(len(groups)), pa.int32()),
+                "idx": pa.array(range(first_idx, first_idx + len(groups)), pa.int32()),
                 "majority_ids": [g.majority_protein_ids for g in groups],
                 "fasta_headers": [g.fasta_headers for g in groups],
                 "score": pa.array([g.score for g in groups], pa.float64()),
@@ -167,7 +168,8 @@ class RunQueries(QueueQueries, LedgerQueries):
             }
         )
         with self.transaction():
-            self.execute("DELETE FROM protein_groups WHERE run_id = ?", [run_id])
+            if first_idx == 0:
+                self.execute("DELETE FROM protein_groups WHERE run_id = ?", [run_id])
             self.con.register("pg_batch", table)
             try:
                 self.execute("INSERT INTO protein_groups SELECT * FROM pg_batch")

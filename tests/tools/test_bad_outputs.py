@@ -132,3 +132,20 @@ def test_huge_summary_numbers_are_refused_not_served_as_29_digit_integers(tmp_pa
         parse_maxquant(d)
     # and nothing the parsers give is a JSON integer beyond 2**53
     assert "9" * 20 not in json.dumps(parse_maxquant(MQ0))
+
+
+def test_streamed_protein_values_equal_the_in_memory_ones() -> None:
+    """parse_maxquant streams proteinGroups (bounded memory); the list-based computation agrees."""
+    from qcdaemon.tools.maxquant_parse import _protein_values, parse_protein_groups, protein_group_batches
+    from qcdaemon.tools.tsv import find_table
+
+    for d in (MQ0, MQ1):
+        pg = find_table(d, "proteinGroups.txt")
+        assert pg is not None
+        groups = parse_protein_groups(pg)
+        channels = len(groups[0].reporter_corrected)
+        streamed = parse_maxquant(d)
+        expected = _protein_values(groups, channels)
+        assert {k: streamed[k] for k in expected} == expected
+        batches = list(protein_group_batches(pg, size=100))
+        assert [g for b in batches for g in b] == groups and max(len(b) for b in batches) <= 100
