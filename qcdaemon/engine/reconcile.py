@@ -70,6 +70,7 @@ def _fix_ledger(store: Store) -> dict[str, int]:
 def _sweep_files(cfg: Config, known: dict[str, Any], retention_hours: float) -> dict[str, int]:
     stored = {os.path.normcase(os.path.abspath(r["stored_path"])) for r in known["runs"].values() if r["stored_path"]}
     out = {"orphan_inputs": 0, "partial_uploads": 0, "work_folders": 0}
+    out["work_folders"] = _prune_work(cfg, known, retention_hours)
     for pipeline_path in known["pipelines"]:
         inputs = pipeline_inputs(Path(pipeline_path))
         if not inputs.is_dir():
@@ -87,6 +88,12 @@ def _sweep_files(cfg: Config, known: dict[str, Any], retention_hours: float) -> 
         for part in incoming.glob("*.part"):
             part.unlink(missing_ok=True)
             out["partial_uploads"] += 1
+    return out
+
+
+def _prune_work(cfg: Config, known: dict[str, Any], retention_hours: float) -> int:
+    """Work folders of runs that do not exist, and of finished runs older than the retention."""
+    removed = 0
     work = cfg.files.work
     if work.is_dir():
         cutoff = time.time() - retention_hours * 3600
@@ -99,8 +106,20 @@ def _sweep_files(cfg: Config, known: dict[str, Any], retention_hours: float) -> 
             finished = run is not None and run["state"] in FINISHED and run["id"] not in known["busy"]
             if gone or (finished and folder.stat().st_mtime < cutoff):
                 shutil.rmtree(folder, ignore_errors=True)
-                out["work_folders"] += 1
-    return out
+                removed += 1
+    return removed
+
+
+async def prune_work_folders(store: AsyncStore, cfg: Config) -> int:
+    """While running (the engine calls it every hour): finished runs' work folders past the retention.
+
+    Only work folders: upload inputs are reconciled at start-up only (an upload in progress has
+    its file in place a moment before its run is committed)."""
+    known = await store.call(_known)
+    removed = await asyncio.to_thread(_prune_work, cfg, known, cfg.engine.work_retention_hours)
+    if removed:
+        log.info("work_folders_pruned", removed=removed, retention_hours=cfg.engine.work_retention_hours)
+    return removed
 
 
 async def reconcile(store: AsyncStore, cfg: Config) -> dict[str, int]:

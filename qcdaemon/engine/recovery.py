@@ -25,6 +25,7 @@ import structlog
 
 from qcdaemon.config import Config
 from qcdaemon.core.clock import utcnow
+from qcdaemon.engine.reconcile import prune_work_folders
 from qcdaemon.engine.stages.common import Outcome
 from qcdaemon.store import AsyncStore, Store
 
@@ -36,6 +37,8 @@ GRACE_SECONDS = 2.0
 #: After a stage failed on a full disk, stages start again once this much (or min_free_mb) is free.
 RESUME_MB = 8
 SPACE_POLL_SECONDS = 2.0
+#: How often finished runs' work folders past ``[engine] work_retention_hours`` are removed.
+PRUNE_SECONDS = 3600.0
 
 Key = tuple[int, str]
 
@@ -96,9 +99,16 @@ class Recovery:
             self.task = None
 
     async def _loop(self) -> None:
+        last_prune = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             await self.sweep()
+            if asyncio.get_running_loop().time() - last_prune >= PRUNE_SECONDS:
+                last_prune = asyncio.get_running_loop().time()
+                try:
+                    await prune_work_folders(self.store, self.cfg)
+                except Exception as exc:  # a folder in use, the store busy: next hour
+                    log.warning("work_prune_failed", error=str(exc)[:300])
 
     async def sweep(self, run_id: int | None = None, *, state: str = "queued", grace: float = GRACE_SECONDS) -> list[Key]:
         """Release stages nobody runs; False-free: a store that still cannot write is tried again later."""
