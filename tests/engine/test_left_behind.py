@@ -18,7 +18,7 @@ from qcdaemon.config import WatchConfig
 from qcdaemon.core import security
 from qcdaemon.core.paths import pipeline_inputs
 from qcdaemon.engine.ingest import Ingest
-from qcdaemon.engine.reconcile import prune_work_folders, reconcile
+from qcdaemon.engine.reconcile import reconcile
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import LedgerKey
