@@ -18,7 +18,7 @@ from qcdaemon.config import WatchConfig
 from qcdaemon.core import security
 from qcdaemon.core.paths import pipeline_inputs
 from qcdaemon.engine.ingest import Ingest
-from qcdaemon.engine.reconcile import reconcile
+from qcdaemon.engine.reconcile import prune_work_folders, reconcile
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import LedgerKey
@@ -101,6 +101,12 @@ async def test_startup_reconciliation_clears_what_a_kill_left(lab):
     assert rows[key2["path"]]["state"] == done_run["state"] == "done"
     assert result["orphan_inputs"] == 2 and result["partial_uploads"] == 1 and result["work_folders"] == 2
     assert (await reconcile(store, cfg)) == dict.fromkeys(result, 0)  # nothing left to do the second time
+    # while running, the engine's hourly prune removes only work folders past the retention
+    folder = cfg.files.work_of(done_run["run_key"])
+    (folder / "maxquant").mkdir(parents=True)
+    os.utime(folder, (old, old))
+    assert await prune_work_folders(store, cfg) == 1 and not folder.exists()
+    assert cfg.files.work_of(kept_run["run_key"]).exists() and kept.exists()
 
 
 async def test_a_run_whose_stages_are_all_skipped_is_done_in_the_ledger(lab):
