@@ -125,7 +125,8 @@ def stage_raw(raw: Path, stage_dir: Path) -> Path:
         target.unlink()  # (a hard link left by an older version is replaced by a copy)
     partial = stage_dir / f".{raw.name}.partial"
     how = copy_file(raw, partial)
-    os.chmod(partial, 0o444)
+    if os.name != "nt":  # (on Windows a read-only file would block the work folder's removal)
+        os.chmod(partial, 0o444)
     os.replace(partial, target)
     log.debug("raw_staged", path=str(raw), how=how)
     return target
