@@ -287,6 +287,14 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"server.{key}: file {p} does not exist")
     if s.max_upload_mb <= 0:
         raise ConfigError("server.max_upload_mb: must be positive")
+    for key in ("header_timeout_seconds", "keepalive_timeout_seconds", "min_body_bytes_per_second",
+                "max_connections_per_client", "body_rate_window_seconds"):  # issue 12: 0 = off
+        if getattr(s, key) < 0 or (key == "body_rate_window_seconds" and getattr(s, key) <= 0):
+            raise ConfigError(f"server.{key}: must not be negative" if key != "body_rate_window_seconds"
+                              else f"server.{key}: must be positive")
+    if cfg.engine.min_free_mb < 0 or cfg.engine.work_retention_hours < 0:
+        raise ConfigError("engine.min_free_mb: must not be negative" if cfg.engine.min_free_mb < 0
+                          else "engine.work_retention_hours: must not be negative")
     if cfg.store.threads < 1:
         raise ConfigError("store.threads: must be at least 1")
     import re
