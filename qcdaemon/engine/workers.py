@@ -177,7 +177,8 @@ class Engine:
         if reason is not None:
             log.warning("stage_waiting_for_disk_space", run_key=f"rf{job['run_id']}", stage=job["stage"], reason=reason)
             await self.store.call(Store.requeue_stage, job["run_id"], job["stage"], count_attempt=False)
-            await asyncio.sleep(30)
+            with contextlib.suppress(TimeoutError):  # a stop does not wait for this pause
+                await asyncio.wait_for(self._halt.wait(), 30)
         return reason is not None
 
     async def release_stuck(self, run_id: int, *, cancel: bool = False) -> list[str]:

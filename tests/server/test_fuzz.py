@@ -355,5 +355,6 @@ async def test_fuzz_every_route(world_factory, tmp_path):
 
 
 @pytest.mark.heavy
+@pytest.mark.timeout(1800)
 async def test_fuzz_every_route_heavy(world_factory, tmp_path):
     await _run(world_factory, tmp_path, [1, 2, 3, 4], HEAVY_CASES)

@@ -59,5 +59,6 @@ def test_parsing_5000_groups_stays_bounded(tmp_path: Path) -> None:
 
 
 @pytest.mark.heavy
+@pytest.mark.timeout(1800)
 def test_parsing_200000_groups_stays_bounded(tmp_path: Path) -> None:
     _peak(tmp_path, 200_000)
