@@ -63,7 +63,8 @@ class JsonErrorHandler(RequestHandler):
             log.info("request_refused", remote=request.remote, status=status, detail=_detail(status, message))
         if request.writer.output_size > 0:
             raise ConnectionError("the response was already started; cannot send an error answer")
-        refused_head = request.method == "HEAD" or (self._qcd_last_method == b"HEAD" and request.message is ERROR)
+        stand_in = getattr(request, "_message", None) is ERROR  # aiohttp's request for a head it refused
+        refused_head = request.method == "HEAD" or (self._qcd_last_method == b"HEAD" and stand_in)
         if refused_head:
             # a head the parser refused: aiohttp's stand-in request says GET, but a HEAD answer has no body
             resp = web.Response(status=status, content_type="application/json", charset="utf-8")

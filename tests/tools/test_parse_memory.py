@@ -16,16 +16,21 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TEST_DATA
 
+pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak RSS is read from /proc (Linux)")
+
 RSS_BOUND_MB = 400
 EXAMPLE = TEST_DATA / "maxquant" / "tmt11" / "example-0" / "proteinGroups.txt.gz"
 
+# Peak RSS from /proc (VmHWM: this process image's own high-water mark; getrusage's ru_maxrss
+# would carry the parent's peak across fork and exec on Linux).
 CHILD = """
-import resource, sys
+import sys
 from qcdaemon.tools.maxquant_parse import parse_maxquant, protein_group_batches
 txt = sys.argv[1]
 values = parse_maxquant(txt)
 n = sum(len(b) for b in protein_group_batches(txt + "/proteinGroups.txt"))
-print(values["N_protein_groups"], n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(values["N_protein_groups"], n, hwm // 1024)
 """
 
 
