@@ -40,11 +40,8 @@ def full_config(tmp_path: Path) -> dict[str, Any]:
         "watch": [
             {"path": str(tmp_path / "in"), "pipeline": "lab/qc", "owner": "lab@example.org",
              "patterns": ["*.raw", "*.RAW"], "recursive": False, "polling": True, "settle_seconds": 2.5,
-<<<<<<< HEAD
-             "poll_interval": 1.5, "timezone": "America/Chicago", "working_hours": ["mon-fri 07:00-19:00"]},
-=======
-             "poll_interval": 1.5, "follow_symlinks": True},
->>>>>>> c03a60a (left behind: start-up reconciliation (engine/reconcile.py: upload inputs without a run, partial uploads, work folders of gone/finished runs by [engine] work_retention_hours, impossible ledger rows); empty files settle and are rejected; all-skipped runs' ledger row gets the run's state; [[watch]] follow_symlinks (default false: a link is rejected without opening its target))
+             "poll_interval": 1.5, "timezone": "America/Chicago", "working_hours": ["mon-fri 07:00-19:00"],
+             "follow_symlinks": True},
             {"path": str(tmp_path / "in2"), "pipeline": "0b0e6e86-3f16-4a4b-8d5b-7d3c4c6f5a11",
              "owner": "other@example.org"},
         ],
