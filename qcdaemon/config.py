@@ -56,6 +56,12 @@ class ServerConfig:
     max_upload_mb: int = 20480
     session_hours: int = 336
     login_attempts_per_minute: int = 10
+    # slow clients (issue 12): see qcdaemon/server/protocol.py
+    header_timeout_seconds: float = 20.0
+    keepalive_timeout_seconds: float = 75.0
+    min_body_bytes_per_second: int = 1024
+    body_rate_window_seconds: float = 30.0
+    max_connections_per_client: int = 64
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,8 @@ class EngineConfig:
     rawtools: ToolConfig = field(default_factory=lambda: ToolConfig(timeout_seconds=1800, max_parallel=1))
     maxquant: MaxQuantConfig = field(default_factory=MaxQuantConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    min_free_mb: int = 1024  # no stage starts with less free space in the data folder (issue 12)
+    work_retention_hours: float = 168.0  # work folders of finished runs are removed at start-up after this
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,7 @@ class WatchConfig:
     poll_interval: float = 5.0
     timezone: str = ""  # the instrument PC's IANA timezone (RAW times are its wall clock); "": this host's
     working_hours: tuple[str, ...] = ()  # e.g. ["mon-fri 07:00-19:00"]; empty = always (silence alerts)
+    follow_symlinks: bool = False  # a symbolic link in the folder is rejected unless this is true (issue 12)
 
 
 @dataclass(frozen=True)
@@ -302,6 +311,14 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"server.{key}: file {p} does not exist")
     if s.max_upload_mb <= 0:
         raise ConfigError("server.max_upload_mb: must be positive")
+    for key in ("header_timeout_seconds", "keepalive_timeout_seconds", "min_body_bytes_per_second",
+                "max_connections_per_client", "body_rate_window_seconds"):  # issue 12: 0 = off
+        if getattr(s, key) < 0 or (key == "body_rate_window_seconds" and getattr(s, key) <= 0):
+            raise ConfigError(f"server.{key}: must not be negative" if key != "body_rate_window_seconds"
+                              else f"server.{key}: must be positive")
+    if cfg.engine.min_free_mb < 0 or cfg.engine.work_retention_hours < 0:
+        raise ConfigError("engine.min_free_mb: must not be negative" if cfg.engine.min_free_mb < 0
+                          else "engine.work_retention_hours: must not be negative")
     if cfg.store.threads < 1:
         raise ConfigError("store.threads: must be at least 1")
     import re

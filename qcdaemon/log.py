@@ -11,9 +11,11 @@ once at start-up (the CLI does); everyone else calls ``get_logger(__name__)`` an
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import logging.handlers
 import os
+import re
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -27,28 +29,87 @@ LOG_FILE = "qcdaemon.log"
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 5
 REDACTED = "[redacted]"
-SECRET_KEYS = frozenset({"authorization", "cookie", "set_cookie", "password", "token"})
+SECRET_KEYS = frozenset({"authorization", "cookie", "set_cookie", "password", "token", "sealed", "csrf", "sid"})
+# A key that contains one of these is secret too (password_hash, new_password, csrfmiddlewaretoken, api_token...).
+SECRET_PARTS = ("password", "passwd", "token", "secret", "cookie", "authorization", "csrf", "session_id", "hash")
+# Secrets recognisable by their shape, wherever they appear in a logged string (exception messages
+# included): API tokens (40 hex), scrypt password hashes, credentials after an auth scheme, cookies.
+SECRET_PATTERNS = (
+    re.compile(r"scrypt\$[^\s'\",;)\]}]*"),
+    re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{40}(?![0-9A-Za-z])"),
+    re.compile(r"(?i)\b(token|bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)\b(qcd_session|qcd_login|csrftoken|csrfmiddlewaretoken|password)(=|:\s*)[^\s'\",;&)\]}]+"),
+)
+# Values a request declared secret (its token, its cookies, a submitted password): redacted by value,
+# whatever the key or message they turn up in.  A context variable: each request task has its own.
+_REQUEST_SECRETS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("qcd_log_secrets", default=())
+MIN_SECRET_LEN = 4
 # Chatty at INFO (apscheduler logs every job run); shown only when log.level = "debug".
 QUIET_AT_INFO = ("apscheduler",)
 
 _OURS = "_qcdaemon_handler"
 
 
+def add_secret(*values: object) -> None:
+    """Declare values secret for the rest of the current task (a request): never logged verbatim."""
+    new = tuple(v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LEN)
+    if new:
+        _REQUEST_SECRETS.set(_REQUEST_SECRETS.get() + new)
+
+
 def _is_secret(key: object) -> bool:
-    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS
+    if not isinstance(key, str):
+        return False
+    k = key.lower().replace("-", "_")
+    return k in SECRET_KEYS or any(part in k for part in SECRET_PARTS)
 
 
-def _scrub(value: Any) -> Any:
+def scrub_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with every known secret value and every secret-shaped string replaced."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    for pattern in SECRET_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+        else:
+            text = pattern.sub(REDACTED, text)
+    return text
+
+
+def _scrub(value: Any, secrets: tuple[str, ...], depth: int = 0) -> Any:
+    if depth > 20:
+        return REDACTED
+    if isinstance(value, str):
+        return scrub_text(value, secrets)
     if isinstance(value, Mapping):
-        return {k: REDACTED if _is_secret(k) else _scrub(v) for k, v in value.items()}
-    return value
+        return {k: REDACTED if _is_secret(k) else _scrub(v, secrets, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_scrub(v, secrets, depth + 1) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return scrub_text(repr(value) if isinstance(value, bytes) else str(value), secrets)
 
 
 def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: replace the values of secret keys, also inside nested dicts (headers)."""
+    """structlog processor: replace the values of secret keys (also in nested dicts such as headers),
+    secret-shaped strings (tokens, hashes) and the values the current request declared secret."""
+    secrets = tuple(sorted(set(_REQUEST_SECRETS.get()), key=len, reverse=True))
     for key, value in event_dict.items():
-        event_dict[key] = REDACTED if _is_secret(key) else _scrub(value)
+        if key in ("exc_info", "_record", "_from_structlog"):
+            continue  # rendered (and then scrubbed) by the formatter
+        event_dict[key] = REDACTED if _is_secret(key) else _scrub(value, secrets)
     return event_dict
+
+
+class _ScrubbedRenderer:
+    """The last step: whatever the renderer produced is scrubbed once more as text."""
+
+    def __init__(self, renderer: Any) -> None:
+        self.renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        return scrub_text(str(self.renderer(logger, method, event_dict)), _REQUEST_SECRETS.get())
 
 
 def _shared_processors() -> list[Any]:
@@ -63,15 +124,22 @@ def _shared_processors() -> list[Any]:
 
 
 def _formatter(json: bool, colors: bool) -> logging.Formatter:
+    """Exceptions are rendered without frame variables (``show_locals=False``: a frame's locals hold
+    headers, user rows, passwords), then the rendered text passes :func:`redact` like any value."""
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=colors)
+        else structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=structlog.dev.plain_traceback)
     )
-    tail = [structlog.processors.dict_tracebacks] if json else []
+    exceptions: Any = (
+        structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+        if json
+        else structlog.processors.format_exc_info
+    )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, exceptions, redact,
+                    _ScrubbedRenderer(renderer)],
     )
 
 

@@ -125,6 +125,12 @@ class Ingest:
         if await store.call(Store.ledger_known, path, ev.size, ev.mtime_ns) is not None:
             await store.call(Store.ledger_forget_pending, path)
             return
+        if not watch.follow_symlinks and await asyncio.to_thread(os.path.islink, ev.path):
+            await self._reject(watch, path, ev, "a symbolic link (not followed: [[watch]] follow_symlinks = false)")
+            return  # decided on the link itself: its target is never opened
+        if ev.size == 0:
+            await self._reject(watch, path, ev, "an empty file (0 bytes)")
+            return
         sha, head = await asyncio.to_thread(sha256_of, ev.path)
         st = await asyncio.to_thread(os.stat, ev.path)
         if (st.st_size, st.st_mtime_ns) != (ev.size, ev.mtime_ns):
@@ -158,6 +164,12 @@ class Ingest:
         if older:
             await store.call(Store.supersede_runs, older, run["id"])
             log.info("runs_superseded", path=path, run_key=run["run_key"], superseded=[f"rf{i}" for i in older])
+
+    async def _reject(self, watch: WatchConfig, path: str, ev: Any, reason: str) -> None:
+        """A settled candidate that is not read at all, rejected in the ledger with the reason (issue 12)."""
+        key = LedgerKey(watch_path=watch.path, path=path, size=ev.size, mtime_ns=ev.mtime_ns, sha256="-")
+        if await self.svc.store.call(Store.ledger_final, key, "rejected", reason):
+            log.warning("file_rejected", path=path, reason=reason)
 
     # -- a progress line for a large first sweep, in the foreground only ---------------------
 

@@ -16,6 +16,8 @@ import structlog
 
 from qcdaemon.config import Config
 from qcdaemon.core.runkeys import run_key
+from qcdaemon.engine.reconcile import reconcile
+from qcdaemon.engine.recovery import Recovery, stage_error
 from qcdaemon.engine.stages import RUNNERS, Outcome, StageContext, stages_failed
 from qcdaemon.errors import ParseError, QcdaemonError, ToolError
 from qcdaemon.service.qcservice import QcService
@@ -52,6 +54,7 @@ class Engine:
         self.ctx = StageContext(store=svc.store, cfg=cfg, pid_dir=self.pid_dir,
                                 values_recorded=svc.quality.record)
         svc.engine = self
+        self.recovery = Recovery(svc.store, cfg, live=lambda: set(self.cancels), wake=self.wake)  # issue 12
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -72,6 +75,7 @@ class Engine:
 
     async def start(self) -> None:
         await asyncio.to_thread(kill_stale, self.pid_dir)  # tools a killed daemon left behind
+        await reconcile(self.store, self.cfg)  # files, work folders and ledger rows a kill left (issue 12)
         requeued = await self.store.call(Store.requeue_interrupted)
         for run_id, stage, state in requeued:
             event = "stage_requeued_after_restart" if state == "queued" else "stage_failed_after_restarts"
@@ -82,6 +86,7 @@ class Engine:
             for i in range(n):
                 self.tasks.append(asyncio.create_task(self._worker(stage), name=f"engine-{stage}-{i}"))
         log.info("engine_started", workers=len(self.tasks))
+        self.recovery.start()  # stages whose outcome could not be recorded run again once the store can write
 
     def wake(self) -> None:
         for ev in self.events.values():
@@ -106,6 +111,7 @@ class Engine:
     async def stop(self, timeout: float) -> None:
         """Take no new stages; let running ones finish within ``timeout``; then stop them (re-queued)."""
         self.stop_taking()
+        await self.recovery.stop()
         pending: set[asyncio.Task[None]] = {t for t in self.tasks if not t.done()}
         if pending:
             _, pending = await asyncio.wait(pending, timeout=timeout)
@@ -145,6 +151,7 @@ class Engine:
             event.clear()
             job = None
             try:
+                await self.recovery.wait_for_space()  # after a stage failed on a full disk (issue 12)
                 if unsettled is not None:
                     await self.store.call(Store.requeue_stage, unsettled["run_id"], stage)
                     log.info("stage_requeued_after_error", run_key=run_key(unsettled["run_id"]), stage=stage)
@@ -152,6 +159,8 @@ class Engine:
                 job = await self.store.call(Store.claim_stage, stage)
                 if job is None:
                     await event.wait()
+                    continue
+                if await self._wait_for_space(job):
                     continue
                 await self._run_job(job)
             except Exception:  # e.g. the store failing (disk full): log, put the job back, go on
@@ -161,6 +170,20 @@ class Engine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._halt.wait(), self.error_pause)
             self.wake()  # a finished first stage unlocks the run's other stages
+
+    async def _wait_for_space(self, job: StageRow) -> bool:
+        """Low-space guard (issue 12): on a nearly full disk the stage goes back to the queue."""
+        reason = await self.recovery.low_space()
+        if reason is not None:
+            log.warning("stage_waiting_for_disk_space", run_key=f"rf{job['run_id']}", stage=job["stage"], reason=reason)
+            await self.store.call(Store.requeue_stage, job["run_id"], job["stage"], count_attempt=False)
+            with contextlib.suppress(TimeoutError):  # a stop does not wait for this pause
+                await asyncio.wait_for(self._halt.wait(), 30)
+        return reason is not None
+
+    async def release_stuck(self, run_id: int, *, cancel: bool = False) -> list[str]:
+        """A retry or cancel of a stage the store says is running and no worker runs releases it."""
+        return [stage for _run, stage in await self.recovery.release(run_id, cancel=cancel)]
 
     async def _run_job(self, job: StageRow) -> None:
         """Run one claimed stage and record its outcome; every log line meanwhile names the run and stage."""
@@ -174,7 +197,7 @@ class Engine:
         try:
             run = await self.store.call(Store.run, run_id)
             log.info("stage_started", attempt=job["attempts"], file=run["name"])
-            outcome = await self._outcome(run, stage, cancel)
+            outcome, disk_full = await self.recovery.explain(await self._outcome(run, stage, cancel))
         finally:
             self.cancels.pop(key, None)
         interrupted = key in self.shutdown_cancels
@@ -186,6 +209,9 @@ class Engine:
             return
         if cancel.is_set() and state != "done":
             state, outcome["error"] = "cancelled", "cancelled by user"
+        elif disk_full and not self.stopping:  # not the tool's failure: run it again later
+            await self.recovery.hold(run_id, stage, outcome.get("error") or "the disk is full")
+            return
         allowed = getattr(getattr(self.cfg.engine, stage, None), "attempts", 1)
         if state == "failed" and job["attempts"] < allowed and not self.stopping:
             await self.store.call(Store.requeue_stage, run_id, stage)
@@ -203,7 +229,7 @@ class Engine:
         try:
             return await RUNNERS[stage](self.ctx, run, self.cfg.files.work_of(run["run_key"]), cancel)
         except (ParseError, ToolError, QcdaemonError, OSError) as exc:
-            return stages_failed(str(exc))
+            return stages_failed(stage_error(exc))
         except Exception as exc:  # a bug in a stage: record it, keep the daemon going
             log.exception("stage_crashed")
             return stages_failed(f"internal error: {type(exc).__name__}: {exc}")

@@ -13,8 +13,9 @@ from qcdaemon.core.net import is_loopback
 from qcdaemon.errors import PortUnavailable
 from qcdaemon.server.admin import serve_admin
 from qcdaemon.server.app import create_app
+from qcdaemon.server.protocol import Runner
 
-__all__ = ["create_app", "is_loopback", "serve", "serve_admin", "url_of"]
+__all__ = ["create_app", "is_loopback", "make_runner", "serve", "serve_admin", "url_of"]
 
 
 def url_of(cfg: ServerConfig) -> str:
@@ -34,10 +35,20 @@ def ssl_context(cfg: ServerConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+def make_runner(app: web.Application, s: ServerConfig) -> web.AppRunner:
+    """The app's runner: JSON for aiohttp's own errors, slow clients dropped (``server.protocol``)."""
+    return Runner(
+        app, shutdown_timeout=10.0, access_log=None, handle_signals=False,
+        max_connections_per_client=s.max_connections_per_client,
+        keepalive_timeout=s.keepalive_timeout_seconds, header_timeout=s.header_timeout_seconds,
+        min_body_rate=float(s.min_body_bytes_per_second), body_rate_window=s.body_rate_window_seconds,
+    )
+
+
 @asynccontextmanager
 async def serve(app: web.Application, cfg: Config) -> AsyncIterator[web.AppRunner]:
     """Serve ``app`` on ``[server] host`` and ``port``; a port that cannot be bound is PortUnavailable."""
-    runner = web.AppRunner(app, shutdown_timeout=10.0, access_log=None, handle_signals=False)
+    runner = make_runner(app, cfg.server)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host=cfg.server.host, port=cfg.server.port, ssl_context=ssl_context(cfg.server))

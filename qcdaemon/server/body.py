@@ -14,6 +14,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from qcdaemon.errors import BadRequest
+from qcdaemon.log import add_secret
 
 _FALSE = {"false", "0", "no", "off", ""}
 _TRUE = {"true", "1", "yes", "on"}
@@ -38,6 +39,7 @@ class Body:
                 raise BadRequest("the request body is not valid JSON") from None
             if not isinstance(data, dict):
                 raise BadRequest("the JSON body must be an object")
+            _declare_secrets(data.items())
             return cls(data, form=False)
         if ctype in _FORM_TYPES:
             return cls(await read_form(request), form=True)
@@ -159,11 +161,21 @@ def _valid_text(name: str, value: str) -> str:
     return value
 
 
+_SECRET_FIELDS = ("password", "token", "secret", "csrf")
+
+
+def _declare_secrets(items: Any) -> None:
+    """Submitted passwords and tokens are never logged (see :func:`qcdaemon.log.add_secret`)."""
+    add_secret(*(v for k, v in items if isinstance(k, str) and any(p in k.lower() for p in _SECRET_FIELDS)))
+
+
 async def read_form(request: web.Request) -> MultiDictProxy[Any]:
     """``request.post()``, with a body that cannot be parsed answered as a 400 (never a 500)."""
     try:
-        return await request.post()
+        form = await request.post()
     except web.HTTPException:
         raise
     except Exception as exc:  # aiohttp raises ValueError, LookupError, UnicodeDecodeError... on bad input
         raise BadRequest(f"the form body could not be read ({type(exc).__name__})") from None
+    _declare_secrets(form.items())
+    return form

@@ -8,14 +8,19 @@ failure the partial file is removed.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
 import shutil
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from qcdaemon.core.paths import pipeline_inputs
 from qcdaemon.errors import BadRequest, Forbidden, QcdaemonError, TooLarge, Unauthorized
@@ -28,21 +33,68 @@ from qcdaemon.store.rows import PipelineRow
 
 CHUNK = 1 << 20
 RESERVE = 1 << 30
+T = TypeVar("T")
 
 
 class InsufficientStorage(QcdaemonError):
     status = 507
 
 
+#: File names are cut to this many UTF-8 bytes (file systems allow 255; room is left for suffixes).
+MAX_NAME_BYTES = 200
+#: A form field other than the file (pid, csrfmiddlewaretoken) is at most this long.
+MAX_FIELD_BYTES = 4096
+_WINDOWS_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?")
+
+
 def safe_name(filename: str | None) -> str:
-    """The client's file name reduced to a plain, safe base name ending in .raw (any case)."""
+    """The client's file name reduced to a plain, safe base name ending in .raw (any case), at most
+    :data:`MAX_NAME_BYTES` bytes of UTF-8 (a longer stem is cut, the extension kept)."""
     if not filename:
         raise BadRequest("orig_file: a file is required")
     base = re.split(r"[\\/]", filename)[-1]
-    base = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*').strip().strip(".")
-    if not base or not base.lower().endswith(".raw") or len(base) > 255:
-        raise BadRequest(f"orig_file: {filename!r} is not a .raw file")
-    return base
+    base = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*\x00')
+    base = "".join(ch for ch in base if not 0xD800 <= ord(ch) <= 0xDFFF).strip().strip(".").strip()
+    if not base or not base.lower().endswith(".raw") or len(base) <= 4:
+        raise BadRequest(f"orig_file: {filename[:200]!r} is not a .raw file")
+    stem, ext = base[:-4], base[-4:]
+    while len((stem + ext).encode("utf-8")) > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    stem = stem.rstrip(" .")
+    if not stem or _WINDOWS_RESERVED.fullmatch(stem):
+        stem = f"upload-{stem}" if stem else "upload"
+    return stem + ext
+
+
+_PARSE_ERRORS: tuple[type[BaseException], ...] = (ValueError, LookupError, AssertionError, TypeError,
+                                                  HttpProcessingError, RequestPayloadError)
+
+
+async def _parsed(what: Awaitable[T]) -> T:
+    """``await what``, with aiohttp's multipart parser errors turned into a 400."""
+    try:
+        return await what
+    except QcdaemonError:
+        raise
+    except _PARSE_ERRORS as exc:
+        detail = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+        raise BadRequest(f"the multipart body could not be read: {detail}"[:300]) from None
+
+
+async def _read_field(part: BodyPartReader, name: str) -> str:
+    data = b""
+    while chunk := await _parsed(part.read_chunk(MAX_FIELD_BYTES)):
+        data += chunk
+        if len(data) > MAX_FIELD_BYTES:
+            raise BadRequest(f"{name}: longer than {MAX_FIELD_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{name}: not valid UTF-8 text") from None
+
+
+def disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 class _Sink:
@@ -112,14 +164,17 @@ async def upload_raw(request: web.Request) -> web.Response:
     if request.content_type != "multipart/form-data":
         raise BadRequest("the upload must be multipart/form-data with fields pid and orig_file")
     loop = asyncio.get_running_loop()
-    reader = await request.multipart()
+    boundary = request.content_type and request.headers.get("Content-Type", "")
+    if "boundary=" not in boundary.lower():
+        raise BadRequest("the upload must be multipart/form-data with a boundary")
+    reader = await _parsed(request.multipart())
     pipeline: PipelineRow | None = None
     pid: str | None = None
     form_csrf: str | None = None
     sink: _Sink | None = None
     name = None
     try:
-        while (part := await reader.next()) is not None:
+        while (part := await _parsed(reader.next())) is not None:
             if not isinstance(part, BodyPartReader):
                 continue
             if part.name == "orig_file" and sink is None:
@@ -127,18 +182,19 @@ async def upload_raw(request: web.Request) -> web.Response:
                 if pid is not None:
                     pipeline = await _pipeline_for(request, pid)
                 incoming = cfg.files.incoming
-                await loop.run_in_executor(None, _check_space, cfg.data_dir, request.content_length)
+                await loop.run_in_executor(None, _check_space, cfg.data_dir, request.content_length,
+                                           cfg.engine.min_free_mb << 20)
                 sink = await loop.run_in_executor(None, _Sink, incoming / f"{uuid.uuid4().hex}.part", limit, name)
-                while chunk := await part.read_chunk(CHUNK):
+                while chunk := await _parsed(part.read_chunk(CHUNK)):
                     await loop.run_in_executor(None, sink.write, chunk)
             elif part.name in ("pid", "csrfmiddlewaretoken"):
-                text = (await part.read(decode=True))[:4096].decode("utf-8", "replace")
+                text = await _read_field(part, part.name)
                 if part.name == "pid":
                     pid = text
                 else:
                     form_csrf = text
             else:
-                await part.release()
+                await _parsed(part.release())
         if session_auth and not request.headers.get("X-CSRFToken"):
             check_csrf(request, form_csrf)
         if pipeline is None:
@@ -148,9 +204,17 @@ async def upload_raw(request: web.Request) -> web.Response:
         await loop.run_in_executor(None, sink.finish)
         sink.check_head()  # a file shorter than the RAW header
         final = pipeline_inputs(Path(pipeline["path"])) / uuid.uuid4().hex / name
-        await loop.run_in_executor(None, _move, sink.path, final)
+        try:
+            await loop.run_in_executor(None, _move, sink.path, final)
+        except BaseException:
+            await loop.run_in_executor(None, shutil.rmtree, final.parent, True)
+            raise
         sha256, size = sink.sha.hexdigest(), sink.size
         sink = None
+    except OSError as exc:
+        if disk_full(exc):
+            raise InsufficientStorage("orig_file: the daemon's disk is full; the upload was not kept") from None
+        raise
     finally:
         if sink is not None:
             await loop.run_in_executor(None, sink.discard)
@@ -169,10 +233,10 @@ async def upload_raw(request: web.Request) -> web.Response:
     )
 
 
-def _check_space(data_dir: Path, content_length: int | None) -> None:
-    """Keep 1 GiB free for the database and the tools: refuse an upload that would eat into it."""
+def _check_space(data_dir: Path, content_length: int | None, reserve: int = RESERVE) -> None:
+    """Keep ``[engine] min_free_mb`` free for the database and the tools: refuse an upload that would eat into it."""
     free = shutil.disk_usage(data_dir if Path(data_dir).exists() else Path(data_dir).anchor).free
-    if free - (content_length or 0) < RESERVE:
+    if free - (content_length or 0) < reserve:
         raise InsufficientStorage(
             f"orig_file: not enough free disk space on the daemon's machine ({free // (1 << 20)} MiB free)"
         )

@@ -80,6 +80,8 @@ class EngineControl(Protocol):
 
     def cancel(self, run_id: int) -> None: ...
 
+    async def release_stuck(self, run_id: int, *, cancel: bool = False) -> list[str]: ...
+
 
 class QcService:
     def __init__(self, store: AsyncStore, cfg: Config, key: bytes) -> None:
@@ -333,7 +335,9 @@ class QcService:
 
     async def retry(self, user: UserRow | None, run_key: str, stages: Sequence[str] | None = None) -> dict[str, Any]:
         run = await self.run_for_change(user, run_key)
-        requeued = await self.store.call(Store.retry_run, run["id"], stages)
+        # a stage whose outcome could not be recorded (disk full) is released back to the queue first
+        released = await self.engine.release_stuck(run["id"]) if self.engine is not None else []
+        requeued = [*released, *await self.store.call(Store.retry_run, run["id"], stages)]
         if not requeued:
             raise Conflict(f"run {run_key} has no failed or cancelled stage to retry")
         if self.engine is not None:
@@ -345,6 +349,8 @@ class QcService:
         run = await self.run_for_change(user, run_key)
         before = await self.store.call(Store.stages, run["id"])
         active = any(s["state"] in ("queued", "running") for s in before)
+        if self.engine is not None:
+            await self.engine.release_stuck(run["id"], cancel=True)
         running = await self.store.call(Store.cancel_run, run["id"]) if active else []
         if running and self.engine is not None:
             self.engine.cancel(run["id"])

@@ -62,7 +62,7 @@ class RunQueries(QueueQueries, LedgerQueries):
             if stages:
                 self._refresh_run(rid)
             if ledger is not None:
-                self._ledger_insert(ledger, state="queued", run_id=rid)
+                self._ledger_insert(ledger, state=str(self.scalar("SELECT state FROM runs WHERE id = ?", [rid])), run_id=rid)
         return self.run(rid)
 
     def run(self, run_id: int) -> RunRow:
@@ -161,13 +161,14 @@ class RunQueries(QueueQueries, LedgerQueries):
 
     # -- protein groups and chromatograms ------------------------------------------------------
 
-    def put_protein_groups(self, run_id: int, groups: Iterable[Any]) -> int:
-        """Replace the run's protein groups (an Arrow batch insert, not row by row)."""
+    def put_protein_groups(self, run_id: int, groups: Iterable[Any], *, first_idx: int = 0) -> int:
+        """Replace the run's protein groups (an Arrow batch insert, not row by row); with
+        ``first_idx`` > 0, add a further batch numbered from there (a large table in parts)."""
         groups = list(groups)
         table = pa.table(
             {
                 "run_id": pa.array([run_id] * len(groups), pa.int32()),
-                "idx": pa.array(range(len(groups)), pa.int32()),
+                "idx": pa.array(range(first_idx, first_idx + len(groups)), pa.int32()),
                 "majority_ids": [g.majority_protein_ids for g in groups],
                 "fasta_headers": [g.fasta_headers for g in groups],
                 "score": pa.array([g.score for g in groups], pa.float64()),
@@ -180,7 +181,8 @@ class RunQueries(QueueQueries, LedgerQueries):
             }
         )
         with self.transaction():
-            self.execute("DELETE FROM protein_groups WHERE run_id = ?", [run_id])
+            if first_idx == 0:
+                self.execute("DELETE FROM protein_groups WHERE run_id = ?", [run_id])
             self.con.register("pg_batch", table)
             try:
                 self.execute("INSERT INTO protein_groups SELECT * FROM pg_batch")

@@ -32,7 +32,7 @@ decisions where the original was buggy or silent:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from qcdaemon.tools.tsv import (
     ChannelCounter,
     Moments,
     Table,
+    bounded,
     find_table,
     is_flag,
     number,
@@ -163,25 +164,84 @@ def _protein_group(table: Table, row: list[str], channels: list[list[int]],
     )
 
 
-def _read_protein_groups(path: Path) -> tuple[list[ProteinGroup], list[int]]:
-    """Protein groups plus the per-channel count of distinct detected majority IDs."""
+def iter_protein_groups(path: Path) -> Iterator[ProteinGroup]:
+    """The rows of a proteinGroups.txt one at a time (bounded memory: nothing is kept)."""
     required = ("Protein IDs", "Majority protein IDs")
-    with open_table(path, required) as table:
+    with open_table(Path(path), required) as table:
+        channels = reporter_channels(table.header)
+        used = {table.index[n] for n in _PG_FIELDS if n in table.index}
+        used |= {cols[0] for cols in channels}
+        extra_idx = [i for i in range(len(table.header)) if i not in used]
+        for row in table.rows():
+            yield _protein_group(table, row, channels, extra_idx)
+
+
+def protein_group_batches(path: Path, size: int = 2000) -> Iterator[list[ProteinGroup]]:
+    """:func:`iter_protein_groups` in lists of at most ``size`` (for batched inserts)."""
+    batch: list[ProteinGroup] = []
+    for g in iter_protein_groups(path):
+        batch.append(g)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _ProteinAggregate:
+    """What :func:`parse_maxquant` needs of the protein groups, computed in one streaming pass."""
+
+    def __init__(self) -> None:
+        self.n = self.true_hits = self.contaminants = self.reverse = 0
+        self.coverage = Moments()
+        self.missing: list[int] = []
+        self.qc_best: ProteinGroup | None = None
+
+    def add(self, g: ProteinGroup) -> None:
+        self.n += 1
+        self.contaminants += g.contaminant
+        self.reverse += g.reverse
+        if len(self.missing) < len(g.reporter_corrected):
+            self.missing += [0] * (len(g.reporter_corrected) - len(self.missing))
+        if not (g.contaminant or g.reverse):
+            self.true_hits += 1
+            c = g.extra.get("Sequence coverage [%]")
+            self.coverage.add(float(c) if isinstance(c, int | float) else None)
+            if not g.only_by_site and g.majority_protein_ids not in _QC_EXCLUDED_IDS:
+                for n, v in enumerate(g.reporter_corrected):
+                    self.missing[n] += v in (None, 0)
+        if QC_PROTEIN in str(g.extra.get("Protein IDs") or ""):
+            best = self.qc_best  # first of maximal intensity, as _best: None intensities lose
+            if best is None or (g.intensity is not None and (best.intensity is None or g.intensity > best.intensity)):
+                self.qc_best = g
+
+    def values(self, channels: int) -> dict[str, Any]:
+        values: dict[str, Any] = dict(zip(PROTEIN_COLUMNS, (
+            self.n, self.true_hits, self.contaminants, self.reverse, self.coverage.mean()), strict=True))
+        for n in range(channels):
+            values[f"TMT{n + 1}_missing_values"] = self.missing[n] if n < len(self.missing) else 0
+        return values | _protein_qc([self.qc_best] if self.qc_best is not None else [])
+
+
+def _stream_protein_groups(path: Path) -> tuple[_ProteinAggregate, list[int]]:
+    """One pass over the table: the aggregate and the channel counts, no group kept."""
+    agg = _ProteinAggregate()
+    with open_table(path, ("Protein IDs", "Majority protein IDs")) as table:
         channels = reporter_channels(table.header)
         used = {table.index[n] for n in _PG_FIELDS if n in table.index}
         used |= {cols[0] for cols in channels}
         extra_idx = [i for i in range(len(table.header)) if i not in used]
         counter = ChannelCounter(channels, table.index["Majority protein IDs"])
-        groups: list[ProteinGroup] = []
         for row in table.rows():
-            groups.append(_protein_group(table, row, channels, extra_idx))
+            agg.add(_protein_group(table, row, channels, extra_idx))
             counter.add(row)
-    return groups, counter.counts()
+    return agg, counter.counts()
 
 
 def parse_protein_groups(path: Path) -> list[ProteinGroup]:
-    """Every row of a MaxQuant proteinGroups.txt (or .txt.gz), in file order."""
-    return _read_protein_groups(Path(path))[0]
+    """Every row of a MaxQuant proteinGroups.txt (or .txt.gz), in file order (all in memory:
+    for large tables use :func:`protein_group_batches`)."""
+    return list(iter_protein_groups(Path(path)))
 
 
 def _mean_sd(values: Iterable[float | None]) -> tuple[float | None, float | None]:
@@ -247,8 +307,11 @@ def _summary_values(path: Path) -> dict[str, Any]:
             raise ParseError(f"{path}: no 'MS/MS Submitted' column; not a MaxQuant summary.txt")
         row = next(table.rows(), None)
         if row is None:
-            return dict.fromkeys(SUMMARY_COLUMNS)
-        return {c: value(table.get(row, n)) for c, n in names.items()}
+            raise ParseError(f"{path}: a header but no data row; MaxQuant summarised nothing")
+        out = {c: value(table.get(row, n)) for c, n in names.items()}
+        for c, x in out.items():
+            bounded(path, c, x)
+        return out
 
 
 # ------------------------------------------------------------------------------ peptides.txt
@@ -347,8 +410,10 @@ def parse_maxquant(txt_dir: Path) -> dict[str, Any]:
         values |= _summary_values(summary)
     pg_counts: list[int] | None = None
     if pg := find_table(txt_dir, "proteinGroups.txt"):
-        groups, pg_counts = _read_protein_groups(pg)
-        values |= _protein_values(groups, len(pg_counts))
+        agg, pg_counts = _stream_protein_groups(pg)  # bounded memory (issue 12)
+        if not agg.n:  # decided (issue 12): a run with 0 protein groups is not silently "done"
+            raise ParseError(f"{pg}: a header but no protein groups; MaxQuant identified nothing")
+        values |= agg.values(len(pg_counts))
     if peptides := find_table(txt_dir, "peptides.txt"):
         values |= _peptide_values(peptides)
     if msms := find_table(txt_dir, "msmsScans.txt"):

@@ -8,7 +8,7 @@ found by running it:
   is absolute and each job runs with ``cwd`` = its own output dir (:func:`job_dir`).  Nothing
   is written next to the input (checked by the tests on a real run).
 * It **fails on a symlinked raw file** ("Instrument index not available for requested device",
-  exit 1): mono reports the link's own size.  So :func:`stage_raw` hard-links, else copies.
+  exit 1): mono reports the link's own size.  So :func:`stage_raw` copies (a reflink where offered).
 * ``-qc`` keeps ``QC.xml`` in its output dir and skips raw files it already lists there: a
   rerun into an old ``rawtools_qc`` exits 0 ("No new files in the directory to QC!") and writes
   no ``QcDataTable.csv``.  Call :func:`clear_outputs` before a rerun; :func:`rawtools_outputs_ok`
@@ -24,12 +24,16 @@ import json
 import os
 import shlex
 import shutil
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import structlog
 
 from qcdaemon.errors import ToolError
+
+if sys.platform.startswith("linux"):
+    import fcntl
 
 log = structlog.get_logger(__name__)
 
@@ -110,10 +114,13 @@ def rawtools_jobs(
 def stage_raw(raw: Path, stage_dir: Path) -> Path:
     """Make ``stage_dir/<raw name>`` the only raw file in ``stage_dir`` and return its path.
 
-    A hard link when the file system allows it (same volume, permitted), else a copy written
-    under a temporary name and renamed, so an interrupted copy never looks complete.  Not a
-    symlink: RawTools under mono cannot read a raw file through one.  Nothing is written into
-    the raw file's folder.  Blocking (a copy can take minutes): call it via ``asyncio.to_thread``.
+    A **copy**, read-only, never a second name for the instrument's file (no hard link: a tool
+    that writes to its input would change the instrument's file).  Where the file system offers
+    it (Btrfs, XFS, ...), the copy is a reflink (``FICLONE``: shares the blocks until written,
+    instant); else a plain copy, written under a temporary name and renamed, so an interrupted
+    copy never looks complete.  Not a symlink: RawTools under mono cannot read a raw file through
+    one.  Nothing is written into the raw file's folder.  Blocking (a copy can take minutes):
+    call it via ``asyncio.to_thread``.
 
     Raises:
         ToolError: the raw file is missing, or ``stage_dir`` is the raw file's own folder.
@@ -129,18 +136,32 @@ def stage_raw(raw: Path, stage_dir: Path) -> Path:
         if other.name != raw.name and other.suffix.lower() in (".raw", ".partial") and other.is_file():
             other.unlink()
     if target.exists():
-        if target.samefile(raw) or _same_content_guess(target, raw):
+        if not target.samefile(raw) and _same_content_guess(target, raw):
             return target
-        target.unlink()
-    try:
-        os.link(raw, target)
-        log.debug("raw_staged", path=str(raw), how="hardlink")
-    except OSError:
-        partial = stage_dir / f".{raw.name}.partial"
-        shutil.copyfile(raw, partial)
-        os.replace(partial, target)
-        log.debug("raw_staged", path=str(raw), how="copy")
+        target.unlink()  # (a hard link left by an older version is replaced by a copy)
+    partial = stage_dir / f".{raw.name}.partial"
+    how = copy_file(raw, partial)
+    if os.name != "nt":  # (on Windows a read-only file would block the work folder's removal)
+        os.chmod(partial, 0o444)
+    os.replace(partial, target)
+    log.debug("raw_staged", path=str(raw), how=how)
     return target
+
+
+FICLONE = 0x40049409  # Linux ioctl: make dst a reflink (copy-on-write clone) of src
+
+
+def copy_file(src: Path, dst: Path) -> str:
+    """Copy ``src`` to ``dst`` (a new inode): a reflink where the file system can, else bytes; returns which."""
+    if sys.platform.startswith("linux"):
+        with open(src, "rb") as fs, open(dst, "wb") as fd:
+            try:
+                fcntl.ioctl(fd.fileno(), FICLONE, fs.fileno())
+                return "reflink"
+            except OSError:
+                pass  # not offered here (ext4, tmpfs, another volume): copy the bytes
+    shutil.copyfile(src, dst)
+    return "copy"
 
 
 def _same_content_guess(a: Path, b: Path) -> bool:

@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from qcdaemon.errors import ParseError
+from qcdaemon.tools.tsv import MAX_EXACT_INT, bounded
 
 __all__ = ["RAWTOOLS_COLUMNS", "calendar_columns", "parse_metrics_txt", "parse_qc_data_table",
            "parse_rawtools"]
@@ -96,11 +97,26 @@ def _value(text: str) -> int | float | str | None:
     if not text or text in _NON_FINITE:
         return None
     if _INTEGER.match(text):
-        return int(text)
+        n = int(text)
+        return n if abs(n) <= MAX_EXACT_INT else float(n)
     if _NUMBER.match(text):
         x = float(text)
         return x if math.isfinite(x) else None
     return text
+
+
+#: Counts (scans, peaks, charges...) are never negative; RawTools writes -1 for "not computed"
+#: in some columns (IdentificationRate), so -1 is its marker, not a count.
+_COUNT = re.compile(r"(?i)(^num|^total|count|scans$)")
+
+
+def _check_bounds(path: Path, values: dict[str, Any]) -> None:
+    """No number beyond physical magnitude; no negative count (issue 12)."""
+    for name, x in values.items():
+        for item in x if isinstance(x, list) else [x]:
+            bounded(path, name, item, nonnegative=False)
+            if _COUNT.search(str(name)) and isinstance(item, int | float) and item < 0 and item != -1:
+                raise ParseError(f"{path}: {name} = {item!r} is a negative count; not accepted")
 
 
 def _read_text(path: Path) -> str:
@@ -141,6 +157,10 @@ def parse_qc_data_table(path: Path, *, normalize: bool = True) -> list[dict[str,
         raise ParseError(f"{path}: header lacks DateAcquired/RawFile; not a RawTools "
                          f"QcDataTable.csv")
     names = [_TABLE_ALIASES.get(n, n) if normalize else n for n in header]
+    twice = sorted({n for i, n in enumerate(names) if n and n in names[:i]})
+    if twice:
+        raise ParseError(f"{path}: duplicated column(s) {', '.join(map(repr, twice))}; which one "
+                         "holds the value is unknown")
     rows: list[dict[str, Any]] = []
     for lineno, cells in enumerate(reader, start=2):
         if not any(c.strip() for c in cells):
@@ -154,6 +174,7 @@ def parse_qc_data_table(path: Path, *, normalize: bool = True) -> list[dict[str,
         cells = [*cells, *([""] * (len(header) - len(cells)))]
         row: dict[str, Any] = {n: _value(c) for n, c in zip(names, cells, strict=True)}
         row["DateAcquired"] = _parse_date(path, cells[header.index("DateAcquired")])
+        _check_bounds(path, row)
         rows.append(row)
     return rows
 
@@ -177,6 +198,7 @@ def parse_metrics_txt(path: Path) -> dict[str, Any]:
             metrics[key] = val
     if not metrics:
         raise ParseError(f"{path}: no 'Key: value' lines; not a RawTools _Metrics.txt")
+    _check_bounds(path, metrics)
     return metrics
 
 

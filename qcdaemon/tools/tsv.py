@@ -30,13 +30,30 @@ def number(text: str | None) -> float | None:
     return x if math.isfinite(x) else None
 
 
+#: Integers beyond this are read as floats (JSON clients lose precision past 2**53 anyway), and
+#: no count or intensity a tool reports is physically beyond MAX_MAGNITUDE (see :func:`bounded`).
+MAX_EXACT_INT = 2**53
+MAX_MAGNITUDE = 1e16
+
+
 def value(text: str | None) -> int | float | str | None:
-    """A cell as int, float or str; empty and ``NaN``/infinite numbers as ``None``."""
+    """A cell as int, float or str; empty and ``NaN``/infinite numbers as ``None``; an integer too
+    large for a float's exact range as a float."""
     if text is None or not (text := text.strip()) or text in ("NaN", "Infinity", "-Infinity"):
         return None
     if _INTEGER.match(text):
-        return int(text)
+        n = int(text)
+        return n if abs(n) <= MAX_EXACT_INT else float(n)
     return number(text) if _NUMBER.match(text) else text
+
+
+def bounded(path: Path, name: str, x: object, *, nonnegative: bool = True) -> None:
+    """Refuse a number outside physical bounds: a negative count, or a magnitude no instrument
+    or search reports (e.g. a 29-digit integer): the output is malformed, not a measurement."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return
+    if not math.isfinite(x) or abs(x) > MAX_MAGNITUDE or (nonnegative and x < 0):
+        raise ParseError(f"{path}: {name} = {x!r} is outside physical bounds; not accepted")
 
 
 def is_flag(text: str | None) -> bool:
@@ -109,6 +126,10 @@ def open_table(path: Path, required: Iterable[str]) -> Iterator[Table]:
             text = _decode(path, first, 1).lstrip("\ufeff")
             header = [c.strip() for c in text.split("\t")]
             _check_header(path, header, required)
+            twice = sorted({c for i, c in enumerate(header) if c and c in header[:i]})
+            if twice:
+                raise ParseError(f"{path}: duplicated column(s) {', '.join(map(repr, twice))}; "
+                                 "which one holds the value is unknown")
             index: dict[str, int] = {}
             for i, name in enumerate(header):
                 index.setdefault(name, i)

@@ -103,6 +103,8 @@ def _scan_entries(
             path = Path(entry.path)
             if not matches(path, watch.patterns):
                 continue
+            if entry.is_symlink() and not watch.follow_symlinks:
+                continue  # [[watch]] follow_symlinks = false: a link is not a file of the folder
             st = os.stat(path)
         except OSError:
             continue  # vanished or unreadable between listing and stat

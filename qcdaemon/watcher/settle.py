@@ -136,13 +136,12 @@ class SettleTracker:
         if t.settled:
             t.due = None
             return _NOTHING
-        if sig[0] > 0 and at - t.stable_since >= watch.settle_seconds:
+        if at - t.stable_since >= watch.settle_seconds:
+            # (an empty file settles too: it is then rejected, said in the ledger, never pending for
+            # ever; when the instrument writes to it later, that is a new version)
             t.due = at  # the caller probes now, then settle() or defer() moves this on
             return Observation(None, True)
-        if sig[0] > 0:
-            t.due = max(t.stable_since + watch.settle_seconds, at + self.min_recheck)
-        else:  # empty file: keep looking, slowly
-            t.due = at + self._wait(watch)
+        t.due = max(t.stable_since + watch.settle_seconds, at + self.min_recheck)
         return _NOTHING
 
     def settle(self, key: Key, sig: Sig) -> FileEvent | None:

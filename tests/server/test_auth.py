@@ -394,10 +394,19 @@ async def test_host_not_served_is_400(api: Api, method: str, route: str, who: st
     assert r.status == 400 and r.is_json and "not served" in r.data["detail"]
 
 
-@pytest.mark.parametrize("host", ["localhost", "localhost:1234", "127.0.0.1", "[::1]:8000", "LOCALHOST"])
+@pytest.mark.parametrize("host", ["localhost", "localhost:{port}", "127.0.0.1", "[::1]:{port}", "LOCALHOST"])
 async def test_loopback_hosts_are_served(api: Api, host: str) -> None:
-    r = await api.call("/api/health", method="GET", who=None, headers={"Host": host})
+    port = api.client.port
+    r = await api.call("/api/health", method="GET", who=None, headers={"Host": host.format(port=port)})
     assert r.status == 200
+
+
+@pytest.mark.parametrize("host", ["localhost:1234", "[::1]:8000", "127.0.0.1:{other}"])
+async def test_loopback_names_with_another_port_are_400(api: Api, host: str) -> None:
+    """Only the daemon's own port: ``Host: localhost:<anything>`` is another service's name (issue 12)."""
+    other = api.client.port + 1 if api.client.port != 8000 else 8001
+    r = await api.call("/api/health", method="GET", who=None, headers={"Host": host.format(other=other)})
+    assert r.status == 400 and r.is_json and "not served" in r.data["detail"]
 
 
 async def test_configured_allowed_hosts_are_served(world_factory: Callable[..., Awaitable[World]], make_api: Any) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from qcdaemon.errors import ToolError
-from qcdaemon.tools import rawtools
 from qcdaemon.tools.maxquant import (
     find_txt_dir,
     maxquant_argv,
@@ -92,7 +91,7 @@ def test_rawtools_jobs(tmp_path: Path) -> None:
     assert rawtools_jobs(["rt"], Path("a.raw"), work, "-x")[0][1][-1] == "-x"
 
 
-def test_stage_raw_links_and_never_writes_next_to_the_raw(instrument: Path, tmp_path: Path) -> None:
+def test_stage_raw_copies_and_never_writes_next_to_the_raw(instrument: Path, tmp_path: Path) -> None:
     before = listing(instrument)
     stage = tmp_path / "work" / "stage"
     (stage).mkdir(parents=True)
@@ -102,21 +101,24 @@ def test_stage_raw_links_and_never_writes_next_to_the_raw(instrument: Path, tmp_
     assert [p.name for p in stage.iterdir()] == ["small2.RAW"]
     assert staged.read_bytes() == (instrument / "small2.RAW").read_bytes()
     assert not staged.is_symlink()
-    assert staged.samefile(instrument / "small2.RAW")  # same file system here: a hard link
+    # a copy, never a second name of the instrument's file (issue 12): its inode has one name
+    assert not staged.samefile(instrument / "small2.RAW")
+    assert (instrument / "small2.RAW").stat().st_nlink == 1 and staged.stat().st_nlink == 1
+    assert not os.access(staged, os.W_OK) or os.geteuid() == 0  # read-only (root may write anyway)
+    assert os.name == "nt" or staged.stat().st_mode & 0o222 == 0
     assert stage_raw(instrument / "small2.RAW", stage) == staged  # idempotent
     assert [(n, s) for n, s, _ in listing(instrument)] == [(n, s) for n, s, _ in before]
 
 
-def test_stage_raw_copies_when_links_are_refused(instrument: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(src: object, dst: object) -> None:
-        raise OSError(18, "Invalid cross-device link")
-
-    monkeypatch.setattr(rawtools.os, "link", refuse)  # the OS edge: another volume
-    staged = stage_raw(instrument / "small2.RAW", tmp_path / "stage")
+def test_stage_raw_replaces_a_hard_link_left_by_an_older_version(instrument: Path, tmp_path: Path) -> None:
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    os.link(instrument / "small2.RAW", stage / "small2.RAW")
+    staged = stage_raw(instrument / "small2.RAW", stage)
     assert not staged.samefile(instrument / "small2.RAW")
+    assert (instrument / "small2.RAW").stat().st_nlink == 1
     assert staged.read_bytes() == (instrument / "small2.RAW").read_bytes()
-    assert [p.name for p in (tmp_path / "stage").iterdir()] == ["small2.RAW"]
+    assert [p.name for p in stage.iterdir()] == ["small2.RAW"]
 
 
 def test_stage_raw_refusals(instrument: Path, tmp_path: Path) -> None:

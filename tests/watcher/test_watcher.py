@@ -184,7 +184,7 @@ def test_settle_tracker_rules_on_a_fake_clock(tmp_path: Path) -> None:
     assert gone is not None and (gone.kind, gone.size) == ("gone", 1)
 
 
-def test_settle_tracker_never_on_first_sighting_and_never_empty(tmp_path: Path) -> None:
+def test_settle_tracker_never_on_first_sighting_and_empty_files_settle(tmp_path: Path) -> None:
     w0 = wc(tmp_path, settle_seconds=0.0)
     t = SettleTracker()
     k = (0, tmp_path / "a.raw")
@@ -193,7 +193,9 @@ def test_settle_tracker_never_on_first_sighting_and_never_empty(tmp_path: Path) 
     assert t.observe(k, w0, (10, 1), at=100.25).ready is True
     empty = (0, tmp_path / "empty.raw")
     t.observe(empty, wc(tmp_path, settle_seconds=1.0), (0, 5), at=0.0)
-    assert t.observe(empty, wc(tmp_path, settle_seconds=1.0), (0, 5), at=50.0).ready is False
+    assert t.observe(empty, wc(tmp_path, settle_seconds=1.0), (0, 5), at=0.5).ready is False
+    # an empty file settles like any other (it is then rejected, never pending for ever; issue 12)
+    assert t.observe(empty, wc(tmp_path, settle_seconds=1.0), (0, 5), at=50.0).ready is True
 
 
 def test_settle_tracker_event_during_a_stat_is_not_lost(tmp_path: Path) -> None:
@@ -379,11 +381,11 @@ async def test_watched_folder_is_left_byte_identical(
     before = listing(root)
     rec = Recorder()
     w = await make_watcher([wc(root, polling=polling)], rec, share_probe=lambda p: True)
-    await eventually(lambda: len(rec.of("settled")) == 2, 3)
+    await eventually(lambda: len(rec.of("settled")) == 3, 3)
     await w.sweep()
     await w.stop()
     assert listing(root) == before
-    assert w.status()[0]["pending"] == 1  # empty.raw: size 0 never settles
+    assert w.status()[0]["pending"] == 0  # empty.raw settles too (and is rejected by the ingest; issue 12)
 
 
 async def test_share_probe_blocks_settling_until_writer_lets_go(

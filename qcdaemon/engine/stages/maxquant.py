@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Any
 
 from qcdaemon.engine.stages.common import (
     Outcome,
@@ -20,7 +19,7 @@ from qcdaemon.store import Store
 from qcdaemon.store.rows import RunRow
 from qcdaemon.tools import maxquant as mq
 from qcdaemon.tools import rawtools as rt
-from qcdaemon.tools.maxquant_parse import parse_maxquant, parse_protein_groups
+from qcdaemon.tools.maxquant_parse import parse_maxquant, protein_group_batches
 from qcdaemon.tools.runner import run_tool
 
 
@@ -70,15 +69,23 @@ async def _maxquant_run(ctx: StageContext, run: RunRow, raw: Path, base: Path, f
         await asyncio.to_thread(_move_txt, txt, base / "combined" / "txt")
         txt = base / "combined" / "txt"
 
-    def parse() -> tuple[dict[str, Any], list[Any]]:
-        groups = parse_protein_groups(txt / "proteinGroups.txt") if (txt / "proteinGroups.txt").exists() else []
-        return parse_maxquant(txt), groups
-
-    values, groups = await asyncio.to_thread(parse)
+    values = await asyncio.to_thread(parse_maxquant, txt)
     await ctx.store.call(Store.put_qc_values, run["id"], "maxquant", values)
-    await ctx.store.call(Store.put_protein_groups, run["id"], groups)
+    await _store_protein_groups(ctx, run["id"], txt / "proteinGroups.txt")
     await values_recorded(ctx, run["id"])
     return {"state": "done", "exit_code": 0, "log_dir": str(logs)}
+
+
+async def _store_protein_groups(ctx: StageContext, run_id: int, path: Path) -> None:
+    """The groups in batches read off the event loop: memory stays bounded for any table (issue 12)."""
+    if not await asyncio.to_thread(path.exists):
+        await ctx.store.call(Store.put_protein_groups, run_id, [])
+        return
+    batches = protein_group_batches(path)
+    done = 0
+    while batch := await asyncio.to_thread(next, batches, None):
+        await ctx.store.call(Store.put_protein_groups, run_id, batch, first_idx=done)
+        done += len(batch)
 
 
 def _move_txt(src: Path, dst: Path) -> None:

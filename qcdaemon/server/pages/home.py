@@ -263,11 +263,12 @@ async def login(request: web.Request) -> web.StreamResponse:
         raise Forbidden("CSRF Failed: Referer checking failed.")
     raw_next = form.get("next")
     next_url = safe_next(raw_next if isinstance(raw_next, str) else None)
-    if not state["limiter"].try_start(addr):
+    email, password = form.get("username"), form.get("password")
+    account = email if isinstance(email, str) else None
+    if not state["limiter"].try_start(addr, account):  # by address and by target account (issue 12)
         log.warning("login_rate_limited", remote=addr)
         return web.Response(text=_login_form(token, next_url, "Too many failed sign-ins; wait a minute."),
                             status=429, content_type="text/html", headers={LOGIN_FAILED: "rate-limited"})
-    email, password = form.get("username"), form.get("password")
     user = None
     if isinstance(email, str) and isinstance(password, str) and email and password \
             and is_text(email) and is_text(password):
@@ -279,7 +280,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                             status=401, content_type="text/html", headers={LOGIN_FAILED: "wrong e-mail or password"})
     if (old := request[SESSION]) is not None:  # signing in again (as someone else): the old session ends
         await svc.store.call(Store.delete_session, old["digest"])
-    state["limiter"].succeeded(addr)
+    state["limiter"].succeeded(addr, account)
     response = web.Response(status=302, headers={"Location": next_url})
     response.del_cookie(LOGIN_COOKIE, path="/")
     await _new_session(request, response, user["id"])
