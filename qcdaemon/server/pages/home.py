@@ -206,6 +206,7 @@ async def _home_page(request: web.Request, user: UserRow, csrf: str, *, notice: 
     context = {
         "title": "qcdaemon", "user": user, "csrf": csrf, "version": __version__, "notice": notice, "error": error,
         "tiles": await overview_tiles(request, user), "projects": projects,
+        "alerts_api": any(getattr(r, "canonical", "") == "/api/alerts" for r in request.app.router.resources()),
         "runs": _run_rows(await svc.runs_overview(user, limit=25), user),
     }
     return aiohttp_jinja2.render_string("overview.html", request, context)

@@ -173,7 +173,8 @@
       width, height: o.height || 260,
       legend: { show: false },
       cursor: { drag: { x: true, y: true, setScale: false }, points: { show: false } },
-      scales: { x: { time: o.xaxis !== "order" }, y: log ? { distr: 3 } : {} },
+      scales: { x: { time: o.xaxis !== "order", range: (u, min, max) => { const pad = Math.max((max - min) * 0.02, o.xaxis === "order" ? 0.5 : 3600); return [min - pad, max + pad]; } },
+                y: log ? { distr: 3 } : {} },
       axes: [{ stroke: "#333", grid: { stroke: "#e4e4e4" } },
              { stroke: "#333", grid: { stroke: "#e4e4e4" }, size: 70,
                values: (u, vals) => vals.map(v => window.QC.fmt(v)) }],
@@ -206,6 +207,7 @@
     };
     const u = new uPlot(opts, [xs, ...ys], box);
     u.qcXs = xs;
+    u.qcKeys = pts.map(p => p.run);
     return u;
   }
 
@@ -216,7 +218,7 @@
 
   function reset(u) {
     const xs = u.qcXs;
-    if (xs.length) u.setScale("x", { min: xs[0] - 0.5, max: xs[xs.length - 1] + 0.5 });
+    if (xs.length) { const pad = Math.max((xs[xs.length - 1] - xs[0]) * 0.02, 0.5); u.setScale("x", { min: xs[0] - pad, max: xs[xs.length - 1] + pad }); }
   }
 
   window.QC.charts = { draw, pan, reset, severity, pointKind };

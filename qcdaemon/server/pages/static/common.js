@@ -38,7 +38,8 @@
   function status(node, text, isError) {
     if (!node) return;
     node.textContent = text;
-    node.className = isError ? "failed" : "notice";
+    node.classList.remove("notice", "failed");
+    node.classList.add(isError ? "failed" : "notice");
   }
   window.QC = { api, el, fmt, fmtTime, status, ApiError, csrf };
 })();

@@ -2,6 +2,7 @@
 "use strict";
 (async function () {
   const { api, el } = window.QC;
+  if (document.getElementById("tiles").dataset.alerts !== "yes") return;  // no alerts API in this daemon
   let data;
   try { data = await api("/api/alerts", { state: "open" }); }
   catch (e) { return; }  // 404 before the alerts API lands, or no rights: the tiles keep "-"

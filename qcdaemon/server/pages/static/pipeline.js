@@ -8,6 +8,7 @@
   const storeKey = `qcd.metrics.${scope.project}/${scope.pipeline}`;
   const state = { metrics: [], chosen: [], charts: new Map(), selected: new Set(), info: new Map(), offset: 0, pageSize: 50 };
   const $ = id => document.getElementById(id);
+  window.QC.dash = state;  // for scripts and tests: the charts (uPlot instances) and the selection
 
   function view() {
     const last = parseInt($("last").value, 10);
@@ -139,9 +140,9 @@
       else if (action === "exclude") await api("/api/qc/exclusions/create", { ...scope, metric: $("sel-metric").value, run_keys: keys });
       else if (action === "include") await api("/api/qc/exclusions/delete", { ...scope, metric: $("sel-metric").value, run_keys: keys });
       else if (action === "guide") await api("/api/qc/guide-sets/create", { ...scope, label: `selection of ${keys.length} runs`, run_keys: keys });
-      status(msg, `${action}: done for ${keys.length} run(s)`, false);
       state.info.clear();
       await Promise.all([drawAll(), loadRuns(), loadGuideSets(), loadStatus()]);
+      status(msg, `${action}: done for ${keys.length} run(s)`, false);
     } catch (e) { status(msg, `${action}: ${e.message}`, true); }
   }
 
