@@ -12,6 +12,7 @@ from qcdaemon.errors import BadRequest, Forbidden, NotFound
 from qcdaemon.qc.verdicts import chart, judged_columns
 from qcdaemon.service.quality import load_inputs, with_values
 from qcdaemon.store import Store
+from qcdaemon.store.rows import UserRow
 
 _RUN_KEY = re.compile(r"rf([0-9]{1,18})")
 
@@ -33,7 +34,7 @@ class DashboardService:
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    async def visible_run(self, user: dict[str, Any], run_key: Any) -> dict[str, Any]:
+    async def visible_run(self, user: UserRow, run_key: Any) -> dict[str, Any]:
         """The run (with its stages) when the user sees its pipeline; 404 otherwise (one answer for
         both, so run keys of other labs are not confirmed)."""
         rid = run_id_of(run_key)
@@ -46,7 +47,7 @@ class DashboardService:
         run["stages"] = await self.store.call(Store.stages, rid)
         return run
 
-    async def run_metrics(self, user: dict[str, Any], run_key: Any) -> dict[str, Any]:
+    async def run_metrics(self, user: UserRow, run_key: Any) -> dict[str, Any]:
         """Every judged metric of one run: value, z, the limits of its guide set, violations."""
         run = await self.visible_run(user, run_key)
         key = run["run_key"]
@@ -71,7 +72,7 @@ class DashboardService:
         return {"run_key": key, "project": run["project_slug"], "pipeline": run["pipeline_slug"],
                 "metrics": await self.store.call(work)}
 
-    async def runs_page(self, user: dict[str, Any], project: str, pipeline: str, offset: int,
+    async def runs_page(self, user: UserRow, project: str, pipeline: str, offset: int,
                         limit: int) -> dict[str, Any]:
         p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
         if p is None:
@@ -83,7 +84,7 @@ class DashboardService:
                  "owner": r["owner"], "verdict": r["verdict"], "summary": r["summary"]} for r in rows]
         return {"project": project, "pipeline": pipeline, "total": total, "offset": offset, "runs": runs}
 
-    async def _project(self, user: dict[str, Any], project: Any, *, manage: bool) -> dict[str, Any]:
+    async def _project(self, user: UserRow, project: Any, *, manage: bool) -> dict[str, Any]:
         if not isinstance(project, str) or not project:
             raise BadRequest("project: this field is required")
         proj = await self.store.call(Store.visible_project, user, project)
@@ -93,7 +94,7 @@ class DashboardService:
             raise Forbidden("changing the members needs the project's creator or an admin")
         return proj
 
-    async def members(self, user: dict[str, Any], project: Any) -> dict[str, Any]:
+    async def members(self, user: UserRow, project: Any) -> dict[str, Any]:
         proj = await self._project(user, project, manage=False)
         rows = await self.store.call(Store.members_of, proj["id"])
         creator = await self.store.call(Store.user, proj["created_by"]) if proj["created_by"] is not None else None
@@ -101,7 +102,7 @@ class DashboardService:
         return {"project": proj["slug"], "creator": creator["email"] if creator else None, "may_change": may,
                 "members": [{"email": r["email"], "is_admin": bool(r["is_admin"])} for r in rows]}
 
-    async def set_member(self, user: dict[str, Any], project: Any, email: Any, member: bool) -> dict[str, Any]:
+    async def set_member(self, user: UserRow, project: Any, email: Any, member: bool) -> dict[str, Any]:
         proj = await self._project(user, project, manage=True)
         if not isinstance(email, str) or not email.strip():
             raise BadRequest("email: this field is required")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import datetime as dt
 import uuid as uuidlib
+from typing import Any
 
 from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import Conflict, NotFound

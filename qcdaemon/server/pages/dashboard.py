@@ -16,12 +16,13 @@ from qcdaemon.server.pages.html import pipeline_url
 from qcdaemon.server.pages.web import render
 from qcdaemon.service.dashboard import DashboardService
 from qcdaemon.store import Store
+from qcdaemon.store.rows import UserRow
 
 RETRYABLE = frozenset({"failed", "cancelled"})
 CANCELLABLE = frozenset({"queued", "running"})
 
 
-def _signed_in(request: web.Request) -> dict[str, Any] | None:
+def _signed_in(request: web.Request) -> UserRow | None:
     user = request[USER]
     return user if user is not None and request[AUTH_KIND] == "session" else None
 
@@ -35,7 +36,7 @@ def _not_visible(request: web.Request, what: str) -> web.Response:
                   status=404)
 
 
-async def _pipeline(request: web.Request, user: dict[str, Any]) -> dict[str, Any] | None:
+async def _pipeline(request: web.Request, user: UserRow) -> dict[str, Any] | None:
     project, pipeline = request.match_info["project"], request.match_info["pipeline"]
     p = await request.app[SERVICE].store.call(Store.visible_pipeline, user, project, pipeline)
     if p is None:
@@ -84,7 +85,7 @@ async def run_page(request: web.Request) -> web.StreamResponse:
     return render(request, "run.html", context)
 
 
-async def _pipeline_info(request: web.Request, user: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+async def _pipeline_info(request: web.Request, user: UserRow, run: dict[str, Any]) -> dict[str, Any]:
     p = await request.app[SERVICE].store.call(Store.visible_pipeline, user, run["project_slug"], run["pipeline_slug"])
     return {"project": run["project_slug"], "slug": run["pipeline_slug"], "name": p["name"] if p else run["pipeline_slug"],
             "url": pipeline_url(run["project_slug"], run["pipeline_slug"])}
