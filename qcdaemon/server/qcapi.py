@@ -37,7 +37,11 @@ async def chart(request: web.Request) -> web.Response:
     project, pipeline = _scope(body)
     out = await _q(request).chart(user, project, pipeline, body.text("metric", required=True) or "",
                                   body.text("kind") or "values")
-    return json_response(window_points(out, body.int_or_none("last"), body.text("start"), body.text("end")))
+    out = window_points(out, body.int_or_none("last"), body.text("start"), body.text("end"))
+    if body.flag("compact"):  # leave out what a point does not have (null, false, empty lists)
+        out["points"] = [{k: v for k, v in p.items() if v is not None and v is not False and v != []}
+                         for p in out["points"]]
+    return json_response(out)
 
 
 def window_points(out: dict[str, Any], last: int | None, start: str | None, end: str | None) -> dict[str, Any]:

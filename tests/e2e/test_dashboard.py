@@ -139,6 +139,7 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
     x, y = await point_on_chart(pg, "NumMs2Scans", bad)
     await pg.mouse.move(x - 30, y)
     await pg.mouse.move(x, y, steps=3)
+    await pg.wait_for_function("() => document.querySelector('section.chart .hover').textContent.includes('.raw')")
     hover = await chart.locator(".hover").text_content() or ""
     assert bad in hover and "series-10.raw" in hover and "5000" in hover and "fail" in hover, hover
     await pg.mouse.move(x - 12, y - 12)

@@ -6,7 +6,7 @@
   const root = document.getElementById("dash");
   const scope = { project: root.dataset.project, pipeline: root.dataset.pipeline };
   const storeKey = `qcd.metrics.${scope.project}/${scope.pipeline}`;
-  const state = { metrics: [], chosen: [], charts: new Map(), selected: new Set(), info: new Map(), offset: 0, pageSize: 50 };
+  const state = { metrics: [], chosen: [], charts: new Map(), selected: new Set(), info: new Map(), offset: 0, pageSize: 25 };
   const $ = id => document.getElementById(id);
   window.QC.dash = state;  // for scripts and tests: the charts (uPlot instances) and the selection
 
@@ -60,6 +60,18 @@
     $("rules-json").value = m ? JSON.stringify(m.custom_rules || m.rules || []) : "";
   }
 
+  // file names and verdict reasons of runs, fetched when first needed (hover, a chart's table)
+  const asked = new Map();
+  async function runInfo(keys) {
+    const missing = keys.filter(k => !state.info.has(k) && !asked.has(k));
+    if (missing.length) {
+      const job = api("/api/qc/verdicts", { ...scope, run_keys: missing }).then(vd => { for (const r of vd.runs) state.info.set(r.run_key, r); })
+        .finally(() => { for (const k of missing) asked.delete(k); });
+      for (const k of missing) asked.set(k, job);
+    }
+    await Promise.all(keys.map(k => asked.get(k)).filter(Boolean));
+  }
+
   function hoverText(pt) {
     if (!pt) return "Hover over a point for its details.";
     const info = state.info.get(pt.run) || {};
@@ -80,26 +92,27 @@
   }
 
   async function drawOne(metric, holder, v) {
-    const c = await api("/api/qc/chart", { ...scope, metric, kind: v.kind, last: v.last, start: v.start, end: v.end });
-    const missing = c.points.map(p => p.run).filter(k => !state.info.has(k));
-    if (missing.length) {
-      const vd = await api("/api/qc/verdicts", { ...scope, run_keys: missing });
-      for (const r of vd.runs) state.info.set(r.run_key, r);
-    }
+    const c = await api("/api/qc/chart", { ...scope, metric, kind: v.kind, last: v.last, start: v.start, end: v.end, compact: true });
+    for (const p of c.points) { if (p.value === undefined) p.value = null; if (p.z === undefined) p.z = null; }
     holder.plot.replaceChildren();
     const lim = (c.limits || []).find(r => r.note);
     holder.note.textContent = `${c.points.length} of ${c.total} runs drawn` + (lim ? ` · ${lim.guide_set}: ${lim.note}` : "");
     const u = window.QC.charts.draw(holder.plot, c, {
       xaxis: v.xaxis, selected: state.selected, mode: () => $("dragmode").value,
-      onHover: pt => { holder.hover.textContent = hoverText(pt); },
+      onHover: pt => { holder.hover.textContent = hoverText(pt); if (pt) runInfo([pt.run]).then(() => { if (holder.hover.dataset.run === pt.run) holder.hover.textContent = hoverText(pt); }); holder.hover.dataset.run = pt ? pt.run : ""; },
       onSelect: keys => { for (const k of keys) state.selected.add(k); selectionChanged(); },
       onRange: (t0, t1) => {
         $("gs-start").value = t0.slice(0, 16); $("gs-end").value = t1.slice(0, 16);
         $("gs-label").focus();
       },
     });
-    holder.table.ontoggle = () => { if (holder.table.open) holder.table.replaceChildren(holder.table.firstChild, tableOf(c)); };
+    holder.table.ontoggle = async () => {
+      if (!holder.table.open) return;
+      await runInfo(c.points.map(p => p.run));
+      holder.table.replaceChildren(holder.table.firstChild, tableOf(c));
+    };
     state.charts.set(metric, u);
+    if (!root.dataset.firstChart) root.dataset.firstChart = String(Math.round(performance.now()));
   }
 
   async function drawAll() {
@@ -140,7 +153,7 @@
       else if (action === "exclude") await api("/api/qc/exclusions/create", { ...scope, metric: $("sel-metric").value, run_keys: keys });
       else if (action === "include") await api("/api/qc/exclusions/delete", { ...scope, metric: $("sel-metric").value, run_keys: keys });
       else if (action === "guide") await api("/api/qc/guide-sets/create", { ...scope, label: `selection of ${keys.length} runs`, run_keys: keys });
-      state.info.clear();
+      state.info.clear(); asked.clear();
       await Promise.all([drawAll(), loadRuns(), loadGuideSets(), loadStatus()]);
       status(msg, `${action}: done for ${keys.length} run(s)`, false);
     } catch (e) { status(msg, `${action}: ${e.message}`, true); }
@@ -169,7 +182,7 @@
       const li = el("li", { "data-gs": s.id }, `${s.id} ${s.label || ""} · ${s.start ? fmtTime(s.start) + " – " + fmtTime(s.end) : (s.run_keys || []).length + " runs"}${s.automatic ? " (automatic)" : ""} `);
       if (!s.automatic && root.dataset.manage === "yes") {
         const b = el("button", { type: "button", text: "Delete" });
-        b.addEventListener("click", async () => { await api("/api/qc/guide-sets/delete", { ...scope, id: s.id }); state.info.clear(); await Promise.all([loadGuideSets(), drawAll(), loadRuns()]); });
+        b.addEventListener("click", async () => { await api("/api/qc/guide-sets/delete", { ...scope, id: s.id }); state.info.clear(); asked.clear(); await Promise.all([loadGuideSets(), drawAll(), loadRuns()]); });
         li.append(b);
       }
       return li;
@@ -192,12 +205,12 @@
 
   form("ann-form", async () => {
     const a = await api("/api/qc/annotations/create", { ...scope, kind: $("ann-kind").value, time: $("ann-time").value + ":00Z", text: $("ann-text").value });
-    state.info.clear(); await Promise.all([drawAll(), loadRuns()]);
+    state.info.clear(); asked.clear(); await Promise.all([drawAll(), loadRuns()]);
     return `annotation ${a.id} added`;
   });
   form("gs-form", async () => {
     const g = await api("/api/qc/guide-sets/create", { ...scope, label: $("gs-label").value, start: $("gs-start").value + ":00Z", end: $("gs-end").value + ":59Z" });
-    state.info.clear(); await Promise.all([loadGuideSets(), drawAll(), loadRuns(), loadStatus()]);
+    state.info.clear(); asked.clear(); await Promise.all([loadGuideSets(), drawAll(), loadRuns(), loadStatus()]);
     return `guide set ${g.id} added; ${g.recomputed} verdicts recomputed`;
   });
   form("rules-form", async () => {
@@ -205,7 +218,7 @@
     let rules = null;
     if (text) { try { rules = JSON.parse(text); } catch (e) { throw new Error("rules: not valid JSON"); } }
     const r = await api("/api/qc/rules", { ...scope, metric: $("rules-metric").value, rules });
-    await loadMetrics(); state.info.clear(); await Promise.all([drawAll(), loadRuns()]);
+    await loadMetrics(); state.info.clear(); asked.clear(); await Promise.all([drawAll(), loadRuns()]);
     return `rules saved; ${r.recomputed} verdicts recomputed`;
   });
   form("upload-form", async () => {
@@ -235,8 +248,9 @@
 
   (async () => {
     try {
-      await Promise.all([loadStatus(), loadMetrics(), loadKinds(), loadGuideSets(), loadRuns()]);
-      await drawAll();
+      await loadMetrics();
+      const charts = drawAll();  // the charts' requests go first; the rest follows
+      await Promise.all([charts, loadStatus(), loadKinds(), loadGuideSets(), loadRuns()]);
     } catch (e) { status($("status-line"), e.message, true); }
   })();
 })();
