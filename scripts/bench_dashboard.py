@@ -28,16 +28,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from aiohttp import web  # noqa: E402
-from bench_verdicts import build  # noqa: E402
-from playwright.async_api import async_playwright  # noqa: E402
+from aiohttp import web
+from bench_verdicts import build
+from playwright.async_api import async_playwright
 
-from qcdaemon.config import config_from_dict  # noqa: E402
-from qcdaemon.core import security  # noqa: E402
-from qcdaemon.server import create_app  # noqa: E402
-from qcdaemon.service.qcservice import QcService  # noqa: E402
-from qcdaemon.service.quality import recompute_sync  # noqa: E402
-from qcdaemon.store import AsyncStore, Store  # noqa: E402
+from qcdaemon.config import config_from_dict
+from qcdaemon.core import security
+from qcdaemon.server import create_app
+from qcdaemon.service.qcservice import QcService
+from qcdaemon.service.quality import recompute_sync
+from qcdaemon.store import AsyncStore
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -111,7 +111,7 @@ async def measure(n: int, shots: Path | None) -> None:
                         rows.append((path, ttfb, body))
                     print(f"\n{n} runs, {label} load of the pipeline page:")
                     for path, ttfb, body in rows:
-                        if path.startswith("/static/vendor") or path.endswith(".js") or path.endswith(".css"):
+                        if path.startswith("/static/") or path.endswith((".js", ".css")):
                             continue
                         print(f"  {path[:70]:70s} server {ttfb:7.1f} ms  {body / 1024:8.1f} KB")
                     static = sum(b for p_, _, b in rows if p_.startswith("/static/"))
