@@ -232,3 +232,34 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
     parser.parse(login_page.text)
     assert 'name="csrfmiddlewaretoken"' in login_page.text and 'name="viewport"' in login_page.text
     await ctx.close()
+
+
+async def test_tablet_layout_and_keyboard_only_actions(world: World, make_api: Any, chromium: Any) -> None:
+    """At a tablet's width nothing overflows sideways, and a run is selected and rejected with the
+    keyboard alone (Space on its row's checkbox, Enter on the Reject button)."""
+    keys = await seed_series(world)
+    api: Api = await make_api(world)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context(viewport={"width": 768, "height": 1024}, has_touch=True)
+    pg = await ctx.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    await sign_in(pg, base)
+    for path in ("/", f"{LAB}/dashboard", f"/runs/{keys[-1]}"):
+        await pg.goto(base + path)
+        await pg.wait_for_load_state("networkidle")
+        width = await pg.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        wide = await pg.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1).slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))""")
+        assert width[0] <= width[1], (path, width, wide)
+    await pg.goto(f"{base}{LAB}/dashboard")
+    await pg.wait_for_selector("#dash[data-drawn]")
+    await pg.wait_for_selector(f'#runs-table tr[data-run="{keys[3]}"]')
+    await pg.focus(f'#runs-table tr[data-run="{keys[3]}"] input[type=checkbox]')
+    await pg.keyboard.press("Space")
+    assert (await pg.text_content("#sel-count")) == "1 run selected"
+    await pg.focus('#selbar button[data-act="reject"]')
+    await pg.keyboard.press("Enter")
+    await outcome(pg, "#sel-msg")
+    assert (await world.run(keys[3]))["use_downstream"] is False
+    assert errors == []
+    await ctx.close()

@@ -152,7 +152,7 @@ def _excerpt(text: str, lines: int = 4, chars: int = 400) -> str:
     return out + ("\n\u2026" if len(all_lines) > lines else "")
 
 
-_RETRYABLE = {"failed", "cancelled", "skipped"}
+_RETRYABLE = {"failed", "cancelled"}  # a done run whose optional stage was skipped offers no Retry
 _CANCELLABLE = {"queued", "running"}
 
 
