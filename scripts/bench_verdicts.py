@@ -30,11 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-import pyarrow as pa  # noqa: E402
+import pyarrow as pa
 
-from qcdaemon.service.quality import recompute_sync, record_sync  # noqa: E402
-from qcdaemon.store import Store  # noqa: E402
-from qcdaemon.tools.rawtools_parse import parse_qc_data_table  # noqa: E402
+from qcdaemon.service.quality import recompute_sync, record_sync
+from qcdaemon.store import Store
+from qcdaemon.tools.rawtools_parse import parse_qc_data_table
 
 HELA = REPO / "tests" / "data" / "rawtools" / "rawtools-docs-example" / "QcDataTable.csv"
 T0 = dt.datetime(2024, 1, 1, 8, 0)

@@ -10,15 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import Conflict, NotFound
-
-if TYPE_CHECKING:  # pragma: no cover
-    from qcdaemon.store.database import Store
+from qcdaemon.store.base import StoreBase
 
 
 def _naive_utc(t: dt.datetime | None) -> dt.datetime | None:
@@ -42,10 +40,10 @@ def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class QcQueries:
+class QcQueries(StoreBase):
     # -- the series the verdicts are computed from ------------------------------------------
 
-    def qc_runs(self: Store, pipeline_id: int) -> list[dict[str, Any]]:
+    def qc_runs(self, pipeline_id: int) -> list[dict[str, Any]]:
         """Every run of the pipeline: id, key, name, acquisition time (else ingestion time),
         whether it was rejected; oldest first."""
         return self.rows(
@@ -55,14 +53,14 @@ class QcQueries:
             [pipeline_id],
         )
 
-    def qc_run_tuples(self: Store, pipeline_id: int) -> list[tuple[int, dt.datetime, bool]]:
+    def qc_run_tuples(self, pipeline_id: int) -> list[tuple[int, dt.datetime, bool]]:
         """(id, acquisition or else ingestion time, rejected) of every run, oldest first (lean)."""
         return self.con.execute(
             "SELECT id, coalesce(acquired_at, created_at), use_downstream IS NOT DISTINCT FROM false"
             " FROM runs WHERE pipeline_id = ? ORDER BY coalesce(acquired_at, created_at), id",
             [pipeline_id]).fetchall()
 
-    def qc_run_signature(self: Store, pipeline_id: int) -> tuple[Any, ...]:
+    def qc_run_signature(self, pipeline_id: int) -> tuple[Any, ...]:
         """What changes whenever a run of the pipeline comes, goes, is re-timed or (un)rejected."""
         return tuple(self.con.execute(
             "SELECT count(*), coalesce(max(id), 0), coalesce(sum(id), 0),"
@@ -70,7 +68,7 @@ class QcQueries:
             " count(*) FILTER (WHERE use_downstream IS NOT DISTINCT FROM false)"
             " FROM runs WHERE pipeline_id = ?", [pipeline_id]).fetchone())
 
-    def qc_metric_values(self: Store, run_ids: Sequence[int] | None,
+    def qc_metric_values(self, run_ids: Sequence[int] | None,
                          names: Sequence[str] | None = None, *, numeric: Sequence[str] = (),
                          pipeline_id: int | None = None) -> list[tuple[int, str, str, Any]]:
         """(run_id, source, name, value) of the runs (``None`` with ``pipeline_id``: all of its
@@ -104,19 +102,19 @@ class QcQueries:
         return [(r[0], r[1], r[2], r[4] if r[2] in fast else (json.loads(r[3]) if r[3] is not None else None))
                 for r in rows]
 
-    def watch_path_of(self: Store, run_id: int) -> str | None:
+    def watch_path_of(self, run_id: int) -> str | None:
         """The watched folder a run came from (None: uploaded)."""
         return self.scalar("SELECT watch_path FROM files WHERE run_id = ? ORDER BY id LIMIT 1", [run_id])
 
     # -- guide sets ---------------------------------------------------------------------------
 
-    def guide_sets_of(self: Store, pipeline_id: int) -> list[dict[str, Any]]:
+    def guide_sets_of(self, pipeline_id: int) -> list[dict[str, Any]]:
         rows = self.rows("SELECT * FROM qc_guide_sets WHERE pipeline_id = ? ORDER BY id", [pipeline_id])
         for r in rows:
             r["run_keys"] = _load(r["run_keys"])
         return rows
 
-    def add_guide_set(self: Store, pipeline_id: int, *, label: str, start: dt.datetime | None,
+    def add_guide_set(self, pipeline_id: int, *, label: str, start: dt.datetime | None,
                       end: dt.datetime | None, run_keys: Sequence[str] | None,
                       created_by: int | None) -> dict[str, Any]:
         gid = self.next_id("seq_qc_guide_sets")
@@ -127,61 +125,61 @@ class QcQueries:
              json.dumps(list(run_keys)) if run_keys is not None else None, created_by, utcnow()])
         return self.guide_set(pipeline_id, gid)
 
-    def guide_set(self: Store, pipeline_id: int, gid: int) -> dict[str, Any]:
+    def guide_set(self, pipeline_id: int, gid: int) -> dict[str, Any]:
         r = self.row("SELECT * FROM qc_guide_sets WHERE pipeline_id = ? AND id = ?", [pipeline_id, gid])
         if r is None:
             raise NotFound(f"guide set gs{gid} does not exist in this pipeline")
         r["run_keys"] = _load(r["run_keys"])
         return r
 
-    def delete_guide_set(self: Store, pipeline_id: int, gid: int) -> None:
+    def delete_guide_set(self, pipeline_id: int, gid: int) -> None:
         self.guide_set(pipeline_id, gid)
         self.execute("DELETE FROM qc_guide_sets WHERE pipeline_id = ? AND id = ?", [pipeline_id, gid])
 
     # -- annotations --------------------------------------------------------------------------
 
-    def annotation_kinds(self: Store) -> list[dict[str, Any]]:
+    def annotation_kinds(self) -> list[dict[str, Any]]:
         return self.rows("SELECT * FROM qc_annotation_kinds ORDER BY name")
 
-    def add_annotation_kind(self: Store, name: str, label: str, resets_baseline: bool) -> dict[str, Any]:
+    def add_annotation_kind(self, name: str, label: str, resets_baseline: bool) -> dict[str, Any]:
         with self.transaction():
             if self.scalar("SELECT count(*) FROM qc_annotation_kinds WHERE name = ?", [name]):
                 raise Conflict(f"annotation kind {name!r} exists")
             self.execute("INSERT INTO qc_annotation_kinds VALUES (?, ?, ?)", [name, label, resets_baseline])
         return {"name": name, "label": label, "resets_baseline": resets_baseline}
 
-    def annotations_of(self: Store, pipeline_id: int) -> list[dict[str, Any]]:
+    def annotations_of(self, pipeline_id: int) -> list[dict[str, Any]]:
         return self.rows(
             "SELECT a.*, u.email AS author FROM qc_annotations a LEFT JOIN users u ON u.id = a.author_id"
             " WHERE a.pipeline_id = ? ORDER BY a.happened_at, a.id", [pipeline_id])
 
-    def add_annotation(self: Store, pipeline_id: int, *, kind: str, at: dt.datetime, text: str,
+    def add_annotation(self, pipeline_id: int, *, kind: str, at: dt.datetime, text: str,
                        author_id: int | None) -> dict[str, Any]:
         aid = self.next_id("seq_qc_annotations")
         self.execute("INSERT INTO qc_annotations VALUES (?, ?, ?, ?, ?, ?, ?)",
                      [aid, pipeline_id, kind, _naive_utc(at), text, author_id, utcnow()])
         return self.annotation(pipeline_id, aid)
 
-    def annotation(self: Store, pipeline_id: int, aid: int) -> dict[str, Any]:
+    def annotation(self, pipeline_id: int, aid: int) -> dict[str, Any]:
         r = self.row("SELECT a.*, u.email AS author FROM qc_annotations a LEFT JOIN users u ON u.id = a.author_id"
                      " WHERE a.pipeline_id = ? AND a.id = ?", [pipeline_id, aid])
         if r is None:
             raise NotFound(f"annotation {aid} does not exist in this pipeline")
         return r
 
-    def delete_annotation(self: Store, pipeline_id: int, aid: int) -> None:
+    def delete_annotation(self, pipeline_id: int, aid: int) -> None:
         self.annotation(pipeline_id, aid)
         self.execute("DELETE FROM qc_annotations WHERE pipeline_id = ? AND id = ?", [pipeline_id, aid])
 
     # -- per-metric exclusions ----------------------------------------------------------------
 
-    def exclusions_of(self: Store, pipeline_id: int) -> list[dict[str, Any]]:
+    def exclusions_of(self, pipeline_id: int) -> list[dict[str, Any]]:
         return self.rows(
             "SELECT e.run_id, 'rf' || e.run_id AS run_key, e.metric, e.reason, u.email AS created_by,"
             " e.created_at FROM qc_exclusions e LEFT JOIN users u ON u.id = e.created_by"
             " WHERE e.pipeline_id = ? ORDER BY e.metric, e.run_id", [pipeline_id])
 
-    def set_exclusions(self: Store, pipeline_id: int, run_ids: Sequence[int], metric: str, *,
+    def set_exclusions(self, pipeline_id: int, run_ids: Sequence[int], metric: str, *,
                        excluded: bool, reason: str = "", created_by: int | None = None) -> None:
         with self.transaction():
             for rid in run_ids:
@@ -192,13 +190,13 @@ class QcQueries:
 
     # -- per-pipeline metric rules and settings -----------------------------------------------
 
-    def metric_settings_of(self: Store, pipeline_id: int) -> list[dict[str, Any]]:
+    def metric_settings_of(self, pipeline_id: int) -> list[dict[str, Any]]:
         rows = self.rows("SELECT * FROM qc_metric_settings WHERE pipeline_id = ? ORDER BY metric", [pipeline_id])
         for r in rows:
             r["rules"], r["overrides"] = _load(r["rules"]), _load(r["overrides"])
         return rows
 
-    def put_metric_settings(self: Store, pipeline_id: int, metric: str, *, rules: Any, overrides: Any,
+    def put_metric_settings(self, pipeline_id: int, metric: str, *, rules: Any, overrides: Any,
                             updated_by: int | None) -> None:
         """Replace a metric's rules and catalogue overrides (both None: back to the defaults)."""
         with self.transaction():
@@ -209,10 +207,10 @@ class QcQueries:
                              [pipeline_id, metric, None if rules is None else json.dumps(rules),
                               None if overrides is None else json.dumps(overrides), updated_by, utcnow()])
 
-    def pipeline_qc_settings(self: Store, pipeline_id: int) -> dict[str, Any] | None:
+    def pipeline_qc_settings(self, pipeline_id: int) -> dict[str, Any] | None:
         return self.row("SELECT * FROM qc_pipeline_settings WHERE pipeline_id = ?", [pipeline_id])
 
-    def put_pipeline_qc_settings(self: Store, pipeline_id: int, *, auto_guide_runs: int,
+    def put_pipeline_qc_settings(self, pipeline_id: int, *, auto_guide_runs: int,
                                  offline_hours: float | None, updated_by: int | None) -> None:
         with self.transaction():
             self.execute("DELETE FROM qc_pipeline_settings WHERE pipeline_id = ?", [pipeline_id])
@@ -221,7 +219,7 @@ class QcQueries:
 
     # -- verdicts -----------------------------------------------------------------------------
 
-    def put_verdicts(self: Store, pipeline_id: int, verdicts: Iterable[dict[str, Any]], *,
+    def put_verdicts(self, pipeline_id: int, verdicts: Iterable[dict[str, Any]], *,
                      replace_all: bool = False) -> int:
         """Store verdicts (``run_id``, ``verdict``, ``summary``, ``detail`` (JSON-able),
         ``guide_set``); ``replace_all`` drops the pipeline's other stored verdicts first."""
@@ -250,7 +248,7 @@ class QcQueries:
                     self.con.unregister("qc_verdict_batch")
         return len(verdicts)
 
-    def verdicts_of(self: Store, pipeline_id: int, run_ids: Sequence[int] | None = None,
+    def verdicts_of(self, pipeline_id: int, run_ids: Sequence[int] | None = None,
                     *, detail: bool = True) -> dict[int, dict[str, Any]]:
         cols = "run_id, verdict, summary, guide_set, computed_at" + (", detail" if detail else "")
         if run_ids is None:
