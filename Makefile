@@ -6,7 +6,7 @@ CONFIG ?=
 DEMO_USER ?= user@email.com
 CONFIG_ARG = $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: run test install install-test bootstrap-demo bench lint clean
+.PHONY: run test check lint coverage install install-test bootstrap-demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,25 @@ run: install bootstrap-demo
 bootstrap-demo: install
 	$(BIN)/qcdaemon bootstrap-demo --user $(DEMO_USER) $(CONFIG_ARG)
 
-## Run the whole test suite.
+## Run the whole test suite (per-test timeout, strict markers, warnings as errors: see pyproject.toml).
 test: install-test
 	$(BIN)/python -m pytest
+
+## The static checks: ruff, mypy (0 errors on qcdaemon/), the import contracts.
+lint: install-test
+	$(BIN)/ruff check qcdaemon tests scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## Everything CI checks: the static checks, then the test suite.  `make check test` (what .ci/run
+## does) runs the suite once: make builds each target once per invocation.
+check: lint test
+
+## Coverage of the engine and the use cases, measured in-process (the tests that drive them in
+## this process; a daemon subprocess's lines are not counted).
+coverage: install-test
+	$(BIN)/python -m pytest tests/engine tests/server tests/store tests/test_cli_admin.py \
+		--cov=qcdaemon.engine --cov=qcdaemon.service --cov-report=term-missing:skip-covered
 
 bench: install-test
 	$(BIN)/python scripts/bench_native.py

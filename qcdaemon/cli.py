@@ -278,6 +278,28 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    if args.action != "list" and not args.target:
+        raise QcdaemonError(f"alerts {args.action}: give the {'alert id' if args.action == 'ack' else 'channel name'}")
+    if args.action == "test":
+        result = run_op(cfg, "alerts_test", channel=args.target)
+        _print(result)
+        return 0 if result["sent"] else 1
+    if args.action == "ack":
+        _print(run_op(cfg, "alerts_ack", alert_id=args.target))
+        return 0
+    alerts = run_op(cfg, "alerts_list", state=args.state, limit=args.limit)
+    if args.json:
+        _print(alerts)
+        return 0
+    print(f"{'id':<5} {'state':<9} {'ack':<4} {'opened (UTC)':<20} {'rule':<20} title")
+    for a in alerts:
+        print(f"{a['id']:<5} {a['state']:<9} {'yes' if a['acknowledged_at'] else '':<4} {a['opened_at'][:19]:<20} "
+              f"{a['rule'][:20]:<20} {a['title']}")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from qcdaemon.system.doctor import run_doctor
 
@@ -398,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("snapshot", cmd_snapshot, "write a consistent copy of the database (works while running)")
     sp.add_argument("target")
+    sp = add("alerts", cmd_alerts, "list alerts, acknowledge one (ack ID), or send a test message (test CHANNEL)")
+    sp.add_argument("action", choices=["list", "ack", "test"])
+    sp.add_argument("target", nargs="?", help="(ack) the alert id; (test) the channel name")
+    sp.add_argument("--state", choices=["open", "resolved"])
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--json", action="store_true")
     sp = add("doctor", cmd_doctor, "check the installation and print a table")
     sp.add_argument("--service", action="store_true", help="check the service-mode locations (site dirs)")
 

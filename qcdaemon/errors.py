@@ -47,3 +47,7 @@ class ToolError(QcdaemonError):
 
 class StoreBusy(QcdaemonError):
     """The DuckDB file is held by another process (normally the running daemon)."""
+
+
+class PortUnavailable(QcdaemonError):
+    """The server cannot listen on its configured address (port taken, address not on this host)."""

@@ -500,6 +500,8 @@ def config_fields(cls: type = Config, prefix: str = "") -> list[str]:
         (Config, "engine"): c.EngineConfig, (Config, "log"): c.LogConfig, (Config, "scheduler"): c.SchedulerConfig,
         (Config, "watch"): c.WatchConfig, (c.EngineConfig, "rawtools"): c.ToolConfig,
         (c.EngineConfig, "maxquant"): c.MaxQuantConfig,
+        (Config, "alerts"): c.AlertsConfig, (c.AlertsConfig, "channel"): c.AlertChannelConfig,
+        (c.AlertsConfig, "rule"): c.AlertRuleConfig, (Config, "metrics"): c.MetricsConfig,
     }
     out: list[str] = []
     for f in dataclasses.fields(cls):

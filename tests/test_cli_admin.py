@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from conftest import (
     MAXQUANT_EXAMPLE0,
@@ -27,7 +28,7 @@ from conftest import (
     write_config,
 )
 
-from qcdaemon.server.keys import STATE
+from qcdaemon.server.admin import serve_admin
 from qcdaemon.store import Store
 
 
@@ -178,13 +179,16 @@ def daemon(cfg_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()  # else an unclosed pipe is a ResourceWarning (an error under -W error)
 
 
 def test_cli_works_through_the_running_daemon(cfg_path: Path, daemon: tuple[subprocess.Popen[str], str]) -> None:
     proc, url = daemon
     assert health(url)["status"] == "ok"  # type: ignore[index]
     info = json.loads((data_dir(cfg_path) / "daemon.json").read_text())
-    assert info["pid"] == proc.pid and info["admin_url"].startswith(url)
+    assert info["pid"] == proc.pid and info["url"] == url
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/_admin/op", info["admin_url"])  # its own loopback listener
     # the daemon holds the database: a plain second opener is refused...
     lock = subprocess.run([sys.executable, "-c", "import sys, duckdb; duckdb.connect(sys.argv[1])",
                            str(data_dir(cfg_path) / "qcdaemon.duckdb")], capture_output=True, text=True, timeout=60)
@@ -243,26 +247,33 @@ async def admin_post(api: Api, body: Any, secret: str | None) -> Any:
                           headers=headers)
 
 
-async def test_admin_endpoint_is_absent_without_a_secret(api: Api) -> None:
+async def test_the_public_server_has_no_admin_endpoint(api: Api) -> None:
     r = await admin_post(api, {"op": "user_add", "args": {"email": "x@y.z", "password": "pw"}}, "anything")
     assert r.status == 404
 
 
-async def test_admin_endpoint_checks_its_secret(api: Api, world: World) -> None:
-    api.client.server.app[STATE]["admin_secret"] = "s" * 64  # what the daemon sets at start
-    r = await admin_post(api, {"op": "token_create", "args": {"email": "user@email.com"}}, "wrong")
-    assert r.status == 403
-    r = await admin_post(api, {"op": "token_create", "args": {"email": "user@email.com"}}, None)
-    assert r.status == 403
-    r = await admin_post(api, {"op": "token_create", "args": {"email": "user@email.com"}}, "s" * 64)
-    assert r.status == 200 and re.fullmatch(r"[0-9a-f]{40}", r.data["result"]["token"])
-    assert (await world.svc.user_for_token(r.data["result"]["token"]))["email"] == "user@email.com"
-    for bad in ({"op": "drop_everything", "args": {}}, {"op": "token_create"}, [1], b"not json",
-                {"op": "token_create", "args": {"unexpected": 1}}):
-        r = await admin_post(api, bad, "s" * 64)
-        assert r.status == 400, (bad, r.text)
-    r = await admin_post(api, {"op": "token_create", "args": {"email": "ghost@example.org"}}, "s" * 64)
-    assert r.status == 404
+async def test_admin_endpoint_checks_its_secret(world: World) -> None:
+    async def post(url: str, body: Any, secret: str | None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json", **({"X-Qcdaemon-Admin": secret} if secret is not None else {})}
+        async with aiohttp.ClientSession() as session, session.post(
+                url, data=json.dumps(body) if not isinstance(body, bytes) else body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async with serve_admin(world.svc, "s" * 64) as url:  # what the daemon starts, with its random secret
+        assert url.startswith("http://127.0.0.1:")
+        status, _ = await post(url, {"op": "token_create", "args": {"email": "user@email.com"}}, "wrong")
+        assert status == 403
+        status, _ = await post(url, {"op": "token_create", "args": {"email": "user@email.com"}}, None)
+        assert status == 403
+        status, data = await post(url, {"op": "token_create", "args": {"email": "user@email.com"}}, "s" * 64)
+        assert status == 200 and re.fullmatch(r"[0-9a-f]{40}", data["result"]["token"])
+        assert (await world.svc.user_for_token(data["result"]["token"]))["email"] == "user@email.com"
+        for bad in ({"op": "drop_everything", "args": {}}, {"op": "token_create"}, [1], b"not json",
+                    {"op": "token_create", "args": {"unexpected": 1}}):
+            status, data = await post(url, bad, "s" * 64)
+            assert status == 400, (bad, data)
+        status, data = await post(url, {"op": "token_create", "args": {"email": "ghost@example.org"}}, "s" * 64)
+        assert status == 404 and "ghost@example.org" in data["detail"]
 
 
 def test_bootstrap_demo_completes_a_run_whose_seeding_was_cut_off(cfg_path: Path) -> None:

@@ -37,12 +37,13 @@ def full_config(tmp_path: Path) -> dict[str, Any]:
         "watch": [
             {"path": str(tmp_path / "in"), "pipeline": "lab/qc", "owner": "lab@example.org",
              "patterns": ["*.raw", "*.RAW"], "recursive": False, "polling": True, "settle_seconds": 2.5,
-             "poll_interval": 1.5, "timezone": "America/Chicago"},
+             "poll_interval": 1.5, "timezone": "America/Chicago", "working_hours": ["mon-fri 07:00-19:00"]},
             {"path": str(tmp_path / "in2"), "pipeline": "0b0e6e86-3f16-4a4b-8d5b-7d3c4c6f5a11",
              "owner": "other@example.org"},
         ],
         "log": {"level": "debug", "format": "json"},
         "scheduler": {"sweep_minutes": 1.5, "checkpoint_hour": 4},
+        "metrics": {"enabled": False, "token_file": "/etc/qcdaemon/metrics.token", "token_env": "QCD_METRICS"},
     }
 
 
@@ -68,6 +69,7 @@ def test_full_config_round_trips(tmp_path: Path) -> None:
     named = {f"{s}.{k}" for s, v in data.items() if isinstance(v, dict) for k in v if not isinstance(v[k], dict)}
     named |= {f"engine.{t}.{k}" for t in ("rawtools", "maxquant") for k in data["engine"][t]}
     named |= {f"watch.{k}" for k in data["watch"][0]}
+    named |= {f for f in config_fields() if f.startswith("alerts.")}  # round-tripped in tests/alerts/test_alerts_unit.py
     assert named == set(config_fields())
     path = tmp_path / "qcdaemon.toml"
     path.write_text(to_toml(data))
@@ -90,7 +92,8 @@ def test_full_config_round_trips(tmp_path: Path) -> None:
                 assert got == want, f"{section}.{key}"
                 assert getattr(getattr(defaults, section), key) != want, f"{section}.{key} is the default"
     w = cfg.watch[0]
-    assert dataclasses.asdict(w) == {**data["watch"][0], "patterns": ("*.raw", "*.RAW")}
+    assert dataclasses.asdict(w) == {**data["watch"][0], "patterns": ("*.raw", "*.RAW"),
+                                     "working_hours": ("mon-fri 07:00-19:00",)}
     assert cfg.watch[1].patterns == ("*.raw",) and cfg.watch[1].recursive is True
 
 
@@ -169,7 +172,7 @@ def test_config_example_loads_and_documents_every_field() -> None:
     missing = [f for f in config_fields() if f.rsplit(".", 1)[-1] not in keys]
     assert not missing, f"config.example.toml does not document: {missing}"
     for section in ("server", "paths", "store", "engine", "engine.rawtools", "engine.maxquant", "watch", "log",
-                    "scheduler"):
+                    "scheduler", "alerts", "alerts.channel", "alerts.rule", "metrics"):
         assert re.search(rf"^[#\s]*\[\[?{re.escape(section)}\]?\]", text, flags=re.M), section
 
 

@@ -67,6 +67,11 @@ class DataPaths:
         """Where ``qcdaemon snapshot`` writes when given a bare file name."""
         return self.root / "snapshots"
 
+    @property
+    def running_marker(self) -> Path:
+        """Exists while the daemon runs; found at start-up, the last run did not stop cleanly (alerts)."""
+        return self.root / "running.marker"
+
 
 def pipeline_inputs(pipeline_path: Path) -> Path:
     """Uploaded RAW files of a pipeline: ``<pipeline>/inputs/<uuid>/<name>``."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from types import TracebackType
 
 import structlog
 
 from qcdaemon.config import Config
+from qcdaemon.core.runkeys import run_key
 from qcdaemon.engine.stages import RUNNERS, Outcome, StageContext, stages_failed
 from qcdaemon.errors import ParseError, QcdaemonError, ToolError
 from qcdaemon.service.qcservice import QcService
@@ -24,18 +26,28 @@ from qcdaemon.tools.orphans import kill_stale
 log = structlog.get_logger("qcdaemon.engine")
 
 STAGES = ("native", "rawtools", "maxquant")
+ERROR_PAUSE_SECONDS = 5.0  # after a worker error (the store failing): before the next try
 
 
 class Engine:
-    def __init__(self, svc: QcService, cfg: Config) -> None:
+    """The workers of the persistent queue; an async context manager (start on enter, stop on exit).
+
+    A normal exit stops gracefully (running stages get ``engine.shutdown_timeout``, or none after
+    :meth:`force`); an exit by an exception (a later part of start-up failed) stops at once.
+    """
+
+    def __init__(self, svc: QcService, cfg: Config, *, error_pause: float = ERROR_PAUSE_SECONDS) -> None:
         self.svc = svc
         self.store = svc.store
         self.cfg = cfg
+        self.error_pause = error_pause
         self.events = {s: asyncio.Event() for s in STAGES}
         self.cancels: dict[tuple[int, str], asyncio.Event] = {}
         self.shutdown_cancels: set[tuple[int, str]] = set()
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
+        self.forced = False
+        self._halt = asyncio.Event()  # set when the engine stops taking work: ends the pause after an error
         self.pid_dir = cfg.files.pids
         self.ctx = StageContext(store=svc.store, cfg=cfg, pid_dir=self.pid_dir,
                                 values_recorded=svc.quality.record)
@@ -43,17 +55,33 @@ class Engine:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    async def __aenter__(self) -> Engine:
+        try:
+            await self.start()
+        except BaseException:
+            self.force()
+            await self.stop(0)
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if exc is not None:
+            self.force()
+        await self.stop(0 if self.forced else self.cfg.engine.shutdown_timeout)
+
     async def start(self) -> None:
         await asyncio.to_thread(kill_stale, self.pid_dir)  # tools a killed daemon left behind
         requeued = await self.store.call(Store.requeue_interrupted)
         for run_id, stage, state in requeued:
             event = "stage_requeued_after_restart" if state == "queued" else "stage_failed_after_restarts"
-            log.info(event, run_key=f"rf{run_id}", stage=stage)
+            log.info(event, run_key=run_key(run_id), stage=stage)
         limits = {"native": 1, "rawtools": self.cfg.engine.rawtools.max_parallel,
                   "maxquant": self.cfg.engine.maxquant.max_parallel}
         for stage, n in limits.items():
             for i in range(n):
                 self.tasks.append(asyncio.create_task(self._worker(stage), name=f"engine-{stage}-{i}"))
+        log.info("engine_started", workers=len(self.tasks))
 
     def wake(self) -> None:
         for ev in self.events.values():
@@ -69,15 +97,20 @@ class Engine:
     def busy(self) -> int:
         return len(self.cancels)
 
+    def stop_taking(self) -> None:
+        """Claim no new stage from now on (running ones go on); the first step of every stop."""
+        self.stopping = True
+        self._halt.set()
+        self.wake()
+
     async def stop(self, timeout: float) -> None:
         """Take no new stages; let running ones finish within ``timeout``; then stop them (re-queued)."""
-        self.stopping = True
-        self.wake()
-        pending: set[asyncio.Task[None]] = set(self.tasks)
+        self.stop_taking()
+        pending: set[asyncio.Task[None]] = {t for t in self.tasks if not t.done()}
         if pending:
             _, pending = await asyncio.wait(pending, timeout=timeout)
         if pending:
-            log.warning("engine_stop_forcing", running=[f"rf{r}:{s}" for r, s in self.cancels])
+            log.warning("engine_stop_forcing", running=[f"{run_key(r)}:{s}" for r, s in self.cancels])
             self.force()
             _, pending = await asyncio.wait(pending, timeout=15)
         for t in pending:
@@ -85,10 +118,14 @@ class Engine:
         for result in await asyncio.gather(*self.tasks, return_exceptions=True):
             if isinstance(result, Exception):
                 log.error("engine_worker_ended_with_error", error=repr(result))
+        if self.tasks:
+            log.info("engine_stopped")
+        self.tasks = []
 
     def force(self) -> None:
         """Stop running tools now; their stages go back to the queue (a user's cancel stays a cancel)."""
-        self.stopping = True
+        self.forced = True
+        self.stop_taking()
         for key, ev in self.cancels.items():
             if not ev.is_set():
                 self.shutdown_cancels.add(key)
@@ -97,32 +134,46 @@ class Engine:
     # -- workers ----------------------------------------------------------------------------
 
     async def _worker(self, stage: str) -> None:
-        """Claim and run stages until the engine stops; no error of one job ends the worker."""
+        """Claim and run stages until the engine stops; no error of one job ends the worker.
+
+        A job whose outcome could not be recorded (the store failed) is put back in the queue as
+        soon as the store answers again, before the next claim: it is never left "running".
+        """
         event = self.events[stage]
+        unsettled: StageRow | None = None
         while not self.stopping:
             event.clear()
             job = None
             try:
+                if unsettled is not None:
+                    await self.store.call(Store.requeue_stage, unsettled["run_id"], stage)
+                    log.info("stage_requeued_after_error", run_key=run_key(unsettled["run_id"]), stage=stage)
+                    unsettled = None
                 job = await self.store.call(Store.claim_stage, stage)
                 if job is None:
                     await event.wait()
                     continue
                 await self._run_job(job)
             except Exception:  # e.g. the store failing (disk full): log, put the job back, go on
-                log.exception("engine_worker_error", stage=stage, run_key=f"rf{job['run_id']}" if job else None)
-                if job is not None:
-                    with contextlib.suppress(Exception):
-                        await self.store.call(Store.requeue_stage, job["run_id"], stage)
-                await asyncio.sleep(5)
+                unsettled = job or unsettled
+                log.exception("engine_worker_error", stage=stage,
+                              run_key=run_key(unsettled["run_id"]) if unsettled else None)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._halt.wait(), self.error_pause)
             self.wake()  # a finished first stage unlocks the run's other stages
 
     async def _run_job(self, job: StageRow) -> None:
+        """Run one claimed stage and record its outcome; every log line meanwhile names the run and stage."""
+        with structlog.contextvars.bound_contextvars(run_key=run_key(job["run_id"]), stage=job["stage"]):
+            await self._run_bound(job)
+
+    async def _run_bound(self, job: StageRow) -> None:
         run_id, stage = job["run_id"], job["stage"]
         key = (run_id, stage)
         cancel = self.cancels[key] = asyncio.Event()
         try:
             run = await self.store.call(Store.run, run_id)
-            log.info("stage_started", run_key=run["run_key"], stage=stage, attempt=job["attempts"], file=run["name"])
+            log.info("stage_started", attempt=job["attempts"], file=run["name"])
             outcome = await self._outcome(run, stage, cancel)
         finally:
             self.cancels.pop(key, None)
@@ -131,24 +182,21 @@ class Engine:
         state = outcome["state"]
         if interrupted and state != "done":  # stopped by the daemon, not by the tool or the user
             await self.store.call(Store.requeue_stage, run_id, stage, count_attempt=False)
-            log.info("stage_interrupted", run_key=run["run_key"], stage=stage)
+            log.info("stage_interrupted")
             return
         if cancel.is_set() and state != "done":
             state, outcome["error"] = "cancelled", "cancelled by user"
         allowed = getattr(getattr(self.cfg.engine, stage, None), "attempts", 1)
         if state == "failed" and job["attempts"] < allowed and not self.stopping:
             await self.store.call(Store.requeue_stage, run_id, stage)
-            log.warning("stage_retrying", run_key=run["run_key"], stage=stage, attempt=job["attempts"],
-                        of=allowed, error=(outcome.get("error") or "")[:300])
+            log.warning("stage_retrying", attempt=job["attempts"], of=allowed, error=(outcome.get("error") or "")[:300])
             return
         await self.store.call(Store.finish_stage,
             run_id, stage, state, error=outcome.get("error"), exit_code=outcome.get("exit_code"),
             log_dir=outcome.get("log_dir"),
         )
         event = {"done": "stage_done", "skipped": "stage_skipped", "cancelled": "stage_cancelled"}.get(state, "stage_failed")
-        (log.info if state != "failed" else log.warning)(
-            event, run_key=run["run_key"], stage=stage, error=(outcome.get("error") or "")[:300] or None
-        )
+        (log.info if state != "failed" else log.warning)(event, error=(outcome.get("error") or "")[:300] or None)
 
     async def _outcome(self, run: RunRow, stage: str, cancel: asyncio.Event) -> Outcome:
         """Run the stage; a failure of the tool, its output or the stage's own code is an outcome."""
@@ -157,5 +205,5 @@ class Engine:
         except (ParseError, ToolError, QcdaemonError, OSError) as exc:
             return stages_failed(str(exc))
         except Exception as exc:  # a bug in a stage: record it, keep the daemon going
-            log.exception("stage_crashed", run_key=run["run_key"], stage=stage)
+            log.exception("stage_crashed")
             return stages_failed(f"internal error: {type(exc).__name__}: {exc}")

@@ -95,6 +95,13 @@ class GuideSet:
     automatic: bool = False
     label: str = ""
 
+    @property
+    def in_force_from(self) -> dt.datetime:
+        """When the guide set takes over (set by :func:`resolve`)."""
+        if self.effective is None:
+            raise ValueError(f"guide set {self.id}: resolve() the guide sets first")
+        return self.effective
+
     def trains(self, run: Run) -> bool:
         if self.run_keys is not None:
             return run.key in self.run_keys
@@ -165,7 +172,7 @@ class GuideSetIndex:
             assert g.effective is not None, "resolve() the guide sets first"
             chosen.setdefault(g.effective, g)
         self.sets = [chosen[t] for t in sorted(chosen)]
-        self._times = [g.effective for g in self.sets]
+        self._times = [g.in_force_from for g in self.sets]
         self.by_id = {g.id: g for g in guide_sets}
 
     def in_force(self, t: dt.datetime) -> GuideSet | None:

@@ -107,7 +107,7 @@ class Baseline:
         return MAD_SCALE * self.mad
 
 
-def baseline(ys: Sequence[float], min_points: int = MIN_POINTS) -> Baseline | None:
+def baseline(ys: Sequence[float] | np.ndarray, min_points: int = MIN_POINTS) -> Baseline | None:
     """Statistics of a guide set's values in acquisition order; None below ``min_points``."""
     a = np.asarray(ys, dtype=float)
     a = a[np.isfinite(a)]
@@ -287,7 +287,7 @@ def _by_sd(y: np.ndarray, center: float, sigma: float, spec: RuleSpec, side: int
         sev[hit] = level
         for i in np.flatnonzero(hit):
             what[i] = f"beyond {label} ± {k:g}·{sym}"
-    limits = {"center": center}
+    limits: dict[str, float | None] = {"center": center}
     for name, k in (("warn", spec.warn), ("fail", spec.fail)):
         if k is not None:
             limits[f"{name}_low"] = center - k * sigma if side <= 0 else None
@@ -304,7 +304,8 @@ def evaluate(spec: RuleSpec, y: np.ndarray, base: Baseline | None, side: int,
     raw = y if raw is None else raw
     none = np.zeros(n, dtype=np.int8)
     if spec.kind == "cutoff":
-        sev, what = none.copy(), [None] * n
+        sev = none.copy()
+        what: list[str | None] = [None] * n
         for level, lo, hi in ((Severity.WARN, spec.warn_min, spec.warn_max),
                               (Severity.FAIL, spec.min, spec.max)):
             if lo is not None:
@@ -327,7 +328,8 @@ def evaluate(spec: RuleSpec, y: np.ndarray, base: Baseline | None, side: int,
         if m == 0:
             return None
         pct = 100.0 * (raw - m) / abs(m)
-        sev, what = none.copy(), [None] * n
+        sev = none.copy()
+        what = [None] * n
         for level, p in ((Severity.WARN, spec.warn), (Severity.FAIL, spec.fail)):
             if p is not None:
                 for i in np.flatnonzero(_side_mask(pct, p, side)):

@@ -487,7 +487,7 @@ def evaluate_run(runs: Sequence[Run], settings: Settings, key: str, guide_sets: 
     if g is not None:
         keep.update(fr.training(g))
         need = _history(settings.rules_for(c) for c in cols)
-        start_t = g.effective
+        start_t = g.in_force_from
         # only metrics the run has a value of are judged for it, so only they need history
         counts = dict.fromkeys((c for c in cols if settings.catalogue[c].clean(
             target.values.get(c), target.values)[0] is not None), 0)
@@ -544,7 +544,7 @@ def plan_run(runs: Sequence[Run], settings: Settings, key: str, guide_sets: Sequ
     if g is None:
         return Plan(alone, (), (), 0, cols)
     training = tuple(runs[i].key for i in fr.training(g))
-    start = bisect.bisect_left(fr.times, g.effective)
+    start = bisect.bisect_left(fr.times, g.in_force_from)
     earlier = tuple(runs[i].key for i in range(pos - 1, start - 1, -1))
     return Plan(alone, training, earlier, _history(settings.rules_for(c) for c in cols), cols)
 
@@ -600,7 +600,7 @@ def chart(runs: Sequence[Run], settings: Settings, metric: str, kind: str = "val
             continue  # in force for no run
         b = s.bases[gi]
         until = ctx.index.until(g)
-        row: dict[str, Any] = {"guide_set": g.id, "from": as_utc(g.effective).isoformat(),
+        row: dict[str, Any] = {"guide_set": g.id, "from": as_utc(g.in_force_from).isoformat(),
                                "to": until.isoformat() if until else None, "n": int(s.training[gi].size)}
         if b is None:
             row["note"] = (f"not enough runs for limits ({int(s.training[gi].size)} usable, "

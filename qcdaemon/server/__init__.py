@@ -10,9 +10,11 @@ from aiohttp import web
 
 from qcdaemon.config import Config, ServerConfig
 from qcdaemon.core.net import is_loopback
+from qcdaemon.errors import PortUnavailable
+from qcdaemon.server.admin import serve_admin
 from qcdaemon.server.app import create_app
 
-__all__ = ["create_app", "is_loopback", "serve", "url_of"]
+__all__ = ["create_app", "is_loopback", "serve", "serve_admin", "url_of"]
 
 
 def url_of(cfg: ServerConfig) -> str:
@@ -34,11 +36,16 @@ def ssl_context(cfg: ServerConfig) -> ssl.SSLContext | None:
 
 @asynccontextmanager
 async def serve(app: web.Application, cfg: Config) -> AsyncIterator[web.AppRunner]:
+    """Serve ``app`` on ``[server] host`` and ``port``; a port that cannot be bound is PortUnavailable."""
     runner = web.AppRunner(app, shutdown_timeout=10.0, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host=cfg.server.host, port=cfg.server.port, ssl_context=ssl_context(cfg.server))
     try:
-        await site.start()
+        site = web.TCPSite(runner, host=cfg.server.host, port=cfg.server.port, ssl_context=ssl_context(cfg.server))
+        try:
+            await site.start()
+        except OSError as exc:
+            raise PortUnavailable(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}"
+                                  " (is another program using the port? set [server] port)") from exc
         yield runner
     finally:
         await runner.cleanup()

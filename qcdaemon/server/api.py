@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from qcdaemon import __version__
+from qcdaemon.alerts import ops as alert_ops
 from qcdaemon.errors import BadRequest
 from qcdaemon.server.body import Body
 from qcdaemon.server.jsonout import json_response
@@ -141,6 +142,7 @@ async def status(request: web.Request) -> web.Response:
         info["data_dir"] = str(request.app[CONFIG].data_dir)
     if state["status"] is not None:
         info.update(await state["status"]())
+    info["alert_channels"] = await alert_ops.channel_status(svc.store, request.app[CONFIG], details=bool(user["is_admin"]))
     if not user["is_admin"]:  # only the folders that feed pipelines the user can see
         visible = {p["slug"] for p in await svc.store.call(Store.visible_projects, user)}
         kept = []

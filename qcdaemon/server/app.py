@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from qcdaemon.config import Config
-from qcdaemon.server import admin, api, dashapi, qcapi, uploads
+from qcdaemon.server import alerts, api, dashapi, qcapi, uploads
 from qcdaemon.server.keys import CONFIG, SERVICE, STATE
 from qcdaemon.server.middleware import (
     LoginLimiter,
@@ -34,7 +34,6 @@ def create_app(service: QcService, cfg: Config, *, status: Callable[[], Awaitabl
         "started": time.time(),
         "limiter": LoginLimiter(cfg.server.login_attempts_per_minute),
         "status": status,
-        "admin_secret": None,
     }
     pages_web.setup(app)
     home.add_routes(app)
@@ -42,7 +41,7 @@ def create_app(service: QcService, cfg: Config, *, status: Callable[[], Awaitabl
     api.add_routes(app)
     qcapi.add_routes(app)
     uploads.add_routes(app)
-    admin.add_routes(app)
+    alerts.add_routes(app)
     dashboard.add_routes(app)
     dashapi.add_routes(app)
     return app

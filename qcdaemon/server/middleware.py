@@ -97,6 +97,8 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
     request[SESSION] = None
     request[AUTH_KIND] = None
     header = request.headers.get("Authorization", "")
+    if request.path == "/metrics":  # its own Bearer token ([metrics]), not a user's API token
+        return await handler(request)
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() not in ("token", "bearer") or not token.strip():

@@ -109,7 +109,7 @@ async def annotation_kind_create(request: web.Request) -> web.Response:
     return json_response(out, status=201)
 
 
-async def annotations(request: web.Request) -> web.Response:
+async def annotation_list(request: web.Request) -> web.Response:
     body = await _body(request)
     user = require_user(request)
     return json_response(await _q(request).annotations(user, *_scope(body)))
@@ -189,7 +189,7 @@ def add_routes(app: web.Application) -> None:
         "/api/qc/guide-sets/create": guide_set_create,
         "/api/qc/guide-sets/delete": guide_set_delete,
         "/api/qc/annotation-kinds/create": annotation_kind_create,
-        "/api/qc/annotations": annotations,
+        "/api/qc/annotations": annotation_list,
         "/api/qc/annotations/create": annotation_create,
         "/api/qc/annotations/delete": annotation_delete,
         "/api/qc/exclusions": exclusions,

@@ -12,8 +12,9 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from qcdaemon.alerts import ops
 from qcdaemon.core.paths import DataPaths
 from qcdaemon.errors import NotFound
 from qcdaemon.service.qcservice import QcService
@@ -75,6 +76,22 @@ async def cancel(svc: QcService, run_key: str) -> dict[str, Any]:
     return await svc.cancel(None, run_key)
 
 
+async def alerts_list(svc: QcService, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    return await ops.list_alerts(svc.store, svc.cfg, None, state=state, limit=limit)
+
+
+async def alerts_ack(svc: QcService, alert_id: int) -> dict[str, Any]:
+    return await ops.acknowledge(svc.store, None, alert_id)
+
+
+async def alerts_test(svc: QcService, channel: str) -> dict[str, Any]:
+    return await ops.test_channel(svc.store, svc.cfg, channel)
+
+
+async def alerts_channels(svc: QcService) -> list[dict[str, Any]]:
+    return await ops.channel_status(svc.store, svc.cfg)
+
+
 async def snapshot(svc: QcService) -> dict[str, Any]:
     """A consistent copy of the database, written inside the data folder (the one place a hardened
     service may write); the CLI then moves it where the operator asked."""
@@ -90,7 +107,9 @@ async def snapshot(svc: QcService) -> dict[str, Any]:
 
 # -- quality control (the operator acts as an admin; annotations may name their author) ----------
 
-OPERATOR: dict[str, Any] = {"id": None, "email": None, "is_admin": True}
+# The operator at the console acts as an admin with no user row of its own: every use case reads only
+# "id" (None: no author), "email" and "is_admin" of it.
+OPERATOR = cast(UserRow, {"id": None, "email": None, "is_admin": True})
 
 
 async def qc_status(svc: QcService, project: str | None = None, pipeline: str | None = None) -> list[dict[str, Any]]:
@@ -122,7 +141,7 @@ async def qc_annotate(svc: QcService, project: str, pipeline: str, kind: str, ti
         found = await svc.store.call(Store.user_by_email, author)
         if found is None:
             raise NotFound(f"user {author} does not exist")
-        user = found | {"is_admin": True}  # the operator writes it on the author's behalf
+        user = cast(UserRow, {**found, "is_admin": True})  # the operator writes it on the author's behalf
     return await svc.quality.add_annotation(user, project, pipeline, kind=kind, time=time, text=text)
 
 
@@ -152,6 +171,10 @@ OPS: dict[str, Op] = {
     "retry": retry,
     "cancel": cancel,
     "snapshot": snapshot,
+    "alerts_list": alerts_list,
+    "alerts_ack": alerts_ack,
+    "alerts_test": alerts_test,
+    "alerts_channels": alerts_channels,
     "qc_status": qc_status,
     "qc_verdicts": qc_verdicts,
     "qc_guide_sets": qc_guide_sets,

@@ -36,6 +36,7 @@ from qcdaemon.qc.verdicts import (
     plan_run,
 )
 from qcdaemon.store import AsyncStore, Store
+from qcdaemon.store.rows import PipelineRow, UserRow
 
 MAX_TEXT = 2000
 _KEY = re.compile(r"rf([0-9]{1,18})\Z")
@@ -55,12 +56,16 @@ def parse_time(value: Any, field: str) -> dt.datetime:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
+def _as_utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
 def _utc(t: dt.datetime | None) -> dt.datetime | None:
-    return None if t is None else (t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t)
+    return None if t is None else _as_utc(t)
 
 
 def _iso(t: dt.datetime | None) -> str | None:
-    return None if t is None else _utc(t).isoformat()
+    return None if t is None else _as_utc(t).isoformat()
 
 
 @dataclass
@@ -90,7 +95,7 @@ def _settings(store: Any, pid: int) -> tuple[Settings, float | None]:
     return settings, (ps["offline_hours"] if ps else None)
 
 
-class _Ids(dict):  # type: ignore[type-arg]
+class _Ids(dict[str, int]):
     """run key -> run id, for keys of the form ``rf<id>`` (no table needed)."""
 
     def __missing__(self, key: str) -> int:
@@ -109,7 +114,7 @@ def load_inputs(store: Any, pid: int, *, with_runs: bool = True) -> Inputs:
     gsets = [GuideSet(f"gs{g['id']}", _utc(g["start_at"]), _utc(g["end_at"]),
                       frozenset(g["run_keys"]) if g["run_keys"] is not None else None, label=g["label"])
              for g in store.guide_sets_of(pid)]
-    anns = [Annotation(a["id"], a["kind"], _utc(a["happened_at"]), a["text"], a["author"])
+    anns = [Annotation(a["id"], a["kind"], _as_utc(a["happened_at"]), a["text"], a["author"])
             for a in store.annotations_of(pid)]
     excl: dict[str, list[str]] = {}
     for e in store.exclusions_of(pid):
@@ -255,13 +260,13 @@ class QualityService:
 
     # -- access -------------------------------------------------------------------------------
 
-    async def _visible(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+    async def _visible(self, user: UserRow, project: str, pipeline: str) -> PipelineRow:
         p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
         if p is None:
             raise Forbidden("Missing permissions for requested pipeline.")
         return p
 
-    async def _managed(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+    async def _managed(self, user: UserRow, project: str, pipeline: str) -> PipelineRow:
         p = await self._visible(user, project, pipeline)
         if not user["is_admin"]:
             proj = await self.store.call(Store.project_by_slug, project)
@@ -279,11 +284,11 @@ class QualityService:
     async def recompute(self, pipeline_id: int) -> int:
         return await self.store.call(recompute_sync, pipeline_id)
 
-    async def recompute_for(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+    async def recompute_for(self, user: UserRow, project: str, pipeline: str) -> dict[str, Any]:
         p = await self._managed(user, project, pipeline)
         return {"recomputed": await self.recompute(p["id"])}
 
-    async def verdicts(self, user: dict[str, Any], project: str, pipeline: str,
+    async def verdicts(self, user: UserRow, project: str, pipeline: str,
                        run_keys: Sequence[str] | None = None) -> dict[str, Any]:
         p = await self._visible(user, project, pipeline)
 
@@ -315,7 +320,7 @@ class QualityService:
         stored = await self.store.call(Store.verdicts_of, pipeline_id, detail=False)
         return {rid: (v["verdict"], v["summary"]) for rid, v in stored.items()}
 
-    async def chart(self, user: dict[str, Any], project: str, pipeline: str, metric: str,
+    async def chart(self, user: UserRow, project: str, pipeline: str, metric: str,
                     kind: str = "values", *, require_values: bool = True) -> dict[str, Any]:
         if not isinstance(metric, str) or not metric:
             raise BadRequest("metric: required (a QC column name, as in /api/qc-data)")
@@ -338,7 +343,7 @@ class QualityService:
 
         return await self.store.call(work)
 
-    async def status(self, user: dict[str, Any], project: str | None = None,
+    async def status(self, user: UserRow, project: str | None = None,
                      pipeline: str | None = None, now: dt.datetime | None = None) -> list[dict[str, Any]]:
         if project and pipeline:
             pipelines = [await self._visible(user, project, pipeline)]
@@ -358,7 +363,7 @@ class QualityService:
                 settings_row = store.pipeline_qc_settings(pl["id"])
                 offline = settings_row["offline_hours"] if settings_row else None
                 latest = runs[-1] if runs else None
-                last_file = max((_utc(r["acquired"]) for r in runs), default=None)
+                last_file = max((_as_utc(r["acquired"]) for r in runs if r["acquired"] is not None), default=None)
                 verdict = None
                 if latest is not None:
                     v = store.verdicts_of(pl["id"], [latest["id"]]).get(latest["id"])
@@ -367,7 +372,7 @@ class QualityService:
                         verdict = Verdict(latest["run_key"], v["verdict"], (), tuple(d["checked"]),
                                           d["unchecked"], v["guide_set"])
                         summary = v["summary"]
-                run = None if latest is None else Run(latest["run_key"], _utc(latest["acquired"]),
+                run = None if latest is None else Run(latest["run_key"], _as_utc(latest["acquired"]),
                                                       bool(latest["rejected"]))
                 st = instrument_status(run, verdict, now=now, last_file=last_file,
                                        offline_after=dt.timedelta(hours=offline) if offline else None)
@@ -378,7 +383,7 @@ class QualityService:
 
         return await self.store.call(work)
 
-    async def metrics(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+    async def metrics(self, user: UserRow, project: str, pipeline: str) -> dict[str, Any]:
         """The pipeline's metric catalogue with each metric's rules."""
         p = await self._visible(user, project, pipeline)
 
@@ -399,7 +404,7 @@ class QualityService:
 
     # -- edits (each recomputes the pipeline's verdicts) ---------------------------------------
 
-    async def set_rules(self, user: dict[str, Any], project: str, pipeline: str, metric: str,
+    async def set_rules(self, user: UserRow, project: str, pipeline: str, metric: str,
                         rules: Any = None, overrides: Any = None) -> dict[str, Any]:
         p = await self._managed(user, project, pipeline)
         if not isinstance(metric, str) or not metric.strip() or len(metric) > 200:
@@ -419,7 +424,7 @@ class QualityService:
         return {"metric": metric, "rules": [s.as_dict() for s in specs] if specs else None,
                 "overrides": overrides, "recomputed": n}
 
-    async def set_pipeline_settings(self, user: dict[str, Any], project: str, pipeline: str, *,
+    async def set_pipeline_settings(self, user: UserRow, project: str, pipeline: str, *,
                                     auto_guide_runs: Any, offline_hours: Any = None) -> dict[str, Any]:
         p = await self._managed(user, project, pipeline)
         if isinstance(auto_guide_runs, bool) or not isinstance(auto_guide_runs, int) or not 0 <= auto_guide_runs <= 10000:
@@ -432,7 +437,7 @@ class QualityService:
         return {"auto_guide_runs": auto_guide_runs, "offline_hours": offline_hours,
                 "recomputed": await self.recompute(p["id"])}
 
-    async def guide_sets(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+    async def guide_sets(self, user: UserRow, project: str, pipeline: str) -> dict[str, Any]:
         p = await self._visible(user, project, pipeline)
 
         def work(store: Any) -> dict[str, Any]:
@@ -442,7 +447,7 @@ class QualityService:
 
         return await self.store.call(work)
 
-    async def add_guide_set(self, user: dict[str, Any], project: str, pipeline: str, *, label: Any = "",
+    async def add_guide_set(self, user: UserRow, project: str, pipeline: str, *, label: Any = "",
                             start: Any = None, end: Any = None, run_keys: Any = None) -> dict[str, Any]:
         p = await self._managed(user, project, pipeline)
         if not isinstance(label, str) or len(label) > 200:
@@ -468,7 +473,8 @@ class QualityService:
         g = await self.store.call(Store.add_guide_set, p["id"], label=label, start=t0, end=t1, run_keys=keys,
                                            created_by=user["id"])
         if t0 is None:  # by run keys: in force from its earliest run
-            times = [_utc(r["acquired"]) for r in await self.store.call(Store.qc_runs, p["id"]) if r["run_key"] in keys]
+            wanted = keys or []
+            times = [_as_utc(r["acquired"]) for r in await self.store.call(Store.qc_runs, p["id"]) if r["run_key"] in wanted]
             t0_force = min(times)
         else:
             t0_force = t0
@@ -476,7 +482,7 @@ class QualityService:
         return {"id": f"gs{g['id']}", "label": g["label"], "start": _iso(g["start_at"]),
                 "end": _iso(g["end_at"]), "run_keys": g["run_keys"], "recomputed": n}
 
-    async def delete_guide_set(self, user: dict[str, Any], project: str, pipeline: str, gid: Any) -> dict[str, Any]:
+    async def delete_guide_set(self, user: UserRow, project: str, pipeline: str, gid: Any) -> dict[str, Any]:
         p = await self._managed(user, project, pipeline)
         m = re.fullmatch(r"gs([0-9]{1,9})", str(gid).strip())
         if not m:
@@ -487,7 +493,7 @@ class QualityService:
     async def annotation_kinds(self) -> list[dict[str, Any]]:
         return await self.store.call(Store.annotation_kinds)
 
-    async def add_annotation_kind(self, user: dict[str, Any], name: Any, label: Any,
+    async def add_annotation_kind(self, user: UserRow, name: Any, label: Any,
                                   resets_baseline: Any = False) -> dict[str, Any]:
         if not user["is_admin"]:
             raise Forbidden("adding annotation kinds needs an admin")
@@ -499,12 +505,12 @@ class QualityService:
             raise BadRequest("resets_baseline: true or false")
         return await self.store.call(Store.add_annotation_kind, name, label.strip(), resets_baseline)
 
-    async def annotations(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+    async def annotations(self, user: UserRow, project: str, pipeline: str) -> dict[str, Any]:
         p = await self._visible(user, project, pipeline)
         rows = await self.store.call(Store.annotations_of, p["id"])
         return {"annotations": [_annotation(a) for a in rows]}
 
-    async def add_annotation(self, user: dict[str, Any], project: str, pipeline: str, *, kind: Any,
+    async def add_annotation(self, user: UserRow, project: str, pipeline: str, *, kind: Any,
                              time: Any, text: Any = "") -> dict[str, Any]:
         p = await self._visible(user, project, pipeline)  # any member may annotate
         kinds = {k["name"]: k for k in await self.store.call(Store.annotation_kinds)}
@@ -519,7 +525,7 @@ class QualityService:
             out["recomputed"] = await self.recompute(p["id"])
         return out
 
-    async def delete_annotation(self, user: dict[str, Any], project: str, pipeline: str, aid: Any) -> dict[str, Any]:
+    async def delete_annotation(self, user: UserRow, project: str, pipeline: str, aid: Any) -> dict[str, Any]:
         p = await self._visible(user, project, pipeline)
         try:
             n = int(str(aid).strip())
@@ -535,13 +541,13 @@ class QualityService:
             out["recomputed"] = await self.recompute(p["id"])
         return out
 
-    async def exclusions(self, user: dict[str, Any], project: str, pipeline: str) -> dict[str, Any]:
+    async def exclusions(self, user: UserRow, project: str, pipeline: str) -> dict[str, Any]:
         p = await self._visible(user, project, pipeline)
         rows = await self.store.call(Store.exclusions_of, p["id"])
         return {"exclusions": [{"run_key": e["run_key"], "metric": e["metric"], "reason": e["reason"],
                                 "created_by": e["created_by"], "created_at": _iso(e["created_at"])} for e in rows]}
 
-    async def set_exclusions(self, user: dict[str, Any], project: str, pipeline: str, *, metric: Any,
+    async def set_exclusions(self, user: UserRow, project: str, pipeline: str, *, metric: Any,
                              run_keys: Any, excluded: bool, reason: Any = "") -> dict[str, Any]:
         p = await self._managed(user, project, pipeline)
         if not isinstance(metric, str) or not metric.strip() or len(metric) > 200:

@@ -66,7 +66,7 @@ class QcQueries(StoreBase):
             "SELECT count(*), coalesce(max(id), 0), coalesce(sum(id), 0),"
             " coalesce(sum(epoch_us(coalesce(acquired_at, created_at))), 0),"
             " count(*) FILTER (WHERE use_downstream IS NOT DISTINCT FROM false)"
-            " FROM runs WHERE pipeline_id = ?", [pipeline_id]).fetchone())
+            " FROM runs WHERE pipeline_id = ?", [pipeline_id]).fetchone() or ())
 
     def qc_metric_values(self, run_ids: Sequence[int] | None,
                          names: Sequence[str] | None = None, *, numeric: Sequence[str] = (),

@@ -209,4 +209,68 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "alerts: alerts, their deliveries (the outbox) and every delivery attempt",
+        # IF NOT EXISTS: this migration may be merged at another position of the list than written
+        """
+        CREATE SEQUENCE IF NOT EXISTS seq_alerts START 1;
+        CREATE SEQUENCE IF NOT EXISTS seq_alert_deliveries START 1;
+        CREATE TABLE IF NOT EXISTS alerts (
+            id INTEGER PRIMARY KEY,
+            rule VARCHAR NOT NULL,
+            condition VARCHAR NOT NULL,
+            subject VARCHAR NOT NULL,
+            scope VARCHAR NOT NULL,
+            project_id INTEGER,
+            state VARCHAR NOT NULL,
+            opened_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            resolved_at TIMESTAMP,
+            acknowledged_at TIMESTAMP,
+            acknowledged_by VARCHAR,
+            events INTEGER NOT NULL DEFAULT 1,
+            notified_events INTEGER NOT NULL DEFAULT 0,
+            last_notified_at TIMESTAMP,
+            title VARCHAR NOT NULL,
+            message VARCHAR NOT NULL,
+            detail VARCHAR
+        );
+        CREATE INDEX IF NOT EXISTS alerts_rule_subject ON alerts (rule, subject);
+        CREATE TABLE IF NOT EXISTS alert_events (
+            alert_id INTEGER NOT NULL,
+            rule VARCHAR NOT NULL,
+            event_key VARCHAR NOT NULL,
+            occurred_at TIMESTAMP NOT NULL,
+            text VARCHAR NOT NULL,
+            PRIMARY KEY (rule, event_key)
+        );
+        CREATE TABLE IF NOT EXISTS alert_deliveries (
+            id INTEGER PRIMARY KEY,
+            alert_id INTEGER,
+            channel VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            title VARCHAR NOT NULL,
+            body VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            state VARCHAR NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TIMESTAMP,
+            last_attempt_at TIMESTAMP,
+            last_error VARCHAR,
+            sent_at TIMESTAMP,
+            digest_id INTEGER
+        );
+        CREATE TABLE IF NOT EXISTS alert_attempts (
+            delivery_id INTEGER NOT NULL,
+            channel VARCHAR NOT NULL,
+            attempted_at TIMESTAMP NOT NULL,
+            ok BOOLEAN NOT NULL,
+            error VARCHAR
+        );
+        CREATE TABLE IF NOT EXISTS alert_cursors (
+            name VARCHAR PRIMARY KEY,
+            value_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]

@@ -6,7 +6,9 @@ in its own process group, and makes sure the tool dies with the daemon:
 
 * POSIX: a new session (so the group can be signalled as a whole), the nice value set in the
   child, and on Linux ``PR_SET_PDEATHSIG=SIGKILL`` so a SIGKILLed daemon takes its direct child
-  with it.  Stopping = SIGTERM to the group, ``grace`` seconds, then SIGKILL to the group.
+  with it.  No ``preexec_fn`` (unsafe in a threaded process): a tiny trampoline interpreter does
+  the set-up and then execs the tool in place (see ``_TRAMPOLINE``).  Stopping = SIGTERM to the
+  group, ``grace`` seconds, then SIGKILL to the group.
 * Windows: ``BELOW_NORMAL_PRIORITY_CLASS`` and a kill-on-close Job Object (see ``winjob``).
 
 A failed, timed-out or cancelled run is data (a :class:`ToolResult`), not an exception; only
@@ -17,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import functools
 import os
 import signal
 import sys
@@ -26,19 +26,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
 from qcdaemon.tools import orphans
+from qcdaemon.tools.excerpt import EXCERPT_MAX_CHARS, excerpt_text, read_excerpt
 
 log = structlog.get_logger(__name__)
 
+__all__ = ["EXCERPT_MAX_CHARS", "ToolResult", "excerpt_text", "read_excerpt", "run_tool"]
+
 IS_WINDOWS = os.name == "nt"
 TERM_GRACE_SECONDS = 5.0
-EXCERPT_MAX_CHARS = 16_000
-_MARKERS = ("Unhandled Exception", "System.Exception")
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -64,41 +64,6 @@ class ToolResult:
         return self.ended_at - self.started_at
 
 
-# Error excerpts (pure; behaviour spec 2.8)
-
-def excerpt_text(text: str, *, tail: bool = False) -> str | None:
-    """The readable part of a tool's log: the .NET exception if any, else 20 non-empty lines.
-
-    With an ``Unhandled Exception``/``System.Exception`` line: from the non-empty line before it
-    through the next 15 non-empty lines.  Otherwise the first (or, with ``tail``, the last) 20
-    non-empty lines.  None when there is nothing but whitespace.
-    """
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return None
-    for i, line in enumerate(lines):
-        if any(marker in line for marker in _MARKERS):
-            return "\n".join(lines[max(i - 1, 0): i + 16])
-    return "\n".join(lines[-20:] if tail else lines[:20])
-
-
-def _read_limited(path: Path, *, tail: bool) -> str:
-    try:
-        with open(path, "rb") as f:
-            if tail:
-                f.seek(max(f.seek(0, os.SEEK_END) - EXCERPT_MAX_CHARS, 0))
-            return f.read(EXCERPT_MAX_CHARS).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def read_excerpt(stdout_path: Path, stderr_path: Path) -> str | None:
-    """Excerpt of stderr (its head); if stderr is empty, of stdout (its tail: errors come last)."""
-    return excerpt_text(_read_limited(stderr_path, tail=False)) or excerpt_text(
-        _read_limited(stdout_path, tail=True), tail=True
-    )
-
-
 def _failure_reason(exit_code: int, excerpt: str | None) -> str:
     if exit_code < 0 and not IS_WINDOWS:
         with contextlib.suppress(ValueError):
@@ -109,50 +74,78 @@ def _failure_reason(exit_code: int, excerpt: str | None) -> str:
 
 # Spawning
 
-@functools.cache
-def _linux_prctl() -> Callable[..., int] | None:
-    """libc ``prctl``, resolved in the parent so the forked child only makes the call."""
-    if not sys.platform.startswith("linux"):
-        return None
+# The child half of a POSIX spawn.  ``preexec_fn`` is unsafe in a process with threads (the daemon
+# has several: the store's, asyncio's executor, watchdog's observers), so the child is a fresh
+# interpreter instead: it has no inherited locks and may lower its priority, ask the kernel for
+# SIGKILL when the daemon dies (Linux ``PR_SET_PDEATHSIG``; kept across exec) and then exec the
+# tool in place, so the tool keeps this pid, its own session and process group.  Its nice value is
+# set before exec, so nothing the tool starts ever runs at the daemon's priority.  An exec failure
+# is reported as the errno on ``fd``, which closes on a successful exec.
+_TRAMPOLINE = """\
+import ctypes, os, sys
+fd, parent, nice = (int(a) for a in sys.argv[1:4])
+try:
+    if nice > os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+except OSError:
+    pass
+if sys.platform.startswith("linux"):
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    if os.getppid() != parent:  # the daemon died before prctl took effect
+        os.kill(os.getpid(), 9)
+os.set_inheritable(fd, False)
+try:
+    os.execvp(sys.argv[4], sys.argv[4:])
+except OSError as exc:
+    os.write(fd, str(exc.errno).encode())
+os._exit(127)
+"""
+
+
+def _exec_report(fd: int) -> str:
+    """Blocking: what the trampoline wrote before exec (an errno), or "" when the tool runs."""
+    chunks = []
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return prctl
+        while chunk := os.read(fd, 64):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", "replace")
 
 
-def _posix_child_setup(nice: int) -> Callable[[], None]:
-    """preexec_fn: lower the priority and tie the child's life to ours.
-
-    Runs between fork and exec, so it only makes plain syscalls: no imports, no locks, no
-    logging.  The nice value is absolute (it is never lowered below what we already have,
-    which an unprivileged process could not do anyway).
-    """
-    parent = os.getpid()
-    prctl = _linux_prctl()
-
-    def setup() -> None:
-        try:
-            if nice > os.getpriority(os.PRIO_PROCESS, 0):
-                os.setpriority(os.PRIO_PROCESS, 0, nice)
-        except OSError:
-            pass
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != parent:  # the daemon died before prctl took effect
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    return setup
-
-
-def _spawn_kwargs(nice: int) -> dict[str, Any]:
+async def _spawn(argv: tuple[str, ...], cwd: Path, out: IO[bytes], err: IO[bytes], env: dict[str, str],
+                 nice: int) -> tuple[asyncio.subprocess.Process, asyncio.Future[str] | None]:
+    """Start the tool; POSIX: through the trampoline, with the future of its exec report."""
+    io: dict[str, Any] = {"cwd": cwd, "stdin": asyncio.subprocess.DEVNULL, "stdout": out, "stderr": err, "env": env}
     if IS_WINDOWS:
         from qcdaemon.tools import winjob
 
-        return {"creationflags": winjob.creation_flags(nice, has_console=winjob.has_console())}
-    return {"start_new_session": True, "preexec_fn": _posix_child_setup(nice)}
+        flags = winjob.creation_flags(nice, has_console=winjob.has_console())
+        return await asyncio.create_subprocess_exec(*argv, creationflags=flags, **io), None
+    report, w = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(w), str(os.getpid()), str(nice), *argv,
+            start_new_session=True, pass_fds=(w,), **io,
+        )
+    except BaseException:
+        os.close(report)
+        raise
+    finally:
+        os.close(w)
+    return proc, asyncio.ensure_future(asyncio.to_thread(_exec_report, report))
+
+
+async def _exec_error(proc: asyncio.subprocess.Process, report: asyncio.Future[str] | None) -> OSError | None:
+    """The trampoline's exec failure as the OSError a direct spawn would have raised, else None."""
+    text = await report if report is not None else ""
+    if not text:
+        return None
+    await proc.wait()
+    code = int(text) if text.isdigit() else 0
+    return OSError(code, os.strerror(code))  # OSError picks the subclass: FileNotFoundError, ...
 
 
 def _windows_job(pid: int, nice: int) -> Any:
@@ -276,6 +269,27 @@ async def _wait(proc: asyncio.subprocess.Process, timeout: float, cancel: asynci
         return "timeout"
 
 
+async def _supervise(proc: asyncio.subprocess.Process, job: Any, name: str, timeout: float,
+                     cancel: asyncio.Event | None, grace: float) -> str:
+    """Wait for the tool's end (see :func:`_wait`), stopping it and its group as needed."""
+    try:
+        outcome = await _wait(proc, timeout, cancel)
+        if outcome != "exited":
+            log.warning("tool_stopping", tool=name, pid=proc.pid, reason=outcome)
+            await _stop(proc, job, grace, name)
+        await _reap_group(proc.pid, grace, name)
+        return outcome
+    except asyncio.CancelledError:
+        log.warning("tool_stopping", tool=name, pid=proc.pid, reason="task cancelled")
+        try:
+            await _stop(proc, job, grace, name)
+            await _reap_group(proc.pid, grace, name)
+        finally:
+            if proc.returncode is None:  # cancelled again while stopping: no mercy
+                _signal_group(proc, job, kill=True)
+        raise
+
+
 async def run_tool(
     argv: Sequence[str],
     *,
@@ -323,40 +337,34 @@ async def run_tool(
             return result(None, "cancelled before start", cancelled=True)
         tool_id = orphans.new_id()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
-                env={**os.environ, **(env or {}), orphans.ENV_KEY: tool_id}, **_spawn_kwargs(nice),
-            )
+            proc, report = await _spawn(argv, cwd, out, err, {**os.environ, **(env or {}), orphans.ENV_KEY: tool_id},
+                                        nice)
         except OSError as exc:
-            log.error("tool_start_failed", tool=name, argv=argv, error=str(exc))
-            return result(None, _start_error(argv[0], exc))
+            return _not_started(result, name, argv, exc)
         job = _windows_job(proc.pid, nice) if IS_WINDOWS else None
         record = orphans.record(pid_dir, name, proc.pid, tool_id)
-        log.info("tool_started", tool=name, pid=proc.pid, argv=argv, cwd=str(cwd))
         try:
             try:
-                outcome = await _wait(proc, timeout, cancel)
-                if outcome != "exited":
-                    log.warning("tool_stopping", tool=name, pid=proc.pid, reason=outcome)
-                    await _stop(proc, job, grace, name)
-                await _reap_group(proc.pid, grace, name)
+                failed = await _exec_error(proc, report)
             except asyncio.CancelledError:
-                log.warning("tool_stopping", tool=name, pid=proc.pid, reason="task cancelled")
-                try:
-                    await _stop(proc, job, grace, name)
-                    await _reap_group(proc.pid, grace, name)
-                finally:
-                    if proc.returncode is None:  # cancelled again while stopping: no mercy
-                        _signal_group(proc, job, kill=True)
+                _signal_group(proc, job, kill=True)  # the trampoline, or the tool it just became
                 raise
+            if failed is not None:
+                return _not_started(result, name, argv, failed)
+            log.info("tool_started", tool=name, pid=proc.pid, argv=argv, cwd=str(cwd))
+            outcome = await _supervise(proc, job, name, timeout, cancel, grace)
         finally:
             orphans.forget(record)
             if job is not None:
                 job.close()
-
-    exit_code = proc.returncode
-    log.info("tool_exited", tool=name, pid=proc.pid, exit_code=exit_code, outcome=outcome,
+    log.info("tool_exited", tool=name, pid=proc.pid, exit_code=proc.returncode, outcome=outcome,
              seconds=round(time.time() - started, 3))
+    return await _described(result, outcome, proc.returncode, timeout, out_path, err_path)
+
+
+async def _described(result: Callable[..., ToolResult], outcome: str, exit_code: int | None, timeout: float,
+                     out_path: Path, err_path: Path) -> ToolResult:
+    """The result of a tool that ran: timed out, cancelled, succeeded, or failed (with an excerpt)."""
     if outcome == "timeout":
         return result(exit_code, f"timed out after {timeout:g} s", timed_out=True)
     if outcome == "cancel":
@@ -366,3 +374,9 @@ async def run_tool(
     excerpt = await asyncio.to_thread(read_excerpt, out_path, err_path)
     assert exit_code is not None
     return result(exit_code, _failure_reason(exit_code, excerpt))
+
+
+def _not_started(result: Callable[[int | None, str | None], ToolResult], name: str, argv: tuple[str, ...],
+                 exc: OSError) -> ToolResult:
+    log.error("tool_start_failed", tool=name, argv=argv, error=str(exc))
+    return result(None, _start_error(argv[0], exc))

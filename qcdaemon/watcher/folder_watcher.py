@@ -32,7 +32,7 @@ from qcdaemon.watcher.scan import (
     stat_signature,
     watch_root,
 )
-from qcdaemon.watcher.settle import FileEvent, Key, Observation, SettleTracker
+from qcdaemon.watcher.settle import FileEvent, Key, Listener, Observation, SettleTracker
 from qcdaemon.watcher.winshare import default_share_probe
 
 log = structlog.get_logger(__name__)
@@ -131,6 +131,10 @@ class FolderWatcher:
         with self._relay_lock:
             self._relayed.clear()
         log.info("watcher_stopped")
+
+    def add_file_listener(self, listener: Listener) -> None:
+        """Hear every change of every tracked file (see :data:`~qcdaemon.watcher.settle.Listener`)."""
+        self._tracker.listener = listener
 
     def status(self) -> list[dict[str, Any]]:
         """Per watch: path (absolute), pipeline, exists, observer ("native"|"polling"),

@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -34,6 +35,11 @@ Key = tuple[int, Path]
 """(index of the watch in the watcher's list, absolute path): nested watches track separately."""
 
 EventKind = Literal["seen", "settled", "gone"]
+
+Listener = Callable[[str, Key, WatchConfig, Sig], None]
+"""``listener(kind, key, watch, sig)`` hears every change of a tracked file: "new" (first seen),
+"changed" (size or mtime moved), "settled", "removed". Growth observations for stalled-acquisition
+alerts; it must not block (it runs on the watcher's loop)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,11 @@ class SettleTracker:
         self._tracks: dict[Key, _Track] = {}
         self.min_recheck = min_recheck
         self.probe_retry = probe_retry
+        self.listener: Listener | None = None
+
+    def _tell(self, kind: str, key: Key, watch: WatchConfig, sig: Sig) -> None:
+        if self.listener is not None:
+            self.listener(kind, key, watch, sig)
 
     def _wait(self, watch: WatchConfig) -> float:
         return max(watch.settle_seconds, self.min_recheck)
@@ -96,13 +107,18 @@ class SettleTracker:
             if t is None:
                 return _NOTHING
             del self._tracks[key]
+            self._tell("removed", key, t.watch, t.sig)
             return Observation(None if t.settled else _event("gone", t), False)
         if t is None:
             t = _Track(key[1], watch, sig, stable_since=at, observed_at=at, due=at + self._wait(watch))
             self._tracks[key] = t
+            self._tell("new", key, watch, sig)
             return Observation(_event("seen", t), False)
         t.observed_at = at
+        changed = sig != t.sig
         obs = self._compare(t, sig, at)
+        if changed:
+            self._tell("changed", key, watch, sig)
         if t.hint is not None:
             if t.hint[0] > at:  # an event came after this stat was taken: keep its earlier check
                 t.due = t.hint[1] if t.due is None else min(t.due, t.hint[1])
@@ -136,6 +152,7 @@ class SettleTracker:
             return None
         t.settled = True
         t.due = t.hint[1] if t.hint else None  # an event since the last stat: look once more
+        self._tell("settled", key, t.watch, sig)
         return _event("settled", t)
 
     def defer(self, key: Key, until: float) -> None:

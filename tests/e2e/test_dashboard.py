@@ -1,7 +1,7 @@
 """The dashboard in a real Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright) against a
 real qcdaemon server on 127.0.0.1 over a real DuckDB file: sign in, see the failing run's tile and
 its reasons, flag it by a box selection on its chart, add an annotation and a guide set and see the
-verdict change, the alerts tile's empty state, create a token, upload a RAW file and see it listed,
+verdict change, acknowledge an alert, create a token, upload a RAW file and see it listed,
 the run page, the protein explorer; no console errors; every page's HTML parses strictly (html5lib)
 and carries the security headers."""
 
@@ -29,6 +29,7 @@ from conftest import (
     World,
 )
 
+from qcdaemon.alerts import AlertManager, Finding
 from qcdaemon.store import Store
 
 pw = pytest.importorskip("playwright.async_api", reason="the test extra installs playwright")
@@ -124,8 +125,9 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
     assert (await tile.locator(".verdict").text_content()) == "fail"
     reason = await tile.locator(".status").text_content() or ""
     assert "NumMs2Scans" in reason or "MS2" in reason, reason
-    # no alerts API on this branch: the tile says "-", no list, no error
-    assert (await tile.locator(".alerts-count").text_content()) == "-"
+    # no alert rules in this world: the tile counts 0 open alerts (from /api/alerts), no list
+    await pg.wait_for_function(f"""() => document.querySelector('.tile[data-pipeline="{LAB_PIPELINE}"] .alerts-count').textContent !== '-'""")
+    assert (await tile.locator(".alerts-count").text_content()) == "0"
     assert await pg.locator("#alerts").is_hidden()
 
     # -- the pipeline page: the failing point, its hover details, box selection, flag
@@ -261,5 +263,38 @@ async def test_tablet_layout_and_keyboard_only_actions(world: World, make_api: A
     await pg.keyboard.press("Enter")
     await outcome(pg, "#sel-msg")
     assert (await world.run(keys[3]))["use_downstream"] is False
+    assert errors == []
+    await ctx.close()
+
+
+ALERTS = {
+    "channel": [{"name": "hook", "url": "json://127.0.0.1:9/never"}],
+    "rule": [{"name": "stage-failures", "condition": "stage_failed", "channels": ["hook"]}],
+}
+
+
+async def test_acknowledge_an_alert_from_the_overview(world_factory: Any, make_api: Any, chromium: Any) -> None:
+    """An open alert of the lab pipeline: its tile counts it, Acknowledge stores who did it."""
+    w = await world_factory(alerts=ALERTS)
+    (rule,) = w.cfg.alerts.rule
+    p = w.pipeline(DEMO_PROJECT, LAB_PIPELINE)
+    f = Finding(subject=f"stage:{p['uuid']}:native", scope=f"{DEMO_PROJECT}/{LAB_PIPELINE}", project_id=p["project_id"],
+                title=f"{DEMO_PROJECT}/{LAB_PIPELINE}: native stage failed", text="x.raw (rf1): truncated")
+    await AlertManager(w.store, w.cfg).occurred(rule, f, "e-1", "x.raw (rf1): truncated")
+    alert_id = (await w.store.call(Store.alert_open_for, rule.name, f.subject))["id"]
+    api: Api = await make_api(w)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context()
+    pg = await ctx.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    await sign_in(pg, base)
+    count = pg.locator(f'.tile[data-pipeline="{LAB_PIPELINE}"] .alerts-count')
+    await pg.wait_for_function(f"""() => document.querySelector('.tile[data-pipeline="{LAB_PIPELINE}"] .alerts-count').textContent !== '-'""")
+    assert await count.text_content() == "1"
+    await pg.click("#alerts-server button:has-text('Acknowledge')")
+    await pg.wait_for_selector("#alerts-server:has-text('acknowledged by')")
+    stored = await w.store.call(Store.alert, alert_id)
+    assert stored["acknowledged_at"] is not None and stored["acknowledged_by"] == DEMO_USER
     assert errors == []
     await ctx.close()

@@ -22,10 +22,12 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp_jinja2
 import structlog
 from aiohttp import web
+from markupsafe import Markup
 
 from qcdaemon import __version__
 from qcdaemon.core import security
 from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from qcdaemon.server.alerts import home_section as alerts_section
 from qcdaemon.server.body import read_form
 from qcdaemon.server.keys import (
     AUTH_KIND,
@@ -192,7 +194,7 @@ async def overview_tiles(request: web.Request, user: UserRow) -> list[dict[str, 
 
 
 def _run_rows(runs: list[RunOverview], user: UserRow) -> list[dict[str, Any]]:
-    return [r | {"excerpts": [(s["stage"], _excerpt(s["error"])) for s in r["stages"] if s["state"] == "failed" and s["error"]],
+    return [r | {"excerpts": [(s["stage"], _excerpt(s["error"])) for s in r["stages"] if s["state"] in ("failed", "done") and s["error"]],
                  "buttons": _run_buttons(r, user)} for r in runs]
 
 
@@ -208,6 +210,8 @@ async def _home_page(request: web.Request, user: UserRow, csrf: str, *, notice: 
         "tiles": await overview_tiles(request, user), "projects": projects,
         "alerts_api": any(getattr(r, "canonical", "") == "/api/alerts" for r in request.app.router.resources()),
         "runs": _run_rows(await svc.runs_overview(user, limit=25), user),
+        # the alerts issue's server-side list (escaped there): works without JavaScript
+        "alerts_html": Markup(await alerts_section(request, user, csrf)),
     }
     return aiohttp_jinja2.render_string("overview.html", request, context)
 

@@ -13,7 +13,7 @@
     const mine = open.filter(a => a.scope === scope);
     tile.querySelector(".alerts-count").textContent = String(mine.length);
   }
-  if (!open.length) return;
+  if (!open.length || document.getElementById("alerts-server")) return;  // the server already lists them
   const list = document.getElementById("alerts-list");
   for (const a of open) {
     const li = el("li", { "data-alert": a.id },
