@@ -28,11 +28,11 @@ from conftest import (
     Api,
     World,
 )
+from playwright.async_api import async_playwright
 
 from qcdaemon.alerts import AlertManager, Finding
 from qcdaemon.store import Store
 
-pw = pytest.importorskip("playwright.async_api", reason="the test extra installs playwright")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -58,7 +58,7 @@ class Pages:
 async def chromium() -> AsyncIterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is needed (apt-get install chromium)")
-    async with pw.async_playwright() as p:
+    async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         yield browser
         await browser.close()
