@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from qcdaemon.config import Config
-from qcdaemon.server import alerts, api, qcapi, uploads
+from qcdaemon.server import alerts, api, dashapi, qcapi, uploads
 from qcdaemon.server.keys import CONFIG, SERVICE, STATE
 from qcdaemon.server.middleware import (
     LoginLimiter,
@@ -17,7 +17,8 @@ from qcdaemon.server.middleware import (
     host_middleware,
     identity_middleware,
 )
-from qcdaemon.server.pages import home, trends
+from qcdaemon.server.pages import dashboard, home, trends
+from qcdaemon.server.pages import web as pages_web
 from qcdaemon.service.qcservice import QcService
 
 
@@ -34,10 +35,13 @@ def create_app(service: QcService, cfg: Config, *, status: Callable[[], Awaitabl
         "limiter": LoginLimiter(cfg.server.login_attempts_per_minute),
         "status": status,
     }
+    pages_web.setup(app)
     home.add_routes(app)
     trends.add_routes(app)
     api.add_routes(app)
     qcapi.add_routes(app)
     uploads.add_routes(app)
     alerts.add_routes(app)
+    dashboard.add_routes(app)
+    dashapi.add_routes(app)
     return app

@@ -13,7 +13,7 @@ from qcdaemon.server.api import _body, _scope
 from qcdaemon.server.jsonout import json_response
 from qcdaemon.server.keys import SERVICE, Handler
 from qcdaemon.server.middleware import require_user
-from qcdaemon.service.quality import QualityService
+from qcdaemon.service.quality import QualityService, parse_time
 
 
 def _q(request: web.Request) -> QualityService:
@@ -35,8 +35,28 @@ async def chart(request: web.Request) -> web.Response:
     body = await _body(request)
     user = require_user(request)
     project, pipeline = _scope(body)
-    return json_response(await _q(request).chart(user, project, pipeline, body.text("metric", required=True) or "",
-                                                 body.text("kind") or "values"))
+    out = await _q(request).chart(user, project, pipeline, body.text("metric", required=True) or "",
+                                  body.text("kind") or "values")
+    out = window_points(out, body.int_or_none("last"), body.text("start"), body.text("end"))
+    if body.flag("compact"):  # leave out what a point does not have (null, false, empty lists)
+        out["points"] = [{k: v for k, v in p.items() if v is not None and v is not False and v != []}
+                         for p in out["points"]]
+    return json_response(out)
+
+
+def window_points(out: dict[str, Any], last: int | None, start: str | None, end: str | None) -> dict[str, Any]:
+    """Only the points a client draws: acquired in ``start``..``end`` and/or the newest ``last``
+    (``total`` says how many there are).  Limits, violations and verdicts are those of all runs."""
+    from_t = parse_time(start, "start").isoformat() if start else None
+    to_t = parse_time(end, "end").isoformat() if end else None
+    points = out["points"]
+    out["total"] = len(points)
+    if from_t or to_t:
+        points = [p for p in points if (not from_t or p["time"] >= from_t) and (not to_t or p["time"] <= to_t)]
+    if last:
+        points = points[-last:]
+    out["points"] = points
+    return out
 
 
 async def verdicts(request: web.Request) -> web.Response:

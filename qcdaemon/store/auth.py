@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid as uuidlib
+from typing import Any
 
 from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import Conflict, NotFound
@@ -69,6 +70,16 @@ class AuthQueries(StoreBase):
             [project_id],
         )
         return [r["email"] for r in rows]
+
+    def members_of(self, project_id: int) -> list[dict[str, Any]]:
+        return self.rows(
+            "SELECT u.id, u.email, u.is_admin FROM project_members m JOIN users u ON u.id = m.user_id"
+            " WHERE m.project_id = ? ORDER BY u.email", [project_id])
+
+    def remove_member(self, project_id: int, user_id: int) -> bool:
+        n = self.scalar("SELECT count(*) FROM project_members WHERE project_id = ? AND user_id = ?", [project_id, user_id])
+        self.execute("DELETE FROM project_members WHERE project_id = ? AND user_id = ?", [project_id, user_id])
+        return bool(n)
 
     def project_by_slug(self, slug: str) -> ProjectRow | None:
         return self.row("SELECT * FROM projects WHERE slug = ?", [slug])

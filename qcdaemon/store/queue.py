@@ -238,3 +238,26 @@ class QueueQueries(StoreBase):
         error = "; ".join(failed) if failed and state in ("done", "failed") else None
         self.execute("UPDATE runs SET state = ?, error = ? WHERE id = ?", [state, error, run_id])
         self.execute("UPDATE files SET state = ?, updated_at = ? WHERE run_id = ?", [state, utcnow(), run_id])
+
+    def queue_by_pipeline(self) -> dict[int, dict[str, int]]:
+        """pipeline id -> runs waiting (a stage queued, none running) and runs being processed."""
+        rows = self.rows(
+            "SELECT r.pipeline_id AS pid, count(*) FILTER (WHERE s.running = 0) AS queued,"
+            " count(*) FILTER (WHERE s.running > 0) AS running FROM runs r JOIN ("
+            "  SELECT run_id, count(*) FILTER (WHERE state = 'running') AS running FROM stages"
+            "  WHERE state IN ('queued', 'running') GROUP BY run_id) s ON s.run_id = r.id GROUP BY r.pipeline_id"
+        )
+        return {int(r["pid"]): {"queued": int(r["queued"]), "running": int(r["running"])} for r in rows}
+
+    def runs_page(self, pipeline_id: int, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """One page of a pipeline's runs, newest acquisition first, with their stored verdicts."""
+        total = int(self.scalar("SELECT count(*) FROM runs WHERE pipeline_id = ?", [pipeline_id]))
+        rows = self.rows(
+            "SELECT 'rf' || r.id AS run_key, r.name, r.state, r.acquired_at, r.created_at, r.flagged,"
+            " r.use_downstream, u.email AS owner, v.verdict, v.summary FROM runs r"
+            " LEFT JOIN users u ON u.id = r.owner_id LEFT JOIN qc_verdicts v ON v.run_id = r.id"
+            " WHERE r.pipeline_id = ? ORDER BY coalesce(r.acquired_at, r.created_at) DESC, r.id DESC"
+            f" LIMIT {max(0, min(int(limit), 1000))} OFFSET {max(0, int(offset))}",
+            [pipeline_id],
+        )
+        return total, rows

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import html
 import re
 import secrets
 import time
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import aiohttp_jinja2
 import structlog
 from aiohttp import web
+from markupsafe import Markup
 
+from qcdaemon import __version__
 from qcdaemon.core import security
 from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from qcdaemon.server.alerts import home_section as alerts_section
@@ -37,7 +40,7 @@ from qcdaemon.server.keys import (
     USER,
 )
 from qcdaemon.server.middleware import check_csrf
-from qcdaemon.server.pages.html import is_text, page, pipeline_link, safe_next
+from qcdaemon.server.pages.html import is_text, pipeline_url, safe_next
 from qcdaemon.store import Store
 from qcdaemon.store.rows import RunOverview, UserRow
 
@@ -106,18 +109,10 @@ def _login_token(request: web.Request, response: web.StreamResponse) -> str:
     return token
 
 
-def _login_form(csrf: str, next_url: str, error: str = "") -> str:
-    err = f"<p class=failed>{html.escape(error)}</p>" if error else ""
-    return page(
-        "qcdaemon: sign in",
-        "<h1>qcdaemon</h1><h2>Sign in</h2>" + err +
-        '<form method="post" action="/">'
-        f'<input type="hidden" name="csrfmiddlewaretoken" value="{html.escape(csrf)}">'
-        f'<input type="hidden" name="next" value="{html.escape(next_url)}">'
-        '<label>E-mail<br><input type="email" name="username" autocomplete="username" required></label><br>'
-        '<label>Password<br><input type="password" name="password" autocomplete="current-password" required>'
-        '</label><br><button type="submit">Sign in</button></form>',
-    )
+def _login_form(request: web.Request, csrf: str, next_url: str, error: str = "") -> str:
+    return aiohttp_jinja2.render_string("login.html", request, {
+        "title": "qcdaemon: sign in", "user": None, "csrf": "", "version": __version__,
+        "login_csrf": csrf, "next_url": next_url, "error": error})
 
 
 async def home(request: web.Request) -> web.Response:
@@ -125,7 +120,7 @@ async def home(request: web.Request) -> web.Response:
     user = request[USER]
     response = web.Response(content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"})
     if user is None or request[AUTH_KIND] != "session":
-        response.text = _login_form(_login_token(request, response), safe_next(request.query.get("next")))
+        response.text = _login_form(request, _login_token(request, response), safe_next(request.query.get("next")))
         return response
     response.text = await _home_page(request, user, session["csrf"] if session else "", notice=_notice(request.query))
     return response
@@ -160,89 +155,67 @@ def _excerpt(text: str, lines: int = 4, chars: int = 400) -> str:
     return out + ("\n\u2026" if len(all_lines) > lines else "")
 
 
-_RETRYABLE = {"failed", "cancelled"}
+_RETRYABLE = {"failed", "cancelled"}  # a done run whose optional stage was skipped offers no Retry
 _CANCELLABLE = {"queued", "running"}
 
 
-def _run_buttons(r: RunOverview, user: UserRow, csrf: str) -> str:
-    """Retry/Cancel forms for a run the user may change (its owner, or an admin)."""
+def _run_buttons(r: RunOverview, user: UserRow) -> list[tuple[str, str]]:
+    """Retry/Cancel for a run the user may change (its owner, or an admin)."""
     if not (user["is_admin"] or (r["owner"] is not None and r["owner"] == user["email"])):
-        return ""
+        return []
     states = {s["state"] for s in r["stages"]}
     buttons = []
     if states & _RETRYABLE and "running" not in states:
         buttons.append(("retry", "Retry"))
     if states & _CANCELLABLE:
         buttons.append(("cancel", "Cancel"))
-    return "".join(
-        f'<form class=inline method="post" action="/runs/{action}">'
-        f'<input type="hidden" name="csrfmiddlewaretoken" value="{html.escape(csrf)}">'
-        f'<input type="hidden" name="run_key" value="{html.escape(r["run_key"])}">'
-        f'<button type="submit">{label}</button></form> '
-        for action, label in buttons
-    )
+    return buttons
+
+
+_TILE_CLASS = {"OK": "ok", "WARNING": "warn", "DANGER": "fail", "OFFLINE": "offline", "NO_DATA": "nodata",
+               "NO_THRESHOLD": "nodata"}
+
+
+async def overview_tiles(request: web.Request, user: UserRow) -> list[dict[str, Any]]:
+    """One tile per visible pipeline: its instrument status, latest run and verdict, runs queued."""
+    svc = request.app[SERVICE]
+    status = {(s["project"], s["pipeline"]): s for s in await svc.quality.status(user)}
+    queue = await svc.store.call(Store.queue_by_pipeline)
+    tiles = []
+    for p in await svc.projects(user):
+        for pl in await svc.pipelines(user, p["slug"]):
+            st = status.get((p["slug"], pl["slug"]), {"status": "NO_DATA", "reason": "no runs yet", "latest_run": None})
+            pid = await svc.store.call(Store.find_pipeline, f"{p['slug']}/{pl['slug']}")
+            q = queue.get(pid["id"], {"queued": 0, "running": 0}) if pid else {"queued": 0, "running": 0}
+            tiles.append({"project": p["slug"], "project_name": p["name"], "pipeline": pl["slug"], "name": pl["name"],
+                          "uuid": pl["uuid"], "folder": pl["path_as_str"], "url": pipeline_url(p["slug"], pl["slug"]),
+                          "status": st["status"], "cls": _TILE_CLASS.get(st["status"], "nodata"),
+                          "reason": st["reason"], "latest": st["latest_run"], **q})
+    return tiles
+
+
+def _run_rows(runs: list[RunOverview], user: UserRow) -> list[dict[str, Any]]:
+    return [r | {"excerpts": [(s["stage"], _excerpt(s["error"])) for s in r["stages"] if s["state"] in ("failed", "done") and s["error"]],
+                 "buttons": _run_buttons(r, user)} for r in runs]
 
 
 async def _home_page(request: web.Request, user: UserRow, csrf: str, *, notice: str = "",
                      error: str = "") -> str:
     svc = request.app[SERVICE]
-    parts = [
-        f"<h1>qcdaemon</h1><p>Signed in as <b>{html.escape(user['email'])}</b>"
-        + (" (admin)" if user["is_admin"] else "")
-        + ' &middot; <form class=inline method="post" action="/logout">'
-        f'<input type="hidden" name="csrfmiddlewaretoken" value="{html.escape(csrf)}">'
-        '<button type="submit">Sign out</button></form></p>'
-        + (f"<p class=notice>{html.escape(notice)}</p>" if notice else "")
-        + (f"<p class=failed>{html.escape(error)}</p>" if error else ""),
-        "<h2>Projects and pipelines</h2><table><tr><th>Project</th><th>Pipeline</th><th>uuid (pid)</th>"
-        "<th>Folder</th></tr>",
-    ]
-    projects = await svc.projects(user)
-    for p in projects:
-        pipes = await svc.pipelines(user, p["slug"])
-        for pl in pipes or [{"name": "-", "slug": "", "uuid": "", "path_as_str": ""}]:
-            parts.append(
-                f"<tr><td>{html.escape(p['name'])} <code>{html.escape(p['slug'])}</code></td>"
-                f"<td>{pipeline_link(p['slug'], pl)} <code>{html.escape(pl['slug'])}</code></td>"
-                f"<td><code>{html.escape(pl['uuid'])}</code></td><td>{html.escape(pl['path_as_str'])}</td></tr>"
-            )
-    if not projects:
-        parts.append("<tr><td colspan=4 class=muted>No projects yet: ask an admin to add you to one.</td></tr>")
-    parts.append("</table><h2>Recent runs</h2><table><tr><th>Run</th><th>File</th><th>Pipeline</th>"
-                 "<th>Owner</th><th>State</th><th>Stages</th><th></th></tr>")
-    for r in await svc.runs_overview(user, limit=25):
-        stages = ", ".join(
-            f"<span class={html.escape(s['state'])} title=\"{html.escape(s['error'] or '')}\">"
-            f"{html.escape(s['stage'])}: {html.escape(s['state'])}</span>" for s in r["stages"]
-        )
-        errors = "".join(
-            f"<pre class=err>{html.escape(s['stage'])}: {html.escape(_excerpt(s['error']))}</pre>"
-            for s in r["stages"] if s["state"] in ("failed", "done") and s["error"]  # done: a note
-        )
-        parts.append(
-            f"<tr><td>{html.escape(r['run_key'])}</td><td>{html.escape(r['name'])}</td>"
-            f"<td>{html.escape(r['project'])}/{html.escape(r['pipeline'])}</td>"
-            f"<td>{html.escape(r['owner'] or '')}</td><td class={html.escape(r['state'])}>{html.escape(r['state'])}"
-            f"</td><td>{stages}{errors}</td><td>{_run_buttons(r, user, csrf)}</td></tr>"
-        )
-    parts.append("</table>")
-    rejected = await svc.rejected_files(user, limit=25)
-    if rejected:
-        parts.append("<h2>Rejected files</h2><p class=muted>Files in watched folders that did not become "
-                     "runs.</p><table><tr><th>File</th><th>Pipeline</th><th>Size</th><th>Reason</th></tr>")
-        parts.extend(
-            f"<tr><td title=\"{html.escape(f['path'])}\">{html.escape(f['name'])}</td>"
-            f"<td>{html.escape(f['pipeline'] or '')}</td><td>{f['size']}</td>"
-            f"<td class=failed>{html.escape(f['reason'] or '')}</td></tr>" for f in rejected
-        )
-        parts.append("</table>")
-    parts.append(await alerts_section(request, user, csrf))
-    parts.append(
-        "<p>API: send <code>Authorization: Token &lt;token&gt;</code>, or this session with the "
-        "<code>X-CSRFToken</code> header. Create a token with <code>POST /api/token</code>.</p>"
-        f'<form><input type="hidden" name="csrfmiddlewaretoken" value="{html.escape(csrf)}"></form>'
-    )
-    return page("qcdaemon", "".join(parts))
+    projects = []
+    for p in await svc.projects(user):
+        projects.append(p | {"pipes": [pl | {"url": pipeline_url(p["slug"], pl["slug"])}
+                                       for pl in await svc.pipelines(user, p["slug"])]})
+    context = {
+        "title": "qcdaemon", "user": user, "csrf": csrf, "version": __version__, "notice": notice, "error": error,
+        "tiles": await overview_tiles(request, user), "projects": projects,
+        "alerts_api": any(getattr(r, "canonical", "") == "/api/alerts" for r in request.app.router.resources()),
+        "runs": _run_rows(await svc.runs_overview(user, limit=25), user),
+        "rejected": await svc.rejected_files(user, limit=25),
+        # the alerts issue's server-side list (escaped there): works without JavaScript
+        "alerts_html": Markup(await alerts_section(request, user, csrf)),
+    }
+    return aiohttp_jinja2.render_string("overview.html", request, context)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -267,7 +240,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     account = email if isinstance(email, str) else None
     if not state["limiter"].try_start(addr, account):  # by address and by target account (issue 12)
         log.warning("login_rate_limited", remote=addr)
-        return web.Response(text=_login_form(token, next_url, "Too many failed sign-ins; wait a minute."),
+        return web.Response(text=_login_form(request, token, next_url, "Too many failed sign-ins; wait a minute."),
                             status=429, content_type="text/html", headers={LOGIN_FAILED: "rate-limited"})
     user = None
     if isinstance(email, str) and isinstance(password, str) and email and password \
@@ -276,7 +249,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if user is None:
         log.warning("login_failed", remote=addr, email=email if isinstance(email, str) else None)
         # the browser shows the form again; a script sees the status (docs/api.md, "Signing in")
-        return web.Response(text=_login_form(token, next_url, "Wrong e-mail or password."),
+        return web.Response(text=_login_form(request, token, next_url, "Wrong e-mail or password."),
                             status=401, content_type="text/html", headers={LOGIN_FAILED: "wrong e-mail or password"})
     if (old := request[SESSION]) is not None:  # signing in again (as someone else): the old session ends
         await svc.store.call(Store.delete_session, old["digest"])

@@ -1,0 +1,300 @@
+"""The dashboard in a real Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright) against a
+real qcdaemon server on 127.0.0.1 over a real DuckDB file: sign in, see the failing run's tile and
+its reasons, flag it by a box selection on its chart, add an annotation and a guide set and see the
+verdict change, acknowledge an alert, create a token, upload a RAW file and see it listed,
+the run page, the protein explorer; no console errors; every page's HTML parses strictly (html5lib)
+and carries the security headers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import html5lib
+import pytest
+from conftest import (
+    DEMO_PIPELINE,
+    DEMO_PROJECT,
+    DEMO_USER,
+    LAB_PIPELINE,
+    OTHER_PIPELINE,
+    OTHER_PROJECT,
+    PASSWORDS,
+    SMALL2_RAW,
+    Api,
+    World,
+)
+from playwright.async_api import async_playwright
+
+from qcdaemon.alerts import AlertManager, Finding
+from qcdaemon.store import Store
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAB = f"/pipelines/{DEMO_PROJECT}/{LAB_PIPELINE}"
+# the NumMs2Scans series: eight steady runs form the guide set, then two more in control, then a collapse
+VALUES = [20000, 20400, 19800, 20100, 20300, 19900, 20200, 19700, 20050, 19950, 5000]
+T0 = dt.datetime(2024, 2, 1, 8, 0)
+
+
+class Pages:
+    """A Chromium page that records console errors, page errors and the HTML documents it loaded."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.urls: list[str] = []
+        page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        page.on("response", lambda r: self.urls.append(r.url) if r.request.resource_type == "document" else None)
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is needed (apt-get install chromium)")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        await browser.close()
+
+
+async def seed_series(world: World) -> list[str]:
+    lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
+    keys = []
+    for i, v in enumerate(VALUES):
+        run = await world.store.call(Store.create_run, lab["id"], f"series-{i}.raw", source="upload",
+                                     owner_id=world.users[DEMO_USER]["id"], state="done",
+                                     acquired_at=T0 + dt.timedelta(days=i))
+        await world.store.call(Store.put_qc_values, run["id"], "rawtools", {"NumMs2Scans": v})
+        keys.append(run["run_key"])
+    await world.svc.quality.add_guide_set(world.users[DEMO_USER], DEMO_PROJECT, LAB_PIPELINE, run_keys=keys[:8])
+    return keys
+
+
+async def sign_in(pg: Any, base: str, who: str = DEMO_USER) -> None:
+    await pg.goto(base + "/")
+    await pg.fill("input[name=username]", who)
+    await pg.fill("input[name=password]", PASSWORDS[who])
+    await pg.click("button[type=submit]")
+    await pg.wait_for_selector("#tiles")
+
+
+async def point_on_chart(pg: Any, metric: str, run_key: str) -> tuple[float, float]:
+    """Page coordinates of a run's point on a metric's chart (from the uPlot instance itself)."""
+    return tuple(await pg.evaluate("""([metric, key]) => {
+        const u = window.QC.dash.charts.get(metric);
+        const i = u.data[0].findIndex((_, j) => u.qcKeys[j] === key);
+        const r = u.over.getBoundingClientRect();
+        return [r.left + u.valToPos(u.data[0][i], "x"), r.top + u.valToPos(u.data[1][i], "y")];
+    }""", [metric, run_key]))
+
+
+async def outcome(pg: Any, where: str) -> str:
+    """The message an action left in ``where`` (an error message fails the test with its text)."""
+    await pg.wait_for_selector(f"{where}.notice, {where}.failed")
+    text = await pg.text_content(where) or ""
+    assert await pg.locator(f"{where}.notice").count() == 1, text
+    return text
+
+
+async def verdict_in_table(pg: Any, run_key: str) -> str:
+    return (await pg.text_content(f'#runs-table tr[data-run="{run_key}"] .verdict') or "").strip()
+
+
+async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium: Any, tmp_path: Any) -> None:
+    keys = await seed_series(world)
+    bad = keys[-1]
+    api: Api = await make_api(world)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context(viewport={"width": 1280, "height": 900})
+    await ctx.add_init_script(f"localStorage.setItem('qcd.metrics.{DEMO_PROJECT}/{LAB_PIPELINE}', '[\"NumMs2Scans\"]')")
+    pg = await ctx.new_page()
+    rec = Pages(pg)
+
+    # -- sign in: the overview's tile of the lab pipeline is DANGER with the failing run and why
+    await sign_in(pg, base)
+    tile = pg.locator(f'.tile[data-pipeline="{LAB_PIPELINE}"]')
+    assert (await tile.locator(".badge").text_content()) == "DANGER"
+    assert bad in (await tile.text_content() or "")
+    assert (await tile.locator(".verdict").text_content()) == "fail"
+    reason = await tile.locator(".status").text_content() or ""
+    assert "NumMs2Scans" in reason or "MS2" in reason, reason
+    # no alert rules in this world: the tile counts 0 open alerts (from /api/alerts), no list
+    await pg.wait_for_function(f"""() => document.querySelector('.tile[data-pipeline="{LAB_PIPELINE}"] .alerts-count').textContent !== '-'""")
+    assert (await tile.locator(".alerts-count").text_content()) == "0"
+    assert await pg.locator("#alerts").is_hidden()
+
+    # -- the pipeline page: the failing point, its hover details, box selection, flag
+    await tile.locator("h3 a").click()
+    await pg.wait_for_selector("#dash[data-drawn]")
+    chart = pg.locator('section.chart[data-metric="NumMs2Scans"]')
+    n = len(await world.store.call(Store.runs_of, world.pipeline(DEMO_PROJECT, LAB_PIPELINE)["id"]))
+    assert n >= len(VALUES) and f"{n} of {n} runs drawn" in (await chart.text_content() or "")
+    assert await verdict_in_table(pg, bad) == "fail"
+    await chart.locator(".plot").scroll_into_view_if_needed()
+    x, y = await point_on_chart(pg, "NumMs2Scans", bad)
+    await pg.mouse.move(x - 30, y)
+    await pg.mouse.move(x, y, steps=3)
+    await pg.wait_for_function("() => document.querySelector('section.chart .hover').textContent.includes('.raw')")
+    hover = await chart.locator(".hover").text_content() or ""
+    assert bad in hover and "series-10.raw" in hover and "5000" in hover and "fail" in hover, hover
+    await pg.mouse.move(x - 12, y - 12)
+    await pg.mouse.down()
+    await pg.mouse.move(x + 12, y + 12, steps=4)
+    await pg.mouse.up()
+    assert (await pg.text_content("#sel-count")) == "1 run selected"
+    assert await pg.evaluate("[...window.QC.dash.selected]") == [bad]
+    await pg.click('#selbar button[data-act="flag"]')
+    await outcome(pg, "#sel-msg")
+    assert (await world.run(bad))["flagged"] is True
+    assert (await pg.text_content(f'#runs-table tr[data-run="{bad}"] td:nth-child(8)')) == "flagged"
+
+    # -- an annotation (maintenance) is stored and drawn with the chart data
+    await pg.select_option("#ann-kind", "maintenance")
+    await pg.fill("#ann-time", (T0 + dt.timedelta(days=9, hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    await pg.fill("#ann-text", "source cleaned by <b>Ann</b>")
+    await pg.click("#ann-form button[type=submit]")
+    await outcome(pg, "#ann-form .msg")
+    anns = await world.svc.quality.annotations(world.users[DEMO_USER], DEMO_PROJECT, LAB_PIPELINE)
+    assert [a["text"] for a in anns["annotations"]] == ["source cleaned by <b>Ann</b>"]
+
+    # -- a guide set from the failing run's day on: too few runs for limits, the verdict changes
+    day = T0 + dt.timedelta(days=len(VALUES) - 1)
+    await pg.fill("#gs-label", "after the collapse")
+    await pg.fill("#gs-start", day.strftime("%Y-%m-%dT00:00"))
+    await pg.fill("#gs-end", day.strftime("%Y-%m-%dT23:59"))
+    await pg.click("#gs-form button[type=submit]")
+    await outcome(pg, "#gs-form .msg")
+    await pg.wait_for_function(f"""() => document.querySelector('#runs-table tr[data-run="{bad}"] .verdict').textContent !== 'fail'""")
+    assert await verdict_in_table(pg, bad) == "not enough data"
+    stored = (await world.svc.quality.verdicts(world.users[DEMO_USER], DEMO_PROJECT, LAB_PIPELINE, [bad]))["runs"][0]
+    assert stored["verdict"] == "not enough data"
+    assert "after the collapse" in (await pg.text_content("#gs-list") or "")
+
+    # -- upload a RAW file: it appears in the runs table
+    await pg.set_input_files("#upload-file", str(SMALL2_RAW))
+    await pg.click("#upload-form button[type=submit]")
+    await outcome(pg, "#upload-form .msg")
+    new_key = re.search(r"rf\d+", await pg.text_content("#upload-form .msg") or "").group(0)  # type: ignore[union-attr]
+    await pg.wait_for_selector(f'#runs-table tr[data-run="{new_key}"]')
+    assert "small2.RAW" in (await pg.text_content(f'#runs-table tr[data-run="{new_key}"]') or "")
+
+    # -- the run page: verdict, reasons, the metric against its limits, no Retry/Cancel for a done run
+    await pg.goto(f"{base}/runs/{keys[-2]}")
+    await pg.wait_for_selector("#run[data-drawn]")
+    assert "pass" in (await pg.text_content("#verdict") or "")
+    row = await pg.text_content("#metrics tbody tr") or ""
+    assert "19950" in row, row
+    assert await pg.locator("#retry").count() == 0 and await pg.locator("#cancel").count() == 0
+
+    # -- the account page: create a token, it works for the API
+    await pg.goto(base + "/account")
+    await pg.click("#token-create")
+    await pg.wait_for_function("() => /^[0-9a-f]{40}$/.test(document.getElementById('token-out').textContent)")
+    token = await pg.text_content("#token-out")
+    assert (await world.svc.user_for_token(token or ""))["email"] == DEMO_USER  # type: ignore[index]
+
+    # -- the protein explorer on the demo pipeline: search, show reporter intensities
+    await pg.goto(f"{base}/pipelines/{DEMO_PROJECT}/{DEMO_PIPELINE}/proteins")
+    await pg.wait_for_selector("#hits tbody tr")
+    await pg.click("#hits tbody tr button")
+    await pg.wait_for_selector("#plots section.chart")
+
+    # -- unknown routes and invisible pipelines: HTML pages with a 404
+    r = await pg.goto(base + "/no/such/page")
+    assert r.status == 404 and "does not exist" in (await pg.text_content("main") or "")
+    r = await pg.goto(f"{base}/pipelines/{OTHER_PROJECT}/{OTHER_PIPELINE}/dashboard")
+    assert r.status == 404 and "not found or not visible to you" in (await pg.text_content("main") or "")
+
+    # the two deliberate 404 navigations are the only failed loads
+    assert [e for e in rec.errors if "status of 404" not in e] == [], rec.errors
+    assert len(rec.errors) <= 2, rec.errors
+    parser = html5lib.HTMLParser(strict=True)
+    pages = sorted(set(rec.urls))
+    assert len(pages) >= 7, pages
+    for url in pages:  # the same documents again, with the browser's cookies: strict parse, headers
+        r = await ctx.request.get(url, headers={"Accept": "text/html"}, max_redirects=0)
+        text = await r.text()
+        if r.status == 302:
+            continue
+        parser.parse(text)  # raises on the first parse error
+        assert r.headers["content-type"].startswith("text/html"), url
+        assert "script-src 'self'" in r.headers.get("content-security-policy", ""), url
+        assert r.headers.get("x-frame-options") == "DENY" and r.headers.get("x-content-type-options") == "nosniff", url
+        assert r.headers.get("referrer-policy"), url
+        assert "<script>" not in text and " onclick=" not in text and 'name="viewport"' in text, url
+    # the sign-in page too (as an anonymous visitor sees it)
+    login_page = await api.call("/", method="GET", who=None)
+    parser.parse(login_page.text)
+    assert 'name="csrfmiddlewaretoken"' in login_page.text and 'name="viewport"' in login_page.text
+    await ctx.close()
+
+
+async def test_tablet_layout_and_keyboard_only_actions(world: World, make_api: Any, chromium: Any) -> None:
+    """At a tablet's width nothing overflows sideways, and a run is selected and rejected with the
+    keyboard alone (Space on its row's checkbox, Enter on the Reject button)."""
+    keys = await seed_series(world)
+    api: Api = await make_api(world)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context(viewport={"width": 768, "height": 1024}, has_touch=True)
+    pg = await ctx.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    await sign_in(pg, base)
+    for path in ("/", f"{LAB}/dashboard", f"/runs/{keys[-1]}"):
+        await pg.goto(base + path)
+        await pg.wait_for_load_state("networkidle")
+        width = await pg.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        wide = await pg.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1).slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))""")
+        assert width[0] <= width[1], (path, width, wide)
+    await pg.goto(f"{base}{LAB}/dashboard")
+    await pg.wait_for_selector("#dash[data-drawn]")
+    await pg.wait_for_selector(f'#runs-table tr[data-run="{keys[3]}"]')
+    await pg.focus(f'#runs-table tr[data-run="{keys[3]}"] input[type=checkbox]')
+    await pg.keyboard.press("Space")
+    assert (await pg.text_content("#sel-count")) == "1 run selected"
+    await pg.focus('#selbar button[data-act="reject"]')
+    await pg.keyboard.press("Enter")
+    await outcome(pg, "#sel-msg")
+    assert (await world.run(keys[3]))["use_downstream"] is False
+    assert errors == []
+    await ctx.close()
+
+
+ALERTS = {
+    "channel": [{"name": "hook", "url": "json://127.0.0.1:9/never"}],
+    "rule": [{"name": "stage-failures", "condition": "stage_failed", "channels": ["hook"]}],
+}
+
+
+async def test_acknowledge_an_alert_from_the_overview(world_factory: Any, make_api: Any, chromium: Any) -> None:
+    """An open alert of the lab pipeline: its tile counts it, Acknowledge stores who did it."""
+    w = await world_factory(alerts=ALERTS)
+    (rule,) = w.cfg.alerts.rule
+    p = w.pipeline(DEMO_PROJECT, LAB_PIPELINE)
+    f = Finding(subject=f"stage:{p['uuid']}:native", scope=f"{DEMO_PROJECT}/{LAB_PIPELINE}", project_id=p["project_id"],
+                title=f"{DEMO_PROJECT}/{LAB_PIPELINE}: native stage failed", text="x.raw (rf1): truncated")
+    await AlertManager(w.store, w.cfg).occurred(rule, f, "e-1", "x.raw (rf1): truncated")
+    alert_id = (await w.store.call(Store.alert_open_for, rule.name, f.subject))["id"]
+    api: Api = await make_api(w)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context()
+    pg = await ctx.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    await sign_in(pg, base)
+    count = pg.locator(f'.tile[data-pipeline="{LAB_PIPELINE}"] .alerts-count')
+    await pg.wait_for_function(f"""() => document.querySelector('.tile[data-pipeline="{LAB_PIPELINE}"] .alerts-count').textContent !== '-'""")
+    assert await count.text_content() == "1"
+    await pg.click("#alerts-server button:has-text('Acknowledge')")
+    await pg.wait_for_selector("#alerts-server:has-text('acknowledged by')")
+    stored = await w.store.call(Store.alert, alert_id)
+    assert stored["acknowledged_at"] is not None and stored["acknowledged_by"] == DEMO_USER
+    assert errors == []
+    await ctx.close()

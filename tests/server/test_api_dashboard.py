@@ -1,0 +1,133 @@
+"""The dashboard's JSON routes on a real server: one run's QC report, the paginated runs table,
+project membership, chart windows that never change verdicts; the security headers and the HTML
+404 page for browsers (JSON for API clients)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from typing import Any
+
+from conftest import (
+    DEMO_PROJECT,
+    DEMO_USER,
+    LAB_PIPELINE,
+    MEMBER,
+    OTHER,
+    OTHER_PIPELINE,
+    OTHER_PROJECT,
+    Api,
+    World,
+)
+
+from qcdaemon.store import Store
+
+VALUES = [20000, 20400, 19800, 20100, 20300, 19900, 20200, 19700, 5000, 20050]
+T0 = dt.datetime(2024, 2, 1, 8, 0)
+SCOPE = {"project": DEMO_PROJECT, "pipeline": LAB_PIPELINE}
+
+
+async def seed(world: World) -> list[str]:
+    lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
+    keys = []
+    for i, v in enumerate(VALUES):
+        run = await world.store.call(Store.create_run, lab["id"], f"s-{i}.raw", source="upload",
+                                     owner_id=world.users[DEMO_USER]["id"], state="done",
+                                     acquired_at=T0 + dt.timedelta(days=i))
+        await world.store.call(Store.put_qc_values, run["id"], "rawtools", {"NumMs2Scans": v})
+        keys.append(run["run_key"])
+    await world.svc.quality.add_guide_set(world.users[DEMO_USER], DEMO_PROJECT, LAB_PIPELINE, run_keys=keys[:8])
+    return keys
+
+
+async def test_run_report_has_the_metric_against_its_guide_set(world: World, make_api: Any) -> None:
+    keys = await seed(world)
+    api: Api = await make_api(world)
+    report = await api.ok("/api/qc/run", {"run_key": keys[8]})
+    m = next(x for x in report["metrics"] if x["metric"] == "NumMs2Scans")
+    guide = VALUES[:8]
+    mean, sd = statistics.mean(guide), statistics.stdev(guide)
+    assert m["value"] == 5000
+    assert abs(m["limits"]["mean"] - mean) < 1e-6
+    assert abs(m["z"] - (5000 - mean) / sd) < 1e-6
+    assert any(v["severity"] == "fail" for v in m["violations"])
+    high = next(x for x in (await api.ok("/api/qc/run", {"run_key": keys[9]}))["metrics"] if x["metric"] == "NumMs2Scans")
+    assert high["violations"] == []
+    # another lab's user and an unknown run: the same 404; junk keys are a 400
+    for who, key in ((OTHER, keys[8]), (DEMO_USER, "rf999999")):
+        r = await api.call("/api/qc/run", {"run_key": key}, who=who)
+        assert r.status == 404 and "not found or not visible" in r.data["detail"]
+    assert (await api.call("/api/qc/run", {"run_key": "x"})).status == 400
+
+
+async def test_runs_page_is_paginated_newest_first(world: World, make_api: Any) -> None:
+    keys = await seed(world)
+    api: Api = await make_api(world)
+    total = len(await world.store.call(Store.runs_of, world.pipeline(DEMO_PROJECT, LAB_PIPELINE)["id"]))
+    first = await api.ok("/api/qc/runs", {**SCOPE, "limit": 3})
+    assert first["total"] == total and [r["run_key"] for r in first["runs"]] == keys[::-1][:3]
+    assert first["runs"][1]["verdict"] == "fail"  # keys[8]
+    second = await api.ok("/api/qc/runs", {**SCOPE, "limit": 3, "offset": 3})
+    assert [r["run_key"] for r in second["runs"]] == keys[::-1][3:6]
+    assert (await api.ok("/api/qc/runs", {**SCOPE, "offset": 10_000}))["runs"] == []
+    for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"limit": "x"}):
+        r = await api.call("/api/qc/runs", {**SCOPE, **bad})
+        assert r.status == 400 and r.is_json, bad
+    assert (await api.call("/api/qc/runs", {"project": OTHER_PROJECT, "pipeline": OTHER_PIPELINE})).status == 403
+
+
+async def test_chart_windows_change_what_is_sent_never_the_verdicts(world: World, make_api: Any) -> None:
+    keys = await seed(world)
+    api: Api = await make_api(world)
+    full = await api.ok("/api/qc/chart", {**SCOPE, "metric": "NumMs2Scans"})
+    last3 = await api.ok("/api/qc/chart", {**SCOPE, "metric": "NumMs2Scans", "last": 3})
+    assert last3["total"] == len(full["points"]) and [p["run"] for p in last3["points"]] == keys[-3:]
+    assert last3["limits"] == full["limits"]
+    by_run = {p["run"]: p for p in full["points"]}
+    for p in last3["points"]:
+        assert p == by_run[p["run"]]
+    day = (T0 + dt.timedelta(days=8)).date().isoformat()
+    ranged = await api.ok("/api/qc/chart", {**SCOPE, "metric": "NumMs2Scans", "start": f"{day}T00:00:00Z",
+                                            "end": f"{day}T23:59:59Z", "compact": True})
+    assert [p["run"] for p in ranged["points"]] == [keys[8]]
+    assert "rejected" not in ranged["points"][0] and ranged["points"][0]["violations"]
+    r = await api.call("/api/qc/chart", {**SCOPE, "metric": "NumMs2Scans", "start": "yesterday"})
+    assert r.status == 400 and "start" in r.data["detail"]
+
+
+async def test_members_only_the_creator_or_an_admin_changes_them(world: World, make_api: Any) -> None:
+    api: Api = await make_api(world)
+    listed = await api.ok("/api/members", {"project": DEMO_PROJECT})
+    assert listed["creator"] == DEMO_USER and listed["may_change"] is True
+    assert MEMBER in {m["email"] for m in listed["members"]}
+    assert (await api.ok("/api/members", {"project": DEMO_PROJECT}, who=MEMBER))["may_change"] is False
+    r = await api.call("/api/members/add", {"project": DEMO_PROJECT, "email": OTHER}, who=MEMBER)
+    assert r.status == 403
+    assert (await api.call("/api/members", {"project": DEMO_PROJECT}, who=OTHER)).status == 403
+    assert DEMO_PROJECT not in {p["slug"] for p in await api.ok("/api/projects", who=OTHER)}
+    added = await api.ok("/api/members/add", {"project": DEMO_PROJECT, "email": OTHER})
+    assert added["changed"] is True
+    assert DEMO_PROJECT in {p["slug"] for p in await api.ok("/api/projects", who=OTHER)}
+    removed = await api.ok("/api/members/remove", {"project": DEMO_PROJECT, "email": OTHER})
+    assert removed["changed"] is True
+    assert DEMO_PROJECT not in {p["slug"] for p in await api.ok("/api/projects", who=OTHER)}
+    assert (await api.call("/api/members/add", {"project": DEMO_PROJECT, "email": "nobody@example.org"})).status == 404
+    assert (await api.call("/api/members", {})).status == 400
+
+
+async def test_security_headers_and_404s(world: World, make_api: Any) -> None:
+    api: Api = await make_api(world)
+    for path, accept in (("/api/health", "application/json"), ("/", "text/html"), ("/static/app.css", "*/*")):
+        r = await api.call(path, method="GET", who=None, headers={"Accept": accept})
+        assert r.status == 200, path
+        assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+        assert r.headers["X-Frame-Options"] == "DENY" and r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["Referrer-Policy"] == "same-origin"
+    page = await api.call("/no/such/page", method="GET", who=None, headers={"Accept": "text/html"})
+    assert page.status == 404 and page.headers["Content-Type"].startswith("text/html") and "<h1>" in page.text
+    script = await api.call("/no/such/page", method="GET", who=None, headers={"Accept": "application/json"})
+    assert script.status == 404 and script.is_json and "detail" in script.data
+    api_404 = await api.call("/api/nope", method="GET", who=None, headers={"Accept": "text/html"})
+    assert api_404.status == 404 and api_404.is_json
+    vendored = await api.call("/static/vendor/uplot/uPlot.iife.min.js", method="GET", who=None)
+    assert vendored.status == 200 and "uPlot" in vendored.text
