@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench import main  # noqa: E402
+from bench import main
 
 if __name__ == "__main__":
     raise SystemExit(main(["--upload-gib", "0", *sys.argv[1:]]))

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import NotFound
+from qcdaemon.qc import qcdata
 from qcdaemon.store.ledger import LedgerQueries
 from qcdaemon.store.queue import QueueQueries
 from qcdaemon.store.rows import LedgerKey, QcValue, RunRow
@@ -19,10 +23,51 @@ ACTIVE = ("queued", "running")
 TERMINAL = ("done", "failed", "skipped", "cancelled")
 
 
+# proteinGroups.txt columns kept as real columns (the original's standard columns, spec 4.1,
+# beyond the typed ones); each cell holds its JSON text.  API name -> SQL column (migration 2).
+PG_TEXT_COLUMNS: dict[str, str] = {
+    "Number of proteins": "n_proteins", "Peptides": "peptides", "Razor + unique peptides": "razor_unique_peptides",
+    "Unique peptides": "unique_peptides", "Sequence coverage [%]": "sequence_coverage",
+    "Unique + razor sequence coverage [%]": "unique_razor_sequence_coverage",
+    "Unique sequence coverage [%]": "unique_sequence_coverage", "Mol. weight [kDa]": "mol_weight_kda",
+    "Sequence length": "sequence_length", "Sequence lengths": "sequence_lengths", "Q-value": "q_value",
+    "MS/MS count": "msms_count", "id": "mq_id", "Peptide IDs": "peptide_ids", "Peptide is razor": "peptide_is_razor",
+    "Mod. peptide IDs": "mod_peptide_ids", "Evidence IDs": "evidence_ids", "MS/MS IDs": "msms_ids",
+    "Best MS/MS": "best_msms", "Oxidation (M) site IDs": "oxidation_m_site_ids",
+    "Oxidation (M) site positions": "oxidation_m_site_positions",
+}
+_FALSY_JSON = frozenset({"null", '""', "0", "0.0", "-0.0", "false", "[]", "{}"})
+_PG_FIXED = {"Fasta headers": "fasta_headers", "Score": "score", "Intensity": "intensity"}
+
+
 def _json_default(v: Any) -> Any:
     if isinstance(v, (dt.datetime, dt.date)):
         return v.isoformat()
     raise TypeError(f"not JSON-able: {type(v).__name__}")
+
+
+def _cell_json(v: Any) -> str:
+    """A parsed proteinGroups cell (int, float, str or None) as the JSON text ``json.dumps`` gives,
+    non-finite floats as null (as the API answers them)."""
+    if v is None:
+        return "null"
+    if isinstance(v, str):
+        return encode_basestring_ascii(v)
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else "null"
+    if isinstance(v, (bool, int)):
+        return json.dumps(v)
+    return json.dumps(v, default=_json_default)
+
+
+def _num_json(col: str) -> str:
+    """SQL: a DOUBLE as JSON text.  DuckDB's DOUBLE -> VARCHAR cast is the shortest round-trip form,
+    textually the same as Python's ``repr`` (so as ``json.dumps``); NaN, infinities and NULL -> null."""
+    return f"CASE WHEN isfinite({col}) THEN CAST({col} AS VARCHAR) ELSE 'null' END"
+
+
+def _int_list(ids: Sequence[int]) -> list[int]:
+    return [int(i) for i in ids]
 
 
 class RunQueries(QueueQueries, LedgerQueries):
@@ -125,14 +170,28 @@ class RunQueries(QueueQueries, LedgerQueries):
 
     def put_qc_values(self, run_id: int, source: str, values: dict[str, Any]) -> None:
         """Replace the run's values from one source (idempotent: a re-run stage overwrites)."""
-        rows = [
-            (run_id, source, i, name, json.dumps(v, default=_json_default, allow_nan=False))
-            for i, (name, v) in enumerate(values.items())
-        ]
+        n = len(values)
+        batch = pa.table({
+            "run_id": pa.array([run_id] * n, pa.int32()),
+            "source": pa.array([source] * n, pa.string()),
+            "ord": pa.array(range(n), pa.int32()),
+            "name": pa.array(list(values), pa.string()),
+            "value": pa.array([json.dumps(v, default=_json_default, allow_nan=False) for v in values.values()],
+                              pa.string()),
+        })
         with self.transaction():
             self.execute("DELETE FROM qc_values WHERE run_id = ? AND source = ?", [run_id, source])
-            if rows:
-                self.con.executemany("INSERT INTO qc_values VALUES (?, ?, ?, ?, ?)", rows)
+            if n:
+                self._insert_arrow("qc_values", batch)
+
+    def _insert_arrow(self, table: str, batch: pa.Table) -> None:
+        """One INSERT of a whole Arrow batch (columns in the table's order), not row by row."""
+        name = f"_batch_{table}"
+        self.con.register(name, batch)
+        try:
+            self.execute(f"INSERT INTO {table} SELECT * FROM {name}")
+        finally:
+            self.con.unregister(name)
 
     def qc_values(self, run_ids: Sequence[int]) -> list[QcValue]:
         """(run_id, source, name, value) for the runs, in each source's column order."""
@@ -146,66 +205,208 @@ class RunQueries(QueueQueries, LedgerQueries):
         ).fetchall()
         return [(r[0], r[1], r[2], json.loads(r[3]) if r[3] is not None else None) for r in rows]
 
+    def qc_data_json(self, pipeline_id: int, data_range: int | None, columns: Sequence[str] | None) -> bytes:
+        """The ``/api/qc-data`` answer as JSON, built in SQL: the run selection, the merge of each
+        run's sources (``qcdata.merge_run_values``' precedence), the run metadata and calendar
+        columns, and one JSON array per column by ``string_agg`` over the stored JSON texts (no
+        value is parsed or re-encoded in Python).  Same answer as ``qcdata.build_qc_data``."""
+        limit = "" if data_range is None else f"LIMIT {min(max(int(data_range), 0), 2**62)}"
+        sel = (
+            "sel AS (SELECT r.*, row_number() OVER (ORDER BY coalesce(r.acquired_at, r.created_at), r.id) AS pos"
+            " FROM (SELECT id, name, stored_path, acquired_at, created_at, flagged, use_downstream, state, owner_id"
+            " FROM runs WHERE pipeline_id = ?"
+            f" ORDER BY coalesce(acquired_at, created_at) DESC, id DESC {limit}) r)"
+        )
+        agg = "string_agg({}, ',' ORDER BY s.pos)"
+        quoted = "'\"' || {} || '\"'"
+        year = "lpad(CAST(year(s.acquired_at) AS VARCHAR), 4, '0')"
+        meta_cells = {
+            "RawFile": "to_json(CASE WHEN lower(s.name) LIKE '%.raw' THEN left(s.name, length(s.name) - 4)"
+                       " ELSE s.name END)",
+            "Index": "CAST(s.pos AS VARCHAR)",
+            "DateAcquired": "coalesce(CAST(epoch_us(s.acquired_at) * 1000 AS VARCHAR), 'null')",
+            "RunKey": "'\"rf' || s.id || '\"'",
+            "Flagged": "CASE WHEN s.flagged THEN 'true' ELSE 'false' END",
+            "Use Downstream": "CASE WHEN s.use_downstream IS NULL THEN 'null' WHEN s.use_downstream THEN 'true'"
+                              " ELSE 'false' END",
+            "Uploader": "coalesce(to_json(u.email), 'null')",
+            "State": "coalesce(to_json(s.state), 'null')",
+            "MetricsEngine": "CASE e.engine WHEN 2 THEN '\"rawtools\"' WHEN 1 THEN '\"native\"' ELSE 'null' END",
+            # spec 3.1 item 4: Date, Day (day of year), Week (ISO week, calendar year), Month, Year
+            "Date": quoted.format("strftime(s.acquired_at, '%Y-%m-%d')"),
+            "Day": quoted.format(f"{year} || '-' || lpad(CAST(dayofyear(s.acquired_at) AS VARCHAR), 3, '0')"),
+            "Week": quoted.format(f"{year} || '-' || lpad(CAST(week(s.acquired_at) AS VARCHAR), 2, '0')"),
+            "Month": quoted.format("strftime(s.acquired_at, '%Y-%m')"),
+            "Year": quoted.format(year),
+        }
+        calendar = {"Date", "Day", "Week", "Month", "Year"}
+        select = ", ".join(
+            agg.format(f"coalesce({cell}, 'null')" if name in calendar else cell) for name, cell in meta_cells.items()
+        )
+        with self.transaction():  # one snapshot for both queries
+            meta = self.con.execute(
+                f"WITH {sel}, eng AS (SELECT q.run_id, max(CASE q.source WHEN 'rawtools' THEN 2 WHEN 'native' THEN 1"
+                " END) AS engine FROM qc_values q WHERE q.run_id IN (SELECT id FROM sel) GROUP BY q.run_id)"
+                f" SELECT count(*), list(s.stored_path ORDER BY s.pos), {select}"
+                " FROM sel s LEFT JOIN users u ON u.id = s.owner_id LEFT JOIN eng e ON e.run_id = s.id",
+                [pipeline_id],
+            ).fetchone()
+            if meta is None or not meta[0]:
+                return b"{}"
+            n = int(meta[0])
+            # precedence (qcdata.merge_run_values): any other source over the scan engines (the
+            # alphabetically later one winning), then a RawTools value unless null, then native's
+            values = self.con.execute(
+                f"WITH {sel}, v AS (SELECT s.pos, q.source, q.ord, q.name, coalesce(q.value, 'null') AS value"
+                " FROM qc_values q JOIN sel s ON s.id = q.run_id),"
+                " cell AS (SELECT pos, name, arg_max(value, (CASE source WHEN 'native' THEN 1"
+                " WHEN 'rawtools' THEN CASE WHEN value <> 'null' THEN 2 ELSE 0 END ELSE 3 END, source)) AS value,"
+                " min((pos, CASE source WHEN 'native' THEN 0 WHEN 'rawtools' THEN 1 ELSE 2 END, source, ord)) AS first"
+                " FROM v GROUP BY pos, name)"
+                " SELECT name, count(*) AS k, string_agg(value, ',' ORDER BY pos),"
+                " CASE WHEN count(*) < ? OR name = 'RawFilePath' THEN list(pos ORDER BY pos) END,"
+                " CASE WHEN count(*) < ? OR name = 'RawFilePath' THEN list(value ORDER BY pos) END"
+                " FROM cell GROUP BY name ORDER BY min(first)",
+                [pipeline_id, n, n],
+            ).fetchall()
+        arrays: dict[str, str] = {}
+        raw_path: list[str] = ["null"] * n
+        for name, _count, joined, positions, texts in values:
+            if positions is None:
+                arrays[name] = joined
+                continue
+            filled = ["null"] * n
+            for p, t in zip(positions, texts, strict=True):
+                filled[p - 1] = t
+            if name == "RawFilePath":
+                raw_path = filled
+            else:
+                arrays[name] = ",".join(filled)
+        paths = meta[1]
+        arrays["RawFilePath"] = ",".join(  # RawTools' own folder, else the stored file's
+            t if t not in _FALSY_JSON else json.dumps(qcdata.dirname(paths[i])) for i, t in enumerate(raw_path))
+        arrays.update(zip(meta_cells, meta[2:], strict=True))
+        order = qcdata.column_order(name for name, *_ in values)
+        return qcdata.assemble_json(list(columns) if columns is not None else order, arrays, n)
+
     # -- protein groups and chromatograms ------------------------------------------------------
 
     def put_protein_groups(self, run_id: int, groups: Iterable[Any]) -> int:
-        """Replace the run's protein groups (an Arrow batch insert, not row by row)."""
+        """Replace the run's protein groups (an Arrow batch insert, not row by row): typed columns
+        for what the routes filter and average on, JSON text for the original's other standard columns."""
         groups = list(groups)
-        table = pa.table(
-            {
-                "run_id": pa.array([run_id] * len(groups), pa.int32()),
-                "idx": pa.array(range(len(groups)), pa.int32()),
-                "majority_ids": [g.majority_protein_ids for g in groups],
-                "fasta_headers": [g.fasta_headers for g in groups],
-                "score": pa.array([g.score for g in groups], pa.float64()),
-                "intensity": pa.array([g.intensity for g in groups], pa.float64()),
-                "contaminant": pa.array([g.contaminant for g in groups], pa.bool_()),
-                "reverse": pa.array([g.reverse for g in groups], pa.bool_()),
-                "only_by_site": pa.array([g.only_by_site for g in groups], pa.bool_()),
-                "reporter": pa.array([list(g.reporter_corrected) for g in groups], pa.list_(pa.float64())),
-                "extra": [json.dumps(g.extra, default=_json_default) for g in groups],
-            }
-        )
+        n = len(groups)
+        cols: dict[str, Any] = {
+            "run_id": pa.array([run_id] * n, pa.int32()),
+            "idx": pa.array(range(n), pa.int32()),
+            "majority_ids": pa.array([g.majority_protein_ids for g in groups], pa.string()),
+            "fasta_headers": pa.array([g.fasta_headers for g in groups], pa.string()),
+            "score": pa.array([g.score for g in groups], pa.float64()),
+            "intensity": pa.array([g.intensity for g in groups], pa.float64()),
+            "contaminant": pa.array([g.contaminant for g in groups], pa.bool_()),
+            "reverse": pa.array([g.reverse for g in groups], pa.bool_()),
+            "only_by_site": pa.array([g.only_by_site for g in groups], pa.bool_()),
+            "reporter": pa.array([list(g.reporter_corrected) for g in groups], pa.list_(pa.float64())),
+        }
+        for name, col in PG_TEXT_COLUMNS.items():
+            cols[col] = pa.array([_cell_json(g.extra[name]) if name in g.extra else None for g in groups], pa.string())
         with self.transaction():
             self.execute("DELETE FROM protein_groups WHERE run_id = ?", [run_id])
-            self.con.register("pg_batch", table)
-            try:
-                self.execute("INSERT INTO protein_groups SELECT * FROM pg_batch")
-            finally:
-                self.con.unregister("pg_batch")
-        return len(groups)
+            if n:
+                self._insert_arrow("protein_groups", pa.table(cols))
+        return n
 
     def protein_names(
         self, run_ids: Sequence[int], remove_con: bool, remove_rev: bool
     ) -> list[dict[str, Any]]:
         if not run_ids:
             return []
-        marks = ", ".join("?" * len(run_ids))
-        where = [f"run_id IN ({marks})"]
-        if remove_con:
-            where.append("NOT contaminant AND majority_ids NOT LIKE 'CON\\_\\_%' ESCAPE '\\'")
-        if remove_rev:
-            where.append("NOT reverse AND majority_ids NOT LIKE 'REV\\_\\_%' ESCAPE '\\'")
         return self.rows(
-            "SELECT majority_ids, fasta_headers, avg(score) AS score, avg(intensity) AS intensity"
-            f" FROM protein_groups WHERE {' AND '.join(where)}"
-            " GROUP BY majority_ids, fasta_headers ORDER BY score DESC NULLS LAST, majority_ids",
-            list(run_ids),
+            f"{_names_sql(remove_con, remove_rev)} ORDER BY score DESC NULLS LAST, majority_ids, fasta_headers",
+            [_int_list(run_ids)],
         )
 
+    def protein_names_json(self, run_ids: Sequence[int], remove_con: bool, remove_rev: bool) -> bytes:
+        """The ``/api/protein-names`` answer as JSON, assembled by one DuckDB query."""
+        if not run_ids:
+            return b"{}"
+        order = "ORDER BY score DESC NULLS LAST, majority_ids, fasta_headers"
+        row = self.con.execute(
+            "SELECT count(*), '{\"protein_names\":[' || string_agg(to_json(majority_ids), ',' " + order + ")"
+            " || '],\"Fasta headers\":[' || string_agg(coalesce(to_json(fasta_headers), 'null'), ',' " + order + ")"
+            f" || '],\"Score\":[' || string_agg({_num_json('score')}, ',' " + order + ")"
+            f" || '],\"Intensity\":[' || string_agg({_num_json('intensity')}, ',' " + order + ") || ']}'"
+            f" FROM ({_names_sql(remove_con, remove_rev)})",
+            [_int_list(run_ids)],
+        ).fetchone()
+        return b"{}" if row is None or not row[0] else str(row[1]).encode()
+
     def protein_rows(self, run_ids: Sequence[int], names: Sequence[str]) -> list[dict[str, Any]]:
+        """The groups of ``names`` in the runs as dicts (``extra``: the stored standard columns, decoded)."""
         if not run_ids or not names:
             return []
-        rmarks = ", ".join("?" * len(run_ids))
-        nmarks = ", ".join("?" * len(names))
+        text = ", ".join(f"g.{c}" for c in PG_TEXT_COLUMNS.values())
         rows = self.rows(
-            f"SELECT g.*, 'rf' || g.run_id AS run_key FROM protein_groups g WHERE g.run_id IN ({rmarks})"
-            f" AND g.majority_ids IN ({nmarks}) ORDER BY g.run_id, g.idx",
-            [*run_ids, *names],
+            "SELECT g.run_id, g.idx, g.majority_ids, g.fasta_headers, g.score, g.intensity, g.contaminant, g.reverse,"
+            f" g.only_by_site, g.reporter, {text}, 'rf' || g.run_id AS run_key FROM protein_groups g"
+            " WHERE g.run_id IN (SELECT unnest(?::INTEGER[])) AND g.majority_ids IN (SELECT unnest(?::VARCHAR[]))"
+            " ORDER BY g.run_id, g.idx",
+            [_int_list(run_ids), [str(n) for n in names]],
         )
         for r in rows:
-            r["extra"] = json.loads(r["extra"]) if r["extra"] else {}
+            r["extra"] = {name: json.loads(r.pop(col)) for name, col in PG_TEXT_COLUMNS.items() if r[col] is not None}
+            for col in PG_TEXT_COLUMNS.values():
+                r.pop(col, None)
         return rows
+
+    def protein_groups_json(self, runs: Sequence[tuple[int, str]], names: Sequence[str],
+                            columns: Sequence[str]) -> bytes:
+        """The ``/api/protein-groups`` answer (pandas "columns" shape) as JSON: the groups are filtered
+        by protein and run first (one scan into Arrow), then every requested column is one
+        ``string_agg`` over the few matching rows.  ``runs``: (run id, displayed RawFile)."""
+        if not runs or not names:
+            return b"{}"
+        wanted = qcdata.protein_columns(columns)
+        text = [c for c in wanted if c in PG_TEXT_COLUMNS]
+        fetch = ", ".join(["g.fasta_headers", "g.score", "g.intensity", "g.reporter",
+                           *(f"g.{PG_TEXT_COLUMNS[c]}" for c in dict.fromkeys(text))])
+        matched: pa.Table = self.con.sql(
+            "WITH sel AS (SELECT unnest(?::INTEGER[]) AS run_id, unnest(?::VARCHAR[]) AS raw_file)"
+            f" SELECT g.run_id, g.idx, s.raw_file, g.majority_ids, {fetch} FROM protein_groups g"
+            " JOIN sel s ON s.run_id = g.run_id"
+            " WHERE g.majority_ids IN (SELECT unnest(?::VARCHAR[])) ORDER BY g.run_id, g.idx",
+            params=[[int(r) for r, _ in runs], [str(f) for _, f in runs], [str(n) for n in names]],
+        ).to_arrow_table()
+        if matched.num_rows == 0:
+            return b"{}"
+        lengths = pc.list_value_length(matched["reporter"])
+        width = int(pc.max(lengths).as_py() or 0) if matched.num_rows else 0
+        out = ["RawFile", "RunKey", "Majority protein IDs", *qcdata.expand_reporter(wanted, width)]
+        cells: dict[str, str] = {"RawFile": "to_json(raw_file)", "RunKey": "'\"rf' || run_id || '\"'",
+                                 "Majority protein IDs": "to_json(majority_ids)"}
+        for c in out[3:]:
+            n = qcdata.reporter_channel(c)
+            if c == "Fasta headers":
+                cells[c] = "coalesce(to_json(fasta_headers), 'null')"
+            elif c in _PG_FIXED:
+                cells[c] = _num_json(_PG_FIXED[c])
+            elif n is not None:
+                cells[c] = _num_json(f"reporter[{n}]") if n > 0 else "'null'"
+            elif c in PG_TEXT_COLUMNS:
+                cells[c] = f"coalesce({PG_TEXT_COLUMNS[c]}, 'null')"
+            else:
+                cells[c] = "'null'"
+        parts = " || ',' || ".join(
+            f"{_sql_str(json.dumps(c) + ':{')} || string_agg('\"' || i || '\":' || {cells[c]}, ',' ORDER BY i) || '}}'"
+            for c in out
+        )
+        name = "_protein_rows"
+        self.con.register(name, matched.append_column("i", pa.array(range(matched.num_rows), pa.int64())))
+        try:
+            rows = self.con.execute(f"SELECT '{{' || {parts} || '}}' FROM {name}").fetchall()
+        finally:
+            self.con.unregister(name)
+        return str(rows[0][0]).encode() if rows else b"{}"
 
     def put_chromatograms(self, run_id: int, chroms: dict[str, list[tuple[float, float]]]) -> None:
         with self.transaction():
@@ -219,3 +420,20 @@ class RunQueries(QueueQueries, LedgerQueries):
     def chromatograms(self, run_id: int) -> dict[str, dict[str, list[float]]]:
         rows = self.rows("SELECT name, rt, intensity FROM chromatograms WHERE run_id = ? ORDER BY name", [run_id])
         return {r["name"]: {"rt": r["rt"], "intensity": r["intensity"]} for r in rows}
+
+
+def _names_sql(remove_con: bool, remove_rev: bool) -> str:
+    """Protein groups of the runs in the one list parameter, averaged per (IDs, headers)."""
+    where = ["run_id IN (SELECT unnest(?::INTEGER[]))"]
+    if remove_con:
+        where.append("NOT contaminant AND majority_ids NOT LIKE 'CON\\_\\_%' ESCAPE '\\'")
+    if remove_rev:
+        where.append("NOT reverse AND majority_ids NOT LIKE 'REV\\_\\_%' ESCAPE '\\'")
+    return (
+        "SELECT majority_ids, fasta_headers, avg(score) AS score, avg(intensity) AS intensity"
+        f" FROM protein_groups WHERE {' AND '.join(where)} GROUP BY majority_ids, fasta_headers"
+    )
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
