@@ -2,7 +2,7 @@
 """qcdaemon at lab scale, measured against the original server's read path (issue 13).
 
 Builds a pipeline of N runs (default 1,000; ``--runs 10000``) through the store's write methods
-the ingestion stages use (``create_run``, ``put_qc_values``, ``put_protein_groups``, each one
+the ingestion stages use (``create_run``, ``put_qc_values``, ``put_maxquant``, each one
 ``AsyncStore.call`` as in the stages): QC values from the 140-run RawTools series
 (tests/data/rawtools/rawtools-docs-example/QcDataTable.csv, cycled, one acquisition every 2 h),
 MaxQuant values and the 1,272 protein groups x 11 channels of tests/data/maxquant/tmt11/example-0,
@@ -162,9 +162,8 @@ async def _ingest(astore: AsyncStore, src: Source, pipeline_id: int, owner: int,
         run = await astore.call(Store.create_run, pipeline_id, f"run{i:05d}.raw", source="watch", owner_id=owner,
                                 state="done", acquired_at=values["DateAcquired"])
         await astore.call(Store.put_qc_values, run["id"], "rawtools", values)
-        if groups:
-            await astore.call(Store.put_qc_values, run["id"], "maxquant", mq if parse else src.mq_values)
-            await astore.call(Store.put_protein_groups, run["id"], pg)
+        if groups:  # as the MaxQuant stage writes its result
+            await astore.call(Store.put_maxquant, run["id"], mq if parse else src.mq_values, pg)
         spent += time.perf_counter() - start
     return spent
 

@@ -49,14 +49,15 @@ def _json_default(v: Any) -> Any:
 def _cell_json(v: Any) -> str:
     """A parsed proteinGroups cell (int, float, str or None) as the JSON text ``json.dumps`` gives,
     non-finite floats as null (as the API answers them)."""
+    t = type(v)
+    if t is str:
+        return encode_basestring_ascii(v)
+    if t is int:
+        return int.__repr__(v)
+    if t is float:
+        return float.__repr__(v) if math.isfinite(v) else "null"
     if v is None:
         return "null"
-    if isinstance(v, str):
-        return encode_basestring_ascii(v)
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else "null"
-    if isinstance(v, (bool, int)):
-        return json.dumps(v)
     return json.dumps(v, default=_json_default)
 
 
@@ -170,6 +171,10 @@ class RunQueries(QueueQueries, LedgerQueries):
 
     def put_qc_values(self, run_id: int, source: str, values: dict[str, Any]) -> None:
         """Replace the run's values from one source (idempotent: a re-run stage overwrites)."""
+        with self.transaction():
+            self._replace_qc_values(run_id, source, values)
+
+    def _replace_qc_values(self, run_id: int, source: str, values: dict[str, Any]) -> None:
         n = len(values)
         batch = pa.table({
             "run_id": pa.array([run_id] * n, pa.int32()),
@@ -179,10 +184,9 @@ class RunQueries(QueueQueries, LedgerQueries):
             "value": pa.array([json.dumps(v, default=_json_default, allow_nan=False) for v in values.values()],
                               pa.string()),
         })
-        with self.transaction():
-            self.execute("DELETE FROM qc_values WHERE run_id = ? AND source = ?", [run_id, source])
-            if n:
-                self._insert_arrow("qc_values", batch)
+        self.execute("DELETE FROM qc_values WHERE run_id = ? AND source = ?", [run_id, source])
+        if n:
+            self._insert_arrow("qc_values", batch)
 
     def _insert_arrow(self, table: str, batch: pa.Table) -> None:
         """One INSERT of a whole Arrow batch (columns in the table's order), not row by row."""
@@ -294,7 +298,12 @@ class RunQueries(QueueQueries, LedgerQueries):
     def put_protein_groups(self, run_id: int, groups: Iterable[Any]) -> int:
         """Replace the run's protein groups (an Arrow batch insert, not row by row): typed columns
         for what the routes filter and average on, JSON text for the original's other standard columns."""
-        groups = list(groups)
+        table = self._protein_table(run_id, list(groups))
+        with self.transaction():
+            self._replace_protein_groups(run_id, table)
+        return table.num_rows
+
+    def _protein_table(self, run_id: int, groups: Sequence[Any]) -> pa.Table:
         n = len(groups)
         cols: dict[str, Any] = {
             "run_id": pa.array([run_id] * n, pa.int32()),
@@ -308,13 +317,23 @@ class RunQueries(QueueQueries, LedgerQueries):
             "only_by_site": pa.array([g.only_by_site for g in groups], pa.bool_()),
             "reporter": pa.array([list(g.reporter_corrected) for g in groups], pa.list_(pa.float64())),
         }
+        extras = [g.extra for g in groups]
         for name, col in PG_TEXT_COLUMNS.items():
-            cols[col] = pa.array([_cell_json(g.extra[name]) if name in g.extra else None for g in groups], pa.string())
+            cols[col] = pa.array([_cell_json(e[name]) if name in e else None for e in extras], pa.string())
+        return pa.table(cols)
+
+    def _replace_protein_groups(self, run_id: int, table: pa.Table) -> None:
+        self.execute("DELETE FROM protein_groups WHERE run_id = ?", [run_id])
+        if table.num_rows:
+            self._insert_arrow("protein_groups", table)
+
+    def put_maxquant(self, run_id: int, values: dict[str, Any], groups: Iterable[Any]) -> int:
+        """A MaxQuant stage's whole result, its QC values and protein groups, in one transaction."""
+        table = self._protein_table(run_id, list(groups))
         with self.transaction():
-            self.execute("DELETE FROM protein_groups WHERE run_id = ?", [run_id])
-            if n:
-                self._insert_arrow("protein_groups", pa.table(cols))
-        return n
+            self._replace_qc_values(run_id, "maxquant", values)
+            self._replace_protein_groups(run_id, table)
+        return table.num_rows
 
     def protein_names(
         self, run_ids: Sequence[int], remove_con: bool, remove_rev: bool

@@ -74,8 +74,7 @@ async def _maxquant_run(ctx: StageContext, run: RunRow, raw: Path, base: Path, f
         return parse_maxquant(txt), groups
 
     values, groups = await asyncio.to_thread(parse)
-    await ctx.store.call(Store.put_qc_values, run["id"], "maxquant", values)
-    await ctx.store.call(Store.put_protein_groups, run["id"], groups)
+    await ctx.store.call(Store.put_maxquant, run["id"], values, groups)  # one transaction
     return {"state": "done", "exit_code": 0, "log_dir": str(logs)}
 
 
