@@ -180,8 +180,11 @@ def build(root: Path, n: int, src: Source) -> dict[str, Any]:
     orig = root / "orig" / "P1" / "P1MQ1"
     names = [f"run{i:05d}.raw" for i in range(n)]
     t = time.perf_counter()
-    for i, name in enumerate(names):
-        src.write_original(orig, i, name)
+    done = orig / "written.json"
+    if not (done.exists() and json.loads(done.read_text()) == n):  # the original's files: kept for a re-run
+        for i, name in enumerate(names):
+            src.write_original(orig, i, name)
+        done.write_text(json.dumps(n))
     orig_s = time.perf_counter() - t
 
     async def go() -> dict[str, Any]:
@@ -491,8 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             built = json.loads(manifest.read_text())
             print(f"reusing {root} ({args.runs} runs)")
         else:
-            shutil.rmtree(root)
-            root.mkdir(parents=True)
+            for stale in ("data", "side", "logs"):
+                shutil.rmtree(root / stale, ignore_errors=True)
             print(f"building {args.runs} runs in {root} ...", flush=True)
             built = build(root, args.runs, Source())
             manifest.write_text(json.dumps(built))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
-from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import pyarrow as pa
@@ -46,19 +45,21 @@ def _json_default(v: Any) -> Any:
     raise TypeError(f"not JSON-able: {type(v).__name__}")
 
 
-def _cell_json(v: Any) -> str:
-    """A parsed proteinGroups cell (int, float, str or None) as the JSON text ``json.dumps`` gives,
-    non-finite floats as null (as the API answers them)."""
-    t = type(v)
-    if t is str:
-        return encode_basestring_ascii(v)
-    if t is int:
-        return int.__repr__(v)
-    if t is float:
-        return float.__repr__(v) if math.isfinite(v) else "null"
-    if v is None:
-        return "null"
-    return json.dumps(v, default=_json_default)
+_SEP = "\x1f"  # never inside ensure_ascii JSON text: control characters are escaped there
+_NON_FINITE = frozenset({"NaN", "Infinity", "-Infinity"})
+
+
+def _cells_json(values: list[Any]) -> list[str]:
+    """Each value's JSON text as ``json.dumps`` gives it (non-finite numbers as null, as the API
+    answers them), for a whole column in one C-encoder call: the list is encoded with a separator
+    that cannot occur inside the encoding, then split."""
+    if not values:
+        return []
+    text = json.dumps(values, separators=(_SEP, ":"), default=_json_default)
+    cells = text[1:-1].split(_SEP)
+    if len(cells) != len(values):  # a list or dict value: its inner separators split too
+        cells = [json.dumps(v, default=_json_default) for v in values]
+    return [("null" if c in _NON_FINITE else c) for c in cells] if "N" in text or "I" in text else cells
 
 
 def _num_json(col: str) -> str:
@@ -319,7 +320,11 @@ class RunQueries(QueueQueries, LedgerQueries):
         }
         extras = [g.extra for g in groups]
         for name, col in PG_TEXT_COLUMNS.items():
-            cols[col] = pa.array([_cell_json(e[name]) if name in e else None for e in extras], pa.string())
+            try:
+                values = list(map(operator.itemgetter(name), extras))  # one header per file: all rows have it
+            except KeyError:
+                values = [e.get(name) for e in extras]
+            cols[col] = pa.array(_cells_json(values), pa.string())
         return pa.table(cols)
 
     def _replace_protein_groups(self, run_id: int, table: pa.Table) -> None:

@@ -176,3 +176,24 @@ async def test_a_read_runs_beside_the_writer_on_its_own_cursor(tmp_path: Path) -
     finally:
         release.set()
         astore.close()
+
+
+def test_protein_cells_keep_their_json_types(tmp_path: Path) -> None:
+    """Each stored cell decodes to the parsed value: ints stay ints, text with separators or
+    non-ASCII survives, non-finite numbers become null (as the API answers them)."""
+    from qcdaemon.tools.maxquant_parse import ProteinGroup
+
+    cells = [7, 18.5, 100, "1;2;3", "é\x1f\"x", None, float("nan"), float("inf"), "NaN"]
+    groups = [ProteinGroup(majority_protein_ids=f"P{i}", fasta_headers="", score=None, intensity=None,
+                           contaminant=False, reverse=False, only_by_site=False, reporter_corrected=(),
+                           extra={"Peptides": v, "id": i}) for i, v in enumerate(cells)]
+    store = Store(tmp_path / "x.duckdb")
+    try:
+        store.put_protein_groups(1, groups)
+        rows = store.protein_rows([1], [g.majority_protein_ids for g in groups])
+        got = [r["extra"].get("Peptides") for r in rows]
+        assert got == [7, 18.5, 100, "1;2;3", "é\x1f\"x", None, None, None, "NaN"]
+        assert [type(v) for v in got[:3]] == [int, float, int]
+        assert [r["extra"]["id"] for r in rows] == list(range(len(cells)))
+    finally:
+        store.close()
