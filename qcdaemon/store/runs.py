@@ -255,8 +255,8 @@ class RunQueries(QueueQueries, LedgerQueries):
                 f" SELECT count(*), list(s.stored_path ORDER BY s.pos), {select}"
                 " FROM sel s LEFT JOIN users u ON u.id = s.owner_id LEFT JOIN eng e ON e.run_id = s.id",
                 [pipeline_id],
-            ).fetchone()
-            if meta is None or not meta[0]:
+            ).fetchall()[0]
+            if not meta[0]:
                 return b"{}"
             n = int(meta[0])
             # precedence (qcdata.merge_run_values): any other source over the scan engines (the
@@ -362,8 +362,8 @@ class RunQueries(QueueQueries, LedgerQueries):
             f" || '],\"Intensity\":[' || string_agg({_num_json('intensity')}, ',' " + order + ") || ']}'"
             f" FROM ({_names_sql(remove_con, remove_rev)})",
             [_int_list(run_ids)],
-        ).fetchone()
-        return b"{}" if row is None or not row[0] else str(row[1]).encode()
+        ).fetchall()[0]
+        return b"{}" if not row[0] else str(row[1]).encode()
 
     def protein_rows(self, run_ids: Sequence[int], names: Sequence[str]) -> list[dict[str, Any]]:
         """The groups of ``names`` in the runs as dicts (``extra``: the stored standard columns, decoded)."""

@@ -197,3 +197,24 @@ def test_protein_cells_keep_their_json_types(tmp_path: Path) -> None:
         assert [r["extra"]["id"] for r in rows] == list(range(len(cells)))
     finally:
         store.close()
+
+
+async def test_one_reader_serves_every_read_route_in_turn(world: tuple[Store, int], tmp_path: Path) -> None:
+    """A read leaves no result pending on its cursor (a pending one makes the next read fail)."""
+    store, pl = world
+    copy = tmp_path / "copy.duckdb"
+    store.checkpoint()
+    copy.write_bytes(store.path.read_bytes())
+    astore = AsyncStore(copy, readers=1)
+    try:
+        runs = await astore.read(Store.selected_runs, pl, None)
+        ids = [r["id"] for r in runs]
+        for _ in range(2):
+            names = json.loads(await astore.read(Store.protein_names_json, ids, True, True))
+            assert names["protein_names"]
+            groups = await astore.read(Store.protein_groups_json, [(i, "x") for i in ids], names["protein_names"][:2],
+                                       ["Score"])
+            assert json.loads(groups)["Score"]
+            assert json.loads(await astore.read(Store.qc_data_json, pl, None, None))["RawFile"]
+    finally:
+        astore.close()
