@@ -134,7 +134,7 @@ class RunQueries(QueueQueries, LedgerQueries):
     def delete_run(self, run_id: int) -> None:
         """Remove a run and everything recorded for it (its files on disk are the caller's)."""
         with self.transaction():
-            for table in ("qc_values", "protein_groups", "chromatograms", "stages"):
+            for table in ("qc_values", "qc_cells", "protein_groups", "chromatograms", "stages"):
                 self.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             self.execute("DELETE FROM files WHERE run_id = ?", [run_id])
             self.execute("DELETE FROM runs WHERE id = ?", [run_id])
@@ -188,6 +188,12 @@ class RunQueries(QueueQueries, LedgerQueries):
         self.execute("DELETE FROM qc_values WHERE run_id = ? AND source = ?", [run_id, source])
         if n:
             self._insert_arrow("qc_values", batch)
+        self._refresh_cells(run_id)
+
+    def _refresh_cells(self, run_id: int) -> None:
+        """Re-merge the run's values into ``qc_cells`` (migration 4 says how; same SQL, one run)."""
+        self.execute("DELETE FROM qc_cells WHERE run_id = ?", [run_id])
+        self.execute(_CELLS_SQL, [run_id])
 
     def _insert_arrow(self, table: str, batch: pa.Table) -> None:
         """One INSERT of a whole Arrow batch (columns in the table's order), not row by row."""
@@ -222,7 +228,6 @@ class RunQueries(QueueQueries, LedgerQueries):
             " FROM runs WHERE pipeline_id = ?"
             f" ORDER BY coalesce(acquired_at, created_at) DESC, id DESC {limit}) r)"
         )
-        agg = "string_agg({}, ',' ORDER BY s.pos)"
         quoted = "'\"' || {} || '\"'"
         year = "lpad(CAST(year(s.acquired_at) AS VARCHAR), 4, '0')"
         meta_cells = {
@@ -246,52 +251,31 @@ class RunQueries(QueueQueries, LedgerQueries):
         }
         calendar = {"Date", "Day", "Week", "Month", "Year"}
         select = ", ".join(
-            agg.format(f"coalesce({cell}, 'null')" if name in calendar else cell) for name, cell in meta_cells.items()
+            f"coalesce({cell}, 'null')" if name in calendar else cell for name, cell in meta_cells.items()
         )
         with self.transaction():  # one snapshot for both queries
-            meta = self.con.execute(
+            meta = self.con.sql(
                 f"WITH {sel}, eng AS (SELECT q.run_id, max(CASE q.source WHEN 'rawtools' THEN 2 WHEN 'native' THEN 1"
                 " END) AS engine FROM qc_values q WHERE q.run_id IN (SELECT id FROM sel) GROUP BY q.run_id)"
-                f" SELECT count(*), list(s.stored_path ORDER BY s.pos), {select}"
-                " FROM sel s LEFT JOIN users u ON u.id = s.owner_id LEFT JOIN eng e ON e.run_id = s.id",
-                [pipeline_id],
-            ).fetchall()[0]
-            if not meta[0]:
+                f" SELECT s.stored_path, {select}"
+                " FROM sel s LEFT JOIN users u ON u.id = s.owner_id LEFT JOIN eng e ON e.run_id = s.id ORDER BY s.pos",
+                params=[pipeline_id],
+            ).to_arrow_table()
+            n = meta.num_rows
+            if n == 0:
                 return b"{}"
-            n = int(meta[0])
-            # precedence (qcdata.merge_run_values): any other source over the scan engines (the
-            # alphabetically later one winning), then a RawTools value unless null, then native's
-            values = self.con.execute(
-                f"WITH {sel}, v AS (SELECT s.pos, q.source, q.ord, q.name, coalesce(q.value, 'null') AS value"
-                " FROM qc_values q JOIN sel s ON s.id = q.run_id),"
-                " cell AS (SELECT pos, name, arg_max(value, (CASE source WHEN 'native' THEN 1"
-                " WHEN 'rawtools' THEN CASE WHEN value <> 'null' THEN 2 ELSE 0 END ELSE 3 END, source)) AS value,"
-                " min((pos, CASE source WHEN 'native' THEN 0 WHEN 'rawtools' THEN 1 ELSE 2 END, source, ord)) AS first"
-                " FROM v GROUP BY pos, name)"
-                " SELECT name, count(*) AS k, string_agg(value, ',' ORDER BY pos),"
-                " CASE WHEN count(*) < ? OR name = 'RawFilePath' THEN list(pos ORDER BY pos) END,"
-                " CASE WHEN count(*) < ? OR name = 'RawFilePath' THEN list(value ORDER BY pos) END"
-                " FROM cell GROUP BY name ORDER BY min(first)",
-                [pipeline_id, n, n],
-            ).fetchall()
-        arrays: dict[str, str] = {}
-        raw_path: list[str] = ["null"] * n
-        for name, _count, joined, positions, texts in values:
-            if positions is None:
-                arrays[name] = joined
-                continue
-            filled = ["null"] * n
-            for p, t in zip(positions, texts, strict=True):
-                filled[p - 1] = t
-            if name == "RawFilePath":
-                raw_path = filled
-            else:
-                arrays[name] = ",".join(filled)
-        paths = meta[1]
+            cells = self.con.sql(
+                f"WITH {sel} SELECT c.name, s.pos, c.value, c.okey FROM qc_cells c JOIN sel s ON s.id = c.run_id",
+                params=[pipeline_id],
+            ).to_arrow_table()
+        names, arrays, raw_path = _value_arrays(cells, n)
+        paths = meta.column(0).to_pylist()
+        whole = pa.array([0, n], pa.int32())
+        for i, name in enumerate(meta_cells, start=1):  # each run-metadata column joined in one call
+            arrays[name] = pc.binary_join(pa.ListArray.from_arrays(whole, meta.column(i).combine_chunks()), ",")[0].as_py()
         arrays["RawFilePath"] = ",".join(  # RawTools' own folder, else the stored file's
             t if t not in _FALSY_JSON else json.dumps(qcdata.dirname(paths[i])) for i, t in enumerate(raw_path))
-        arrays.update(zip(meta_cells, meta[2:], strict=True))
-        order = qcdata.column_order(name for name, *_ in values)
+        order = qcdata.column_order(names)
         return qcdata.assemble_json(list(columns) if columns is not None else order, arrays, n)
 
     # -- protein groups and chromatograms ------------------------------------------------------
@@ -444,6 +428,59 @@ class RunQueries(QueueQueries, LedgerQueries):
     def chromatograms(self, run_id: int) -> dict[str, dict[str, list[float]]]:
         rows = self.rows("SELECT name, rt, intensity FROM chromatograms WHERE run_id = ? ORDER BY name", [run_id])
         return {r["name"]: {"rt": r["rt"], "intensity": r["intensity"]} for r in rows}
+
+
+_CELLS_SQL = (
+    "INSERT INTO qc_cells SELECT run_id, name, arg_max(value, (CASE source WHEN 'native' THEN 1"
+    " WHEN 'rawtools' THEN CASE WHEN value <> 'null' THEN 2 ELSE 0 END ELSE 3 END, source)), min(okey)"
+    " FROM (SELECT run_id, name, source, coalesce(value, 'null') AS value,"
+    " CASE source WHEN 'native' THEN 0 WHEN 'rawtools' THEN 1"
+    " ELSE 2 + dense_rank() OVER (PARTITION BY run_id ORDER BY source) END * 10000000 + ord AS okey"
+    " FROM qc_values WHERE run_id = ?) GROUP BY run_id, name"
+)
+
+
+def _value_arrays(cells: pa.Table, n: int) -> tuple[list[str], dict[str, str], list[str]]:
+    """From merged cells (name, pos 1..n, JSON text, order key): the value names in first-seen
+    order, each name's JSON array body, and the RawFilePath cells per run.  Vectorised in Arrow:
+    cells are laid out by (name, pos), each name's run of cells joined by one ``binary_join``."""
+    if cells.num_rows == 0:
+        return [], {}, ["null"] * n
+    enc = pc.dictionary_encode(cells["name"]).combine_chunks()
+    k = pc.cast(enc.indices, pa.int64())
+    names: list[str] = enc.dictionary.to_pylist()
+    pos0 = pc.subtract(pc.cast(cells["pos"].combine_chunks(), pa.int64()), 1)
+    order = pc.sort_indices(pc.add(pc.multiply(k, n), pos0))
+    values = pc.take(cells["value"].combine_chunks(), order)
+    counts = [0] * len(names)
+    vc = pc.value_counts(k)
+    for key, count in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
+        counts[key] = count
+    offsets = [0]
+    for c in counts:
+        offsets.append(offsets[-1] + c)
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values), ",").to_pylist()
+    first = pa.table({"k": k, "c": pc.add(pc.multiply(pc.cast(cells["pos"], pa.int64()), 1 << 32),
+                                          cells["okey"])}).group_by("k").aggregate([("c", "min")])
+    rank = dict(zip(first["k"].to_pylist(), first["c_min"].to_pylist(), strict=True))
+    arrays: dict[str, str] = {}
+    raw_path = ["null"] * n
+    sorted_pos: list[int] | None = None
+    for i, name in enumerate(names):
+        if counts[i] == n and name != "RawFilePath":
+            arrays[name] = joined[i]
+            continue
+        if sorted_pos is None:
+            sorted_pos = pc.take(pos0, order).to_pylist()
+        filled = ["null"] * n
+        lo, hi = offsets[i], offsets[i + 1]
+        for p, t in zip(sorted_pos[lo:hi], values.slice(lo, hi - lo).to_pylist(), strict=True):
+            filled[p] = t
+        if name == "RawFilePath":
+            raw_path = filled
+        else:
+            arrays[name] = ",".join(filled)
+    return [names[i] for i in sorted(range(len(names)), key=rank.__getitem__)], arrays, raw_path
 
 
 def _names_sql(remove_con: bool, remove_rev: bool) -> str:

@@ -218,4 +218,32 @@ MIGRATIONS: list[tuple[str, str]] = [
         DROP INDEX IF EXISTS qc_values_run;
         """,
     ),
+    (
+        # Each run's QC values merged once, at ingest, as /api/qc-data shows them (qcdata.
+        # merge_run_values: another source over the scan engines, the alphabetically later one
+        # winning; a RawTools value unless null over native's), with the key that orders the
+        # columns (first insertion: native, RawTools, then the other sources by name; file order).
+        # Kept up to date by every write of qc_values.  Idempotent: rebuilt from qc_values.
+        "qc_cells",
+        """
+        CREATE TABLE IF NOT EXISTS qc_cells (
+            run_id INTEGER NOT NULL,
+            name VARCHAR NOT NULL,
+            value VARCHAR NOT NULL,
+            okey BIGINT NOT NULL
+        );
+        DELETE FROM qc_cells;
+        INSERT INTO qc_cells
+            SELECT run_id, name,
+                   arg_max(value, (CASE source WHEN 'native' THEN 1
+                                   WHEN 'rawtools' THEN CASE WHEN value <> 'null' THEN 2 ELSE 0 END
+                                   ELSE 3 END, source)),
+                   min(okey)
+            FROM (SELECT run_id, name, source, coalesce(value, 'null') AS value,
+                         CASE source WHEN 'native' THEN 0 WHEN 'rawtools' THEN 1
+                         ELSE 2 + dense_rank() OVER (PARTITION BY run_id ORDER BY source) END * 10000000 + ord AS okey
+                  FROM qc_values)
+            GROUP BY run_id, name;
+        """,
+    ),
 ]
