@@ -216,11 +216,13 @@ class RunQueries(QueueQueries, LedgerQueries):
         ).fetchall()
         return [(r[0], r[1], r[2], json.loads(r[3]) if r[3] is not None else None) for r in rows]
 
-    def qc_data_json(self, pipeline_id: int, data_range: int | None, columns: Sequence[str] | None) -> bytes:
+    def qc_data_json(self, pipeline_id: int, data_range: int | None, columns: Sequence[str] | None,
+                     verdicts: Mapping[int, tuple[str, str]] | None = None) -> bytes:
         """The ``/api/qc-data`` answer as JSON, built in SQL: the run selection, the merge of each
         run's sources (``qcdata.merge_run_values``' precedence), the run metadata and calendar
         columns, and one JSON array per column by ``string_agg`` over the stored JSON texts (no
-        value is parsed or re-encoded in Python).  Same answer as ``qcdata.build_qc_data``."""
+        value is parsed or re-encoded in Python).  Same answer as ``qcdata.build_qc_data``;
+        ``verdicts`` (run id -> verdict, reasons) fill ``Verdict`` and ``Verdict reasons``."""
         limit = "" if data_range is None else f"LIMIT {min(max(int(data_range), 0), 2**62)}"
         sel = (
             "sel AS (SELECT r.*, row_number() OVER (ORDER BY coalesce(r.acquired_at, r.created_at), r.id) AS pos"
@@ -257,7 +259,7 @@ class RunQueries(QueueQueries, LedgerQueries):
             meta = self.con.sql(
                 f"WITH {sel}, eng AS (SELECT q.run_id, max(CASE q.source WHEN 'rawtools' THEN 2 WHEN 'native' THEN 1"
                 " END) AS engine FROM qc_values q WHERE q.run_id IN (SELECT id FROM sel) GROUP BY q.run_id)"
-                f" SELECT s.stored_path, {select}"
+                f" SELECT s.stored_path, s.id, {select}"
                 " FROM sel s LEFT JOIN users u ON u.id = s.owner_id LEFT JOIN eng e ON e.run_id = s.id ORDER BY s.pos",
                 params=[pipeline_id],
             ).to_arrow_table()
@@ -270,8 +272,12 @@ class RunQueries(QueueQueries, LedgerQueries):
             ).to_arrow_table()
         names, arrays, raw_path = _value_arrays(cells, n)
         paths = meta.column(0).to_pylist()
+        if verdicts is not None:  # one pair per run (a verdict is per run, not per cell)
+            got = [verdicts.get(rid) for rid in meta.column(1).to_pylist()]
+            arrays["Verdict"] = ",".join(json.dumps(v[0]) if v else "null" for v in got)
+            arrays["Verdict reasons"] = ",".join(json.dumps(v[1]) if v else "null" for v in got)
         whole = pa.array([0, n], pa.int32())
-        for i, name in enumerate(meta_cells, start=1):  # each run-metadata column joined in one call
+        for i, name in enumerate(meta_cells, start=2):  # each run-metadata column joined in one call
             arrays[name] = pc.binary_join(pa.ListArray.from_arrays(whole, meta.column(i).combine_chunks()), ",")[0].as_py()
         arrays["RawFilePath"] = ",".join(  # RawTools' own folder, else the stored file's
             t if t not in _FALSY_JSON else json.dumps(qcdata.dirname(paths[i])) for i, t in enumerate(raw_path))

@@ -218,3 +218,13 @@ async def test_one_reader_serves_every_read_route_in_turn(world: tuple[Store, in
             assert json.loads(await astore.read(Store.qc_data_json, pl, None, None))["RawFile"]
     finally:
         astore.close()
+
+
+def test_qc_data_json_fills_verdicts_per_run(world: tuple[Store, int]) -> None:
+    store, pl = world
+    runs = store.selected_runs(pl, None)
+    verdicts = {runs[1]["id"]: ("fail", "TotalScans above 3 SD")}
+    fast = json.loads(store.qc_data_json(pl, None, ["RunKey", "Verdict", "Verdict reasons"], verdicts))
+    assert fast["Verdict"] == [None, "fail", None, None]
+    assert fast["Verdict reasons"] == [None, "TotalScans above 3 SD", None, None]
+    assert fast["RunKey"][1] == f"rf{runs[1]['id']}"
