@@ -6,7 +6,7 @@ CONFIG ?=
 DEMO_USER ?= user@email.com
 CONFIG_ARG = $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: run test check lint coverage install install-test bootstrap-demo bench clean
+.PHONY: run test check lint coverage install install-test bootstrap-demo bench bench-10k clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,8 +57,13 @@ coverage: install-test
 		--cov=qcdaemon.engine --cov=qcdaemon.service --cov-report=term-missing:skip-covered
 
 bench: install-test
+	$(BIN)/python -m pip install --quiet pandas
+	$(BIN)/python bench/bench.py --runs $(or $(RUNS),1000)
 	$(BIN)/python scripts/bench_native.py
-	$(BIN)/python scripts/bench_api.py
+
+bench-10k: install-test
+	$(BIN)/python -m pip install --quiet pandas
+	$(BIN)/python bench/bench.py --runs 10000 --repeat 10 --base-repeat 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

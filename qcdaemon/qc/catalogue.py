@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from qcdaemon.search.catalogue import CATALOGUE as SEARCH_CATALOGUE
+
 __all__ = ["DEFAULTS", "Catalogue", "Direction", "MetricInfo", "Scale", "Sentinel", "as_number"]
 
 
@@ -261,7 +263,19 @@ _PATTERNS: tuple[tuple[re.Pattern[str], Any], ...] = (
      lambda m: _m(m.string, f"QC peptide {m[1]} scans", "count", B, source=MQ)),
 )
 
-DEFAULTS: dict[str, MetricInfo] = {e.column: e for e in _ENTRIES}
+# The search stage's identification values (qcdaemon.search.catalogue describes each): "zero" (best
+# near 0, mass errors) judges both ways, "none" (descriptive: a distribution, a setting) is shown
+# only on request; the main counts, the ID rate and the precursor error are shown and judged.
+_SEARCH_DIRECTION = {"higher": H, "lower": L, "zero": B, "none": B}
+_SEARCH_SHOWN = {"SearchPsms", "SearchPeptides", "SearchProteinGroups", "SearchMs2IdRate",
+                 "SearchPrecursorErrorMedianPpm"}
+_SEARCH_ENTRIES = tuple(
+    _m(s.name, s.description[:1].upper() + s.description[1:], "" if s.unit == "count" else s.unit,
+       _SEARCH_DIRECTION[s.direction], source="search", shown=s.name in _SEARCH_SHOWN,
+       mzqc=s.term[0] if s.term else None)
+    for s in SEARCH_CATALOGUE.values() if s.unit  # text values (notes) are not metrics
+)
+DEFAULTS: dict[str, MetricInfo] = {e.column: e for e in (*_ENTRIES, *_SEARCH_ENTRIES)}
 _FIELDS = {f.name for f in fields(MetricInfo)} - {"column"}
 
 

@@ -12,7 +12,7 @@ from qcdaemon import __version__
 from qcdaemon.alerts import ops as alert_ops
 from qcdaemon.errors import BadRequest, QcdaemonError
 from qcdaemon.server.body import Body
-from qcdaemon.server.jsonout import json_response
+from qcdaemon.server.jsonout import json_bytes_response, json_response
 from qcdaemon.server.keys import CONFIG, FORM_CSRF, SERVICE, STATE, Handler
 from qcdaemon.server.middleware import require_user
 from qcdaemon.store import Store
@@ -52,21 +52,21 @@ async def qc_data(request: web.Request) -> web.Response:
     user = require_user(request)
     project, pipeline = _scope(body)
     columns = body.list("columns")
-    data = await request.app[SERVICE].qc_data(
+    data = await request.app[SERVICE].qc_data_json(
         user, project, pipeline, body.int_or_none("data_range"), [str(c) for c in columns] if columns else None
     )
-    return json_response(data)
+    return json_bytes_response(data)
 
 
 async def protein_names(request: web.Request) -> web.Response:
     body = await _body(request)
     user = require_user(request)
     project, pipeline = _scope(body)
-    data = await request.app[SERVICE].protein_names(
+    data = await request.app[SERVICE].protein_names_json(
         user, project, pipeline, body.int_or_none("data_range"), body.list("raw_files"),
         body.flag("remove_contaminants"), body.flag("remove_reversed_sequences"),
     )
-    return json_response(data)
+    return json_bytes_response(data)
 
 
 async def protein_groups(request: web.Request) -> web.StreamResponse:
@@ -77,11 +77,11 @@ async def protein_groups(request: web.Request) -> web.StreamResponse:
     project, pipeline = _scope(body)
     names = body.list("protein_names") or []
     columns = body.list("columns") or []
-    data = await request.app[SERVICE].protein_groups(
+    data = await request.app[SERVICE].protein_groups_json(
         user, project, pipeline, body.int_or_none("data_range"), body.list("raw_files"),
         [str(n) for n in names], [str(c) for c in columns],
     )
-    return json_response(data)
+    return json_bytes_response(data)
 
 
 def _selector(body: Body) -> dict[str, Any]:

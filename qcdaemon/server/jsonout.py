@@ -37,3 +37,8 @@ def dumps(data: Any) -> str:
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=dumps(data), status=status, content_type="application/json", charset="utf-8")
+
+
+def json_bytes_response(body: bytes, status: int = 200) -> web.Response:
+    """An answer the store already serialised (off the event loop)."""
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")

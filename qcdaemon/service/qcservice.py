@@ -227,9 +227,21 @@ class QcService:
 
         return await self.store.call(work)
 
+    async def qc_data_json(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
+                           columns: Sequence[str] | None) -> bytes:
+        """``/api/qc-data`` as JSON bytes: one read on a reader cursor, assembled in SQL."""
+        p = await self.visible_pipeline(user, project, pipeline)
+
+        def work(store: Store) -> bytes:
+            stored = store.verdicts_of(p["id"], None, detail=False)
+            verdicts = {rid: (v["verdict"], v["summary"]) for rid, v in stored.items()}
+            return store.qc_data_json(p["id"], data_range, columns, verdicts)
+
+        return await self.store.read(work)
+
     async def _protein_runs(self, p: PipelineRow, data_range: int | None,
                             raw_files: Sequence[str] | None) -> list[RunRow]:
-        runs = await self.store.call(Store.selected_runs, p["id"], data_range)
+        runs = await self.store.read(Store.selected_runs, p["id"], data_range)
         if raw_files:
             wanted = {qcdata.stem(n).lower() for n in raw_files}
             runs = [r for r in runs if qcdata.stem(r["name"]).lower() in wanted]
@@ -239,15 +251,29 @@ class QcService:
                             raw_files: Sequence[str] | None, remove_con: bool, remove_rev: bool) -> dict[str, list[Any]]:
         p = await self.visible_pipeline(user, project, pipeline)
         runs = await self._protein_runs(p, data_range, raw_files)
-        groups = await self.store.call(Store.protein_names, [r["id"] for r in runs], remove_con, remove_rev)
+        groups = await self.store.read(Store.protein_names, [r["id"] for r in runs], remove_con, remove_rev)
         return qcdata.protein_names_answer(groups)
+
+    async def protein_names_json(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
+                                 raw_files: Sequence[str] | None, remove_con: bool, remove_rev: bool) -> bytes:
+        p = await self.visible_pipeline(user, project, pipeline)
+        runs = await self._protein_runs(p, data_range, raw_files)
+        return await self.store.read(Store.protein_names_json, [r["id"] for r in runs], remove_con, remove_rev)
 
     async def protein_groups(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
                              raw_files: Sequence[str] | None, names: Sequence[str], columns: Sequence[str]) -> dict[str, dict[str, Any]]:
         p = await self.visible_pipeline(user, project, pipeline)
         runs = await self._protein_runs(p, data_range, raw_files)
-        rows = await self.store.call(Store.protein_rows, [r["id"] for r in runs], list(names))
+        rows = await self.store.read(Store.protein_rows, [r["id"] for r in runs], list(names))
         return qcdata.protein_groups_answer(rows, {r["id"]: r for r in runs}, columns)
+
+    async def protein_groups_json(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
+                                  raw_files: Sequence[str] | None, names: Sequence[str],
+                                  columns: Sequence[str]) -> bytes:
+        p = await self.visible_pipeline(user, project, pipeline)
+        runs = await self._protein_runs(p, data_range, raw_files)
+        return await self.store.read(Store.protein_groups_json, [(r["id"], qcdata.stem(r["name"])) for r in runs],
+                                     list(names), list(columns))
 
     # -- run state changes --------------------------------------------------------------------
 

@@ -1,18 +1,23 @@
-"""The store: one DuckDB file owned by one thread.
+"""The store: one DuckDB file, one writer thread and a small pool of readers.
 
-``Store`` is synchronous; ``AsyncStore`` is the gate the event loop uses: every call runs on a
-single dedicated thread (DuckDB connections are not thread-safe), so the loop never blocks on I/O.
-A call names the method itself, ``await astore.call(Store.run, run_id)``, so the arguments and the
-result are type-checked like a direct call.
+``Store`` is synchronous; ``AsyncStore`` is the gate the event loop uses.  ``call`` runs a method
+on the single writer thread (DuckDB connections are not thread-safe, and one writer keeps every
+change in order), so the loop never blocks on I/O.  ``read`` runs a read-only method on one of a
+few reader threads, each with its own cursor (``con.cursor()``: a connection to the same database
+that sees every committed change), so a heavy read never makes small requests or the engine's
+writes queue behind it.  A call names the method itself, ``await astore.call(Store.run, run_id)``,
+so the arguments and the result are type-checked like a direct call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Concatenate, ParamSpec, TypeVar
 
 from qcdaemon.config import StoreConfig
@@ -23,24 +28,62 @@ __all__ = ["AsyncStore", "Store"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
+READERS = 2  # heavy reads at once; DuckDB parallelises each query over its own threads
+
 
 class AsyncStore:
-    """``await astore.call(Store.method, ...)`` runs ``Store.method`` on the store thread."""
+    """``await astore.call(Store.method, ...)`` runs ``Store.method`` on the writer thread;
+    ``await astore.read(Store.method, ...)`` runs a read-only one on a reader."""
 
-    def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:
+    def __init__(self, path: Path, cfg: StoreConfig | None = None, readers: int = READERS) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="duckdb")
         try:
             self._store: Store = self._pool.submit(Store, path, cfg).result()
+            views = self._pool.submit(_reader_views, self._store, readers).result()
         except BaseException:
             self._pool.shutdown(wait=False)
             raise
+        self._views: SimpleQueue[Store] = SimpleQueue()
+        for v in views:
+            self._views.put(v)
+        self._readers = views
+        self._read_pool = ThreadPoolExecutor(max(1, readers), thread_name_prefix="duckdb-read")
         self.path = path
 
     async def call(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(store, *args, **kwargs)`` on the store thread (one method, or several steps in one hop)."""
+        """Run ``fn(store, *args, **kwargs)`` on the writer thread (one method, or several steps in one hop)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, self._store, *args, **kwargs))
 
+    async def read(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run the read-only ``fn(store, *args, **kwargs)`` on a reader thread with its own cursor."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, functools.partial(self._on_reader, fn, *args, **kwargs))
+
+    def _on_reader(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        view = self._views.get()
+        try:
+            return fn(view, *args, **kwargs)
+        finally:
+            self._views.put(view)
+
     def close(self) -> None:
-        self._pool.submit(self._store.close).result()
+        self._read_pool.shutdown(wait=True)
+        self._pool.submit(_close, self._store, self._readers).result()
         self._pool.shutdown(wait=True)
+
+
+def _reader_views(store: Store, n: int) -> list[Store]:
+    """``n`` Stores sharing ``store``'s database, each over its own cursor (made on the writer thread)."""
+    views = []
+    for _ in range(max(1, n)):
+        view = copy.copy(store)
+        view.con = store.con.cursor()
+        views.append(view)
+    return views
+
+
+def _close(store: Store, readers: list[Store]) -> None:
+    for v in readers:
+        v.con.close()
+    store.close()

@@ -30,8 +30,8 @@ class StoreBase:
         return rows[0] if rows else None
 
     def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        r = self.con.execute(sql, list(params)).fetchone()
-        return r[0] if r else None
+        rows = self.con.execute(sql, list(params)).fetchall()  # fetched to the end: no result left pending
+        return rows[0][0] if rows else None
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         self.con.execute(sql, list(params))

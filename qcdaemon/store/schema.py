@@ -307,4 +307,111 @@ MIGRATIONS: list[tuple[str, str]] = [
         "runs_superseded_by",
         "ALTER TABLE runs ADD COLUMN IF NOT EXISTS superseded_by INTEGER;",
     ),
+    (
+        # Protein groups without the per-row JSON blob of every proteinGroups.txt column (85 % of
+        # the file, decoded row by row on each read): the original's standard columns (spec 4.1)
+        # become real columns, each cell kept as its JSON text so an answer is assembled in SQL
+        # without parsing or re-encoding; the other columns of the blob are dropped, as the
+        # original drops them.  No index: rows arrive clustered by run, zone maps prune.
+        "protein_groups_columnar",
+        """
+        CREATE TABLE protein_groups_v2 (
+            run_id INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            majority_ids VARCHAR NOT NULL,
+            fasta_headers VARCHAR,
+            score DOUBLE,
+            intensity DOUBLE,
+            contaminant BOOLEAN NOT NULL,
+            reverse BOOLEAN NOT NULL,
+            only_by_site BOOLEAN NOT NULL,
+            reporter DOUBLE[],
+            n_proteins VARCHAR,
+            peptides VARCHAR,
+            razor_unique_peptides VARCHAR,
+            unique_peptides VARCHAR,
+            sequence_coverage VARCHAR,
+            unique_razor_sequence_coverage VARCHAR,
+            unique_sequence_coverage VARCHAR,
+            mol_weight_kda VARCHAR,
+            sequence_length VARCHAR,
+            sequence_lengths VARCHAR,
+            q_value VARCHAR,
+            msms_count VARCHAR,
+            mq_id VARCHAR,
+            peptide_ids VARCHAR,
+            peptide_is_razor VARCHAR,
+            mod_peptide_ids VARCHAR,
+            evidence_ids VARCHAR,
+            msms_ids VARCHAR,
+            best_msms VARCHAR,
+            oxidation_m_site_ids VARCHAR,
+            oxidation_m_site_positions VARCHAR
+        );
+        INSERT INTO protein_groups_v2
+            SELECT run_id, idx, majority_ids, fasta_headers, score, intensity, contaminant, reverse, only_by_site,
+                   reporter,
+                   json_extract(extra, '$."Number of proteins"')::VARCHAR,
+                   json_extract(extra, '$."Peptides"')::VARCHAR,
+                   json_extract(extra, '$."Razor + unique peptides"')::VARCHAR,
+                   json_extract(extra, '$."Unique peptides"')::VARCHAR,
+                   json_extract(extra, '$."Sequence coverage [%]"')::VARCHAR,
+                   json_extract(extra, '$."Unique + razor sequence coverage [%]"')::VARCHAR,
+                   json_extract(extra, '$."Unique sequence coverage [%]"')::VARCHAR,
+                   json_extract(extra, '$."Mol. weight [kDa]"')::VARCHAR,
+                   json_extract(extra, '$."Sequence length"')::VARCHAR,
+                   json_extract(extra, '$."Sequence lengths"')::VARCHAR,
+                   json_extract(extra, '$."Q-value"')::VARCHAR,
+                   json_extract(extra, '$."MS/MS count"')::VARCHAR,
+                   json_extract(extra, '$."id"')::VARCHAR,
+                   json_extract(extra, '$."Peptide IDs"')::VARCHAR,
+                   json_extract(extra, '$."Peptide is razor"')::VARCHAR,
+                   json_extract(extra, '$."Mod. peptide IDs"')::VARCHAR,
+                   json_extract(extra, '$."Evidence IDs"')::VARCHAR,
+                   json_extract(extra, '$."MS/MS IDs"')::VARCHAR,
+                   json_extract(extra, '$."Best MS/MS"')::VARCHAR,
+                   json_extract(extra, '$."Oxidation (M) site IDs"')::VARCHAR,
+                   json_extract(extra, '$."Oxidation (M) site positions"')::VARCHAR
+            FROM protein_groups ORDER BY run_id, idx;
+        DROP INDEX protein_groups_run;
+        DROP TABLE protein_groups;
+        ALTER TABLE protein_groups_v2 RENAME TO protein_groups;
+        """,
+    ),
+    (
+        # qc_values is read by run through zone maps (rows arrive clustered by run); its ART index
+        # lives in memory and costs every insert.  Idempotent, like any last step should be.
+        "qc_values_without_index",
+        """
+        DROP INDEX IF EXISTS qc_values_run;
+        """,
+    ),
+    (
+        # Each run's QC values merged once, at ingest, as /api/qc-data shows them (qcdata.
+        # merge_run_values: another source over the scan engines, the alphabetically later one
+        # winning; a RawTools value unless null over native's), with the key that orders the
+        # columns (first insertion: native, RawTools, then the other sources by name; file order).
+        # Kept up to date by every write of qc_values.  Idempotent: rebuilt from qc_values.
+        "qc_cells",
+        """
+        CREATE TABLE IF NOT EXISTS qc_cells (
+            run_id INTEGER NOT NULL,
+            name VARCHAR NOT NULL,
+            value VARCHAR NOT NULL,
+            okey BIGINT NOT NULL
+        );
+        DELETE FROM qc_cells;
+        INSERT INTO qc_cells
+            SELECT run_id, name,
+                   arg_max(value, (CASE source WHEN 'native' THEN 1
+                                   WHEN 'rawtools' THEN CASE WHEN value <> 'null' THEN 2 ELSE 0 END
+                                   ELSE 3 END, source)),
+                   min(okey)
+            FROM (SELECT run_id, name, source, coalesce(value, 'null') AS value,
+                         CASE source WHEN 'native' THEN 0 WHEN 'rawtools' THEN 1
+                         ELSE 2 + dense_rank() OVER (PARTITION BY run_id ORDER BY source) END * 10000000 + ord AS okey
+                  FROM qc_values)
+            GROUP BY run_id, name;
+        """,
+    ),
 ]

@@ -19,6 +19,8 @@ from qcdaemon.core.states import StageState
 from qcdaemon.errors import QcdaemonError, ToolError
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import RunRow
+from qcdaemon.tools.logcap import cap_log
+from qcdaemon.tools.runner import ToolResult
 
 
 @dataclass(frozen=True)
@@ -140,3 +142,7 @@ async def record_scan_values(ctx: StageContext, run: RunRow, source: str, values
     await values_recorded(ctx, run["id"])
 
 
+async def cap_tool_logs(res: ToolResult) -> None:
+    """Keep a tool's stdout/stderr logs bounded (head and tail, the cut noted): a chatty tool run
+    after run must not fill the data disk.  The error excerpt was read from the whole logs before."""
+    await asyncio.to_thread(lambda: (cap_log(res.stdout_path), cap_log(res.stderr_path)))

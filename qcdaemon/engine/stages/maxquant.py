@@ -9,6 +9,7 @@ from pathlib import Path
 from qcdaemon.engine.stages.common import (
     Outcome,
     StageContext,
+    cap_tool_logs,
     fresh_dir,
     prune,
     raw_path_of,
@@ -60,6 +61,7 @@ async def _maxquant_run(ctx: StageContext, run: RunRow, raw: Path, base: Path, f
     argv = mq.maxquant_argv(tool.command, mqpar, tool.runtime)
     res = await run_tool(argv, cwd=base, log_dir=logs, name="maxquant", timeout=tool.timeout_seconds,
                          nice=ctx.cfg.engine.nice, pid_dir=ctx.pid_dir, cancel=cancel)
+    await cap_tool_logs(res)
     if not res.ok:
         return stages_failed(f"maxquant: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(logs))
     txt = await asyncio.to_thread(mq.find_txt_dir, base)

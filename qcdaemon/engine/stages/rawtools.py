@@ -10,6 +10,7 @@ from pathlib import Path
 from qcdaemon.engine.stages.common import (
     Outcome,
     StageContext,
+    cap_tool_logs,
     fresh_dir,
     raw_path_of,
     record_scan_values,
@@ -48,6 +49,7 @@ async def _rawtools_jobs(ctx: StageContext, run: RunRow, raw: Path, base: Path, 
             argv, cwd=job, log_dir=job, name=name, timeout=max(deadline - time.monotonic(), 1),
             nice=ctx.cfg.engine.nice, pid_dir=ctx.pid_dir, cancel=cancel,
         )
+        await cap_tool_logs(res)
         if res.ok:
             continue
         # RawTools 2.0.7 throws after writing its metrics on some runs (MS1-only: exit 1 in the
