@@ -42,7 +42,7 @@ MAX_TEXT = 2000
 _KEY = re.compile(r"rf([0-9]{1,18})\Z")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,39}\Z")
 _CONDITIONS = ("SearchParameters", "NumMs3Scans")  # what the catalogue's "needs" look at
-ID_SOURCES = frozenset({"maxquant"})
+ID_SOURCES = frozenset({"maxquant", "search"})  # identification-based values: MaxQuant, the Sage search
 
 
 def parse_time(value: Any, field: str) -> dt.datetime:

@@ -67,6 +67,10 @@ def test_search_stage_in_the_daemon(tmp_path: Path) -> None:
         assert -2.5 < qc["SearchPrecursorErrorMedianPpm"][i] < -0.5
         assert qc["NumMs2Scans"][i] == 118  # the native stage's count sits next to the search's
         assert qc["SearchMs2Spectra"][i] == 118
+        # the search's values updated the run's verdict: it is now identification-based
+        [verdict] = d.api("/api/qc/verdicts", {"project": "lab-qc", "pipeline": "yeast",
+                                               "run_keys": [runs["yeast_01.raw"]["run_key"]]})["runs"]
+        assert verdict["basis"] == "id-based"
 
         mzqc = d.api("/api/mzqc", {"project": "lab-qc", "pipeline": "yeast"})
         [quality] = [q for q in mzqc["mzQC"]["runQualities"] if q["metadata"]["label"] == runs["yeast_01.raw"]["run_key"]]

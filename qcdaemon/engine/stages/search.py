@@ -19,7 +19,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from qcdaemon.engine.stages.common import Outcome, StageContext, fresh_dir, raw_path_of, stages_failed
+from qcdaemon.engine.stages.common import (
+    Outcome,
+    StageContext,
+    fresh_dir,
+    raw_path_of,
+    stages_failed,
+    values_recorded,
+)
 from qcdaemon.errors import ConfigError
 from qcdaemon.search.params import SearchParams
 from qcdaemon.search.sagepy_api import unavailable_reason
@@ -65,6 +72,7 @@ async def search_stage(ctx: StageContext, run: RunRow, work: Path, cancel: async
     await ctx.store.call(Store.put_qc_values, run["id"], "search", doc["values"])
     table = await asyncio.to_thread(pq.read_table, psms)
     await ctx.store.call(Store.put_psms, run["id"], table)
+    await values_recorded(ctx, run["id"])  # the ID-based values update the run's verdict
     return {"state": "done", "exit_code": 0, "log_dir": str(base)}
 
 
