@@ -78,7 +78,7 @@ def test_admin_commands_work_against_a_daemon_on_a_lan_address(tmp_path: Path) -
         "paths": {"data_dir": str(data), "log_dir": str(tmp_path / "logs")},
         "log": {"format": "json"},
     })
-    made = cli(config, "user", "add", "op@lab.org", "--password-stdin", stdin="operator-pass\n")
+    made = cli(config, "user", "add", "op@lab.org", "--password-stdin", stdin="operator-pass-12\n")
     assert made.returncode == 0, made.stderr  # no daemon yet: directly on the store
     url = f"http://{LAN}:{port}"
     log = open(tmp_path / "daemon.log", "wb")
@@ -99,7 +99,7 @@ def test_admin_commands_work_against_a_daemon_on_a_lan_address(tmp_path: Path) -
         assert admin, info
 
         # the operator's commands, while the daemon holds the database: through the admin channel
-        added = cli(config, "user", "add", "live@lab.org", "--password-stdin", stdin="pw-live-123\n")
+        added = cli(config, "user", "add", "live@lab.org", "--password-stdin", stdin="pw-live-123456\n")
         assert added.returncode == 0, added.stderr
         assert json.loads(added.stdout)["email"] == "live@lab.org"
         token = cli(config, "token", "create", "live@lab.org")

@@ -133,7 +133,8 @@ async def test_a_stage_that_raises_fails_its_run_and_the_worker_goes_on(tmp_path
 async def test_a_worker_survives_a_failing_store_and_requeues_the_job_it_held(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QCD_STANDIN_SLOW_SECONDS", "1.5")  # the stand-in's environment, inherited by the tool
-    async with open_lab(tmp_path) as lab:
+    # the search stage off: it would run beside MaxQuant, and the store error must meet MaxQuant's outcome
+    async with open_lab(tmp_path, engine={"search": {"enabled": False}}) as lab:
         with json_logging(lab.cfg) as json_log:
             async with Engine(lab.svc, lab.cfg, error_pause=0.2):
                 run = await lab.add_run("slow.mq-slow.raw")

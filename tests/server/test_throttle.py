@@ -27,7 +27,7 @@ async def test_own_account_successes_do_not_reset_guesses_at_another(world_facto
     for _ in range(6):  # guess, guess, sign in to one's own account, ...
         for _ in range(2):
             r = await attacker.login(DEMO_USER, "wrong-guess")
-            guesses += r.status == 200
+            guesses += r.status == 401  # a wrong password is answered (401, X-Login-Failed)
             refused += r.status == 429
         own = await browsers(api).login(OTHER)  # same address, the attacker's own account
         assert own.status in (302, 429)
@@ -53,13 +53,13 @@ async def test_the_right_password_during_a_throttle_is_not_counted_after_it(worl
     api = await _api(world_factory, make_api, window=6.0)
     b = browsers(api)
     for _ in range(LIMIT):
-        assert (await b.login(DEMO_USER, "wrong")).status == 200
+        assert (await b.login(DEMO_USER, "wrong")).status == 401
     for _ in range(3):
         assert (await b.login(DEMO_USER)).status == 429  # the right password gets the throttle answer
     await asyncio.sleep(6.1)  # the window passes
     # nothing of the throttled attempts weighs on the user: the full allowance again, then success
     for _ in range(LIMIT - 1):
-        assert (await b.login(DEMO_USER, "wrong")).status == 200
+        assert (await b.login(DEMO_USER, "wrong")).status == 401
     assert (await b.login(DEMO_USER, PASSWORDS[DEMO_USER])).status == 302
     # and a success takes back only its own attempt: the two failures still count
     limiter: LoginLimiter = api.client.app[STATE]["limiter"]

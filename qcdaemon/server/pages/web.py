@@ -43,6 +43,8 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 def wants_html(request: web.Request) -> bool:
     """A browser navigation (not an API client): HTML 404 pages only for these."""
+    if request.method not in ("GET", "HEAD"):  # a navigation is a GET; a form to a wrong URL is an API error
+        return False
     if request.path.startswith("/api/") or request.path.startswith("/static/"):
         return False
     return "text/html" in request.headers.get("Accept", "")
@@ -94,4 +96,19 @@ def setup(app: web.Application) -> None:
     env.filters["ago"] = _ago
     app.middlewares.append(html_errors)
     app.on_response_prepare.append(_security_headers)
-    app.router.add_static("/static/", STATIC, name="static", append_version=False)
+    _add_static(app)
+
+
+def _add_static(app: web.Application) -> None:
+    """``/static/<path>``: only the files shipped in ``pages/static`` (listed once at start-up), so
+    no client path ever reaches the file system; anything else is a 404 ``{"detail"}`` (aiohttp's
+    own static route answers a missing file with an empty, non-JSON 404)."""
+    files = {f.relative_to(STATIC).as_posix(): f for f in STATIC.rglob("*") if f.is_file()}
+
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        path = files.get(request.match_info["path"])
+        if path is None:
+            raise web.HTTPNotFound(text="no such static file")
+        return web.FileResponse(path)
+
+    app.router.add_get("/static/{path:.+}", static_file, name="static")
