@@ -20,22 +20,16 @@ from qcdaemon import __version__
 from qcdaemon.alerts import ops
 from qcdaemon.core.net import is_loopback
 from qcdaemon.errors import Forbidden, NotFound, Unauthorized
-from qcdaemon.server.body import Body, read_form
+from qcdaemon.server.body import read_body, read_form
 from qcdaemon.server.jsonout import json_response
-from qcdaemon.server.keys import AUTH_KIND, CONFIG, FORM_CSRF, SERVICE, STATE, USER
+from qcdaemon.server.keys import AUTH_KIND, CONFIG, SERVICE, STATE, USER
 from qcdaemon.server.middleware import check_csrf, require_user
 from qcdaemon.store import Store
 
 
-async def _body(request: web.Request) -> Body:
-    body = await Body.read(request)
-    request[FORM_CSRF] = body.text("csrfmiddlewaretoken") if body.form else None
-    return body
-
-
 async def api_alerts(request: web.Request) -> web.Response:
     """``{alerts: [...], rules: [...], channels: [...]}``; see docs/api.md."""
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     svc = request.app[SERVICE]
     cfg = request.app[CONFIG]
@@ -50,7 +44,7 @@ async def api_alerts(request: web.Request) -> web.Response:
 
 
 async def api_alert_ack(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     alert = body.text("alert", required=True)
     return json_response(await ops.acknowledge(request.app[SERVICE].store, user, alert))

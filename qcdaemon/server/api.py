@@ -11,46 +11,36 @@ from aiohttp import web
 from qcdaemon import __version__
 from qcdaemon.alerts import ops as alert_ops
 from qcdaemon.errors import BadRequest, QcdaemonError
-from qcdaemon.server.body import Body
+from qcdaemon.server.body import Body, read_body, scope
 from qcdaemon.server.jsonout import json_bytes_response, json_response
-from qcdaemon.server.keys import CONFIG, FORM_CSRF, SERVICE, STATE, Handler
+from qcdaemon.server.keys import CONFIG, SERVICE, STATE, Handler
 from qcdaemon.server.middleware import require_user
 from qcdaemon.store import Store
 
 
-async def _body(request: web.Request) -> Body:
-    body = await Body.read(request)
-    request[FORM_CSRF] = body.text("csrfmiddlewaretoken") if body.form else None
-    return body
-
-
 async def projects(request: web.Request) -> web.Response:
-    await _body(request)
+    await read_body(request)
     user = require_user(request)
     return json_response(await request.app[SERVICE].projects(user))
 
 
 async def pipelines(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     return json_response(await request.app[SERVICE].pipelines(user, body.text("project")))
 
 
 async def pipeline_uploaders(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     svc = request.app[SERVICE]
     return json_response(await svc.pipeline_uploaders(user, body.text("project"), body.text("pipeline")))
 
 
-def _scope(body: Body) -> tuple[str, str]:
-    return body.text("project", required=True), body.text("pipeline", required=True)
-
-
 async def qc_data(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     columns = body.list("columns")
     data = await request.app[SERVICE].qc_data_json(
         user, project, pipeline, body.int_or_none("data_range"), [str(c) for c in columns] if columns else None
@@ -59,9 +49,9 @@ async def qc_data(request: web.Request) -> web.Response:
 
 
 async def protein_names(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     data = await request.app[SERVICE].protein_names_json(
         user, project, pipeline, body.int_or_none("data_range"), body.list("raw_files"),
         body.flag("remove_contaminants"), body.flag("remove_reversed_sequences"),
@@ -70,11 +60,11 @@ async def protein_names(request: web.Request) -> web.Response:
 
 
 async def protein_groups(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     if "columns" not in body or "protein_names" not in body:
         return web.Response(text="alive", content_type="text/plain")
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     names = body.list("protein_names") or []
     columns = body.list("columns") or []
     data = await request.app[SERVICE].protein_groups_json(
@@ -97,10 +87,10 @@ def _run_state_handler(action: str | None) -> Handler:
     """/api/rawfile (``action`` from the body) and /api/flag/create|delete (fixed action)."""
 
     async def handler(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await read_body(request)
         user = require_user(request)
         try:
-            project, pipeline = _scope(body)
+            project, pipeline = scope(body)
             chosen = action or body.text("action", required=True)
             result = await request.app[SERVICE].rawfile_action(user, project, pipeline, chosen, **_selector(body))
         except QcdaemonError as exc:
@@ -116,14 +106,14 @@ def _run_state_handler(action: str | None) -> Handler:
 
 
 async def token_create(request: web.Request) -> web.Response:
-    await _body(request)
+    await read_body(request)
     user = require_user(request)
     token, created = await request.app[SERVICE].token_create(user)
     return json_response({"token": token, "created": created}, status=201 if created else 200)
 
 
 async def token_delete(request: web.Request) -> web.Response:
-    await _body(request)
+    await read_body(request)
     user = require_user(request)
     revoked = await request.app[SERVICE].token_revoke(user)
     return json_response({"revoked": revoked})
@@ -163,7 +153,7 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def runs(request: web.Request) -> web.Response:
-    body = await _body(request) if request.method == "POST" else None
+    body = await read_body(request) if request.method == "POST" else None
     user = require_user(request)
     project = body.text("project") if body else request.query.get("project")
     pipeline = body.text("pipeline") if body else request.query.get("pipeline")
@@ -184,22 +174,22 @@ def _query_int(request: web.Request, name: str) -> int | None:
 
 
 async def run_retry(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     stages = body.list("stages")
     return json_response(await request.app[SERVICE].retry(user, body.text("run_key", required=True), stages))
 
 
 async def run_cancel(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     return json_response(await request.app[SERVICE].cancel(user, body.text("run_key", required=True)))
 
 
 async def mzqc_export(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     run_keys = body.list("run_keys")
     doc = await request.app[SERVICE].mzqc_export(
         user, project, pipeline, body.int_or_none("data_range"), [str(k) for k in run_keys] if run_keys else None
@@ -211,15 +201,15 @@ async def mzqc_export(request: web.Request) -> web.Response:
 
 
 async def chromatograms(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     run_key = body.text("run_key", required=True)
     return json_response(await request.app[SERVICE].chromatograms(user, project, pipeline, run_key))
 
 
 async def run_delete(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     return json_response(await request.app[SERVICE].delete_run(user, body.text("run_key", required=True)))
 

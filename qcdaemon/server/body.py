@@ -15,6 +15,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from qcdaemon.errors import BadRequest
 from qcdaemon.log import add_secret
+from qcdaemon.server.keys import FORM_CSRF
 
 _FALSE = {"false", "0", "no", "off", ""}
 _TRUE = {"true", "1", "yes", "on"}
@@ -179,3 +180,16 @@ async def read_form(request: web.Request) -> MultiDictProxy[Any]:
         raise BadRequest(f"the form body could not be read ({type(exc).__name__})") from None
     _declare_secrets(form.items())
     return form
+
+
+async def read_body(request: web.Request) -> Body:
+    """The request's body, with a form's ``csrfmiddlewaretoken`` kept for the CSRF check of
+    :func:`qcdaemon.server.middleware.require_user` (every JSON route reads its body this way)."""
+    body = await Body.read(request)
+    request[FORM_CSRF] = body.text("csrfmiddlewaretoken") if body.form else None
+    return body
+
+
+def scope(body: Body) -> tuple[str, str]:
+    """The ``project`` and ``pipeline`` every pipeline-scoped route requires."""
+    return body.text("project", required=True), body.text("pipeline", required=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from qcdaemon.errors import BadRequest
-from qcdaemon.server.api import _body, _scope
+from qcdaemon.server.body import read_body, scope
 from qcdaemon.server.jsonout import json_response
 from qcdaemon.server.keys import SERVICE, Handler
 from qcdaemon.server.middleware import require_user
@@ -19,15 +19,15 @@ def _dash(request: web.Request) -> DashboardService:
 
 
 async def run_report(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     return json_response(await _dash(request).run_metrics(user, body.text("run_key", required=True)))
 
 
 async def runs_page(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     offset = body.int_or_none("offset") or 0
     limit = body.int_or_none("limit")
     limit = 50 if limit is None else limit
@@ -37,14 +37,14 @@ async def runs_page(request: web.Request) -> web.Response:
 
 
 async def members(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     return json_response(await _dash(request).members(user, body.text("project", required=True)))
 
 
 def _member_handler(member: bool) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await read_body(request)
         user = require_user(request)
         out = await _dash(request).set_member(user, body.text("project", required=True),
                                               body.text("email", required=True), member)

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from qcdaemon.errors import BadRequest
-from qcdaemon.server.api import _body, _scope
+from qcdaemon.server.body import read_body, scope
 from qcdaemon.server.jsonout import json_response
 from qcdaemon.server.keys import SERVICE, Handler
 from qcdaemon.server.middleware import require_user
@@ -26,15 +26,15 @@ def _keys(body: Any, name: str = "run_keys", *, required: bool = False) -> list[
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    return json_response(await _q(request).metrics(user, *_scope(body)))
+    return json_response(await _q(request).metrics(user, *scope(body)))
 
 
 async def chart(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     out = await _q(request).chart(user, project, pipeline, body.text("metric", required=True) or "",
                                   body.text("kind") or "values")
     out = window_points(out, body.int_or_none("last"), body.text("start"), body.text("end"))
@@ -60,13 +60,13 @@ def window_points(out: dict[str, Any], last: int | None, start: str | None, end:
 
 
 async def verdicts(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    return json_response(await _q(request).verdicts(user, *_scope(body), _keys(body)))
+    return json_response(await _q(request).verdicts(user, *scope(body), _keys(body)))
 
 
 async def status(request: web.Request) -> web.Response:
-    body = await _body(request) if request.method == "POST" else None
+    body = await read_body(request) if request.method == "POST" else None
     user = require_user(request)
     project = body.text("project") if body else request.query.get("project")
     pipeline = body.text("pipeline") if body else request.query.get("pipeline")
@@ -74,15 +74,15 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def guide_sets(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    return json_response(await _q(request).guide_sets(user, *_scope(body)))
+    return json_response(await _q(request).guide_sets(user, *scope(body)))
 
 
 async def guide_set_create(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     out = await _q(request).add_guide_set(user, project, pipeline, label=body.text("label") or "",
                                           start=body.text("start"), end=body.text("end"),
                                           run_keys=_keys(body))
@@ -90,9 +90,9 @@ async def guide_set_create(request: web.Request) -> web.Response:
 
 
 async def guide_set_delete(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     return json_response(await _q(request).delete_guide_set(user, project, pipeline, body.text("id", required=True)))
 
 
@@ -102,7 +102,7 @@ async def annotation_kinds(request: web.Request) -> web.Response:
 
 
 async def annotation_kind_create(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
     out = await _q(request).add_annotation_kind(user, body.text("name", required=True), body.text("label", required=True),
                                                 body.flag("resets_baseline"))
@@ -110,38 +110,38 @@ async def annotation_kind_create(request: web.Request) -> web.Response:
 
 
 async def annotation_list(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    return json_response(await _q(request).annotations(user, *_scope(body)))
+    return json_response(await _q(request).annotations(user, *scope(body)))
 
 
 async def annotation_create(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     out = await _q(request).add_annotation(user, project, pipeline, kind=body.text("kind", required=True),
                                            time=body.text("time", required=True), text=body.text("text") or "")
     return json_response(out, status=201)
 
 
 async def annotation_delete(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     return json_response(await _q(request).delete_annotation(user, project, pipeline, body.text("id", required=True)))
 
 
 async def exclusions(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    return json_response(await _q(request).exclusions(user, *_scope(body)))
+    return json_response(await _q(request).exclusions(user, *scope(body)))
 
 
 def _exclusion_handler(excluded: bool) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await read_body(request)
         user = require_user(request)
-        project, pipeline = _scope(body)
+        project, pipeline = scope(body)
         out = await _q(request).set_exclusions(user, project, pipeline, metric=body.text("metric", required=True),
                                                run_keys=_keys(body, required=True), excluded=excluded,
                                                reason=body.text("reason") or "")
@@ -151,9 +151,9 @@ def _exclusion_handler(excluded: bool) -> Handler:
 
 
 async def rules(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     if "rules" not in body and "metric_overrides" not in body:
         raise BadRequest("give rules and/or metric_overrides (null: back to the defaults)")
     out = await _q(request).set_rules(user, project, pipeline, body.text("metric", required=True) or "",
@@ -162,9 +162,9 @@ async def rules(request: web.Request) -> web.Response:
 
 
 async def settings(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     if "auto_guide_runs" not in body:
         raise BadRequest("auto_guide_runs: this field is required")
     out = await _q(request).set_pipeline_settings(user, project, pipeline, auto_guide_runs=body.json("auto_guide_runs"),
@@ -173,9 +173,9 @@ async def settings(request: web.Request) -> web.Response:
 
 
 async def recompute(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     user = require_user(request)
-    project, pipeline = _scope(body)
+    project, pipeline = scope(body)
     return json_response(await _q(request).recompute_for(user, project, pipeline))
 
 
