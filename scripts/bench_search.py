@@ -127,8 +127,8 @@ def through_daemon(files: list[Path], threads: int, fdr: float) -> None:
         finally:
             store.close()
     print(f"Through a real daemon ({threads} search threads, FDR {fdr:g}); seconds from the file being taken")
-    print("native, search, MQ stand-in: end of the stage; search verdict: the first ID-based verdict computed after"
-          " the search ended (polled from /api/qc/verdicts every 0.5 s); latest verdict: the stored one")
+    print("native, search, MQ stand-in: end of the stage; search verdict: the ID-based verdict the search stage computed"
+          " as it finished (polled from /api/qc/verdicts every 0.5 s); latest verdict: the stored one")
     head = (f"{'file':42} {'native':>7} {'search':>7} {'search verdict':>14} {'latest verdict':>14} {'MQ stand-in':>11}"
             "  search state")
     print(f"{head}\n{'-' * len(head)}")
@@ -155,12 +155,16 @@ def _poll_verdicts(d: object, pipelines: list[str], seen: dict[str, set[str]]) -
 
 
 def _search_verdict_after(created: dt.datetime, search: dict | None, seen: set[str]) -> str:
-    """Seconds from the run's creation to the first ID-based verdict computed once its search had ended."""
-    if not search or search.get("ended_at") is None:
+    """Seconds from the run's creation to the verdict the search stage computed as it finished.
+
+    The stage stores its values, updates the verdict, then records its end: that verdict is the
+    latest ID-based one seen between the stage's start and end (MaxQuant's may come earlier).
+    """
+    if not search or search.get("ended_at") is None or search.get("started_at") is None:
         return "-"
     times = [_naive_utc(dt.datetime.fromisoformat(t.replace("Z", "+00:00"))) for t in seen]
-    after = [t for t in times if t >= _naive_utc(search["ended_at"])]
-    return f"{(min(after) - _naive_utc(created)).total_seconds():.1f}" if after else "-"
+    during = [t for t in times if _naive_utc(search["started_at"]) <= t <= _naive_utc(search["ended_at"])]
+    return f"{(max(during) - _naive_utc(created)).total_seconds():.1f}" if during else "-"
 
 
 def _naive_utc(t: dt.datetime) -> dt.datetime:
