@@ -80,5 +80,9 @@ def test_why_nothing_passes_at_1pct_on_118_spectra(yeast_5pct: SearchResult) -> 
     lowest = min(p.spectrum_q for p in ranked)
     assert lowest == pytest.approx(1 / first_decoy, abs=1e-6)
     assert first_decoy < 100 and lowest > 0.01  # fewer than 100 targets before the first decoy
-    assert search_values(yeast_5pct, fdr=0.01)["SearchPsms"] == 0
+    strict = search_values(yeast_5pct, fdr=0.01)
+    assert strict["SearchPsms"] == 0
+    assert f"lowest q-value reached is {100 * lowest:.1f}%" in strict["SearchNote"]
+    assert f"{first_decoy} targets rank above the first decoy" in strict["SearchNote"]
+    assert "needs at least 100" in strict["SearchNote"]
     assert search_values(yeast_5pct, fdr=lowest)["SearchPsms"] == first_decoy
