@@ -19,15 +19,21 @@ is the "FASTA does not match" case).  Files the search refuses (no MS2, unreadab
 With ``--daemon`` the files go through a real daemon instead (tests/daemonproc.py: a watched folder
 per FASTA, the search stage and the MaxQuant stand-in as its MaxQuant stage), and the table shows,
 per run, the time from the file being taken (settled; the run's creation) to the end of its native,
-search and MaxQuant stages, from the stages' own timestamps in the store.
+search and MaxQuant stages, from the stages' own timestamps in the store, and to the run's stored
+verdict when that verdict is ID-based (``detail.basis == "id-based"``: the search's values are in).
 
-    python scripts/bench_search.py [--threads 2] [--fdr 0.01] [--daemon] [RAW ...]
+With ``--index-routes FASTA`` it measures, in this process, why the index is not cached on disk:
+Sage's build against the only way sagepy 0.4.6 offers to make an index from saved parts (its
+constructor, fed one Python object per peptide and per fragment), and whether the index pickles.
+
+    python scripts/bench_search.py [--threads 2] [--fdr 0.01] [--daemon] [--index-routes FASTA] [RAW ...]
                                     (default: /work/shared/data/raw-outside/*.raw, else tests/data/search/*.raw)
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -99,24 +105,119 @@ def through_daemon(files: list[Path], threads: int, fdr: float) -> None:
             d.start()
             for raw in files:
                 shutil.copyfile(raw, folders[fasta_for(raw)] / raw.name)
-            wait_for(lambda: d.finished(len(files)), 60 + 30 * len(files), "every run to finish", interval=1.0)
+            seen: dict[str, set[str]] = {}
+            names = [f.name for f in folders.values()]
+
+            def done() -> object:
+                _poll_verdicts(d, names, seen)
+                return d.finished(len(files))
+
+            wait_for(done, 60 + 30 * len(files), "every run to finish", interval=0.5)
+            for _ in range(6):  # the verdict follows the last stage's end by a moment
+                time.sleep(0.5)
+                _poll_verdicts(d, names, seen)
             d.stop()
         finally:
             d.close()
         store = Store(d.data / "qcdaemon.duckdb")
         try:
-            rows = [(run, {s["stage"]: s for s in store.stages(run["id"])})
-                    for p in store.rows("SELECT id FROM pipelines ORDER BY id") for run in store.runs_of(p["id"])]
+            pipelines = [p["id"] for p in store.rows("SELECT id FROM pipelines ORDER BY id")]
+            rows = [(run, {s["stage"]: s for s in store.stages(run["id"])}) for p in pipelines for run in store.runs_of(p)]
+            verdicts = {run_id: v for p in pipelines for run_id, v in store.verdicts_of(p).items()}
         finally:
             store.close()
     print(f"Through a real daemon ({threads} search threads, FDR {fdr:g}); seconds from the file being taken")
-    head = f"{'file':42} {'native':>7} {'search':>7} {'MQ stand-in':>11}  search state"
+    print("native, search, MQ stand-in: end of the stage; search verdict: the ID-based verdict the search stage computed"
+          " as it finished (polled from /api/qc/verdicts every 0.5 s); latest verdict: the stored one")
+    head = (f"{'file':42} {'native':>7} {'search':>7} {'search verdict':>14} {'latest verdict':>14} {'MQ stand-in':>11}"
+            "  search state")
     print(f"{head}\n{'-' * len(head)}")
     for run, stages in sorted(rows, key=lambda r: r[0]["name"]):
         took = {name: _seconds_after(run["created_at"], stages.get(name)) for name in ("native", "search", "maxquant")}
         search = stages.get("search") or {}
         note = search.get("state", "?") + (f" ({(search.get('error') or '')[:50]})" if search.get("error") else "")
-        print(f"{run['name'][:42]:42} {took['native']:>7} {took['search']:>7} {took['maxquant']:>11}  {note}")
+        verdict = _id_verdict_after(run["created_at"], verdicts.get(run["id"]))
+        first = _search_verdict_after(run["created_at"], stages.get("search"), seen.get(run["name"], set()))
+        print(f"{run['name'][:42]:42} {took['native']:>7} {took['search']:>7} {first:>14} {verdict:>14} "
+              f"{took['maxquant']:>11}  {note}")
+
+
+def _poll_verdicts(d: object, pipelines: list[str], seen: dict[str, set[str]]) -> None:
+    """Collect every verdict time (computed_at) each run shows in /api/qc/verdicts while the runs go on."""
+    for pipeline in pipelines:
+        try:
+            answer = d.api("/api/qc/verdicts", {"project": "bench", "pipeline": pipeline})  # type: ignore[attr-defined]
+        except (AssertionError, OSError):
+            continue
+        for run in answer.get("runs", []):
+            if run.get("basis") == "id-based" and run.get("computed_at"):
+                seen.setdefault(run["name"], set()).add(run["computed_at"])
+
+
+def _search_verdict_after(created: dt.datetime, search: dict | None, seen: set[str]) -> str:
+    """Seconds from the run's creation to the verdict the search stage computed as it finished.
+
+    The stage stores its values, updates the verdict, then records its end: that verdict is the
+    latest ID-based one seen between the stage's start and end (MaxQuant's may come earlier).
+    """
+    if not search or search.get("ended_at") is None or search.get("started_at") is None:
+        return "-"
+    times = [_naive_utc(dt.datetime.fromisoformat(t.replace("Z", "+00:00"))) for t in seen]
+    during = [t for t in times if _naive_utc(search["started_at"]) <= t <= _naive_utc(search["ended_at"])]
+    return f"{(max(during) - _naive_utc(created)).total_seconds():.1f}" if during else "-"
+
+
+def _naive_utc(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def index_routes(fasta_path: Path, threads: int) -> None:
+    """Build time, export time and rebuild-from-parts time of one Sage index (see docs/search.md)."""
+    import os
+    import pickle
+
+    os.environ["RAYON_NUM_THREADS"] = str(threads)
+    import sagepy_connector
+
+    from qcdaemon.search.database import _build, peak_rss_mb
+    from qcdaemon.search.fasta import read_fasta
+    from qcdaemon.search.params import SearchParams
+
+    fasta = read_fasta(fasta_path)
+    _build("warm-up", read_fasta(BSA), SearchParams())  # the first Sage call starts its thread pool
+    db, info = _build("bench", fasta, SearchParams(threads=threads))
+    ptr = db.get_py_ptr()
+    try:
+        pickle.dumps(ptr)
+        pickles = "yes"
+    except TypeError as exc:
+        pickles = f"no ({exc})"
+    t = time.perf_counter()
+    peptides, indices, mzs = ptr.peptides, ptr.fragment_indices.tolist(), ptr.fragment_mzs.tolist()
+    export = time.perf_counter() - t
+    t = time.perf_counter()
+    py_peptide, py_db = sagepy_connector.py_peptide.PyPeptide, sagepy_connector.py_database
+    parts = [py_peptide(q.decoy, q.sequence, list(q.modifications), q.monoisotopic, q.missed_cleavages, q.position,
+                        list(q.proteins), q.semi_enzymatic, q.n_term, q.c_term) for q in peptides]
+    fragments = [py_db.PyTheoretical(i, m) for i, m in zip(indices, mzs)]
+    objects = time.perf_counter() - t
+    t = time.perf_counter()
+    again = py_db.PyIndexedDatabase(parts, fragments, ptr.ion_kinds, list(ptr.min_value), ptr.potential_mods,
+                                    ptr.bucket_size, ptr.generate_decoys, ptr.decoy_tag)
+    construct = time.perf_counter() - t
+    assert again.num_fragments == ptr.num_fragments
+    print(f"{fasta_path.name}: {info.proteins} proteins, {info.peptides} peptides, {info.fragments} fragments")
+    print(f"  Sage build {info.build_seconds:.2f} s (peak RSS {info.peak_rss_mb} MB); pickles: {pickles}")
+    print(f"  export to arrays {export:.2f} s; rebuild from parts: objects {objects:.2f} s + constructor {construct:.2f} s"
+          f" = {objects + construct:.2f} s ({(objects + construct) / info.build_seconds:.1f}x the build),"
+          f" peak RSS {peak_rss_mb()} MB")
+
+
+def _id_verdict_after(created: object, verdict: dict | None) -> str:
+    """Seconds from the run's creation to its stored verdict, when that verdict is ID-based."""
+    if not verdict or (verdict.get("detail") or {}).get("basis") != "id-based":
+        return "-"
+    return f"{(verdict['computed_at'] - created).total_seconds():.1f}"
 
 
 def _seconds_after(created: object, stage: dict | None) -> str:
@@ -131,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fdr", type=float, default=0.01)
     parser.add_argument("--daemon", action="store_true", help="through a real daemon (stage timestamps)")
+    parser.add_argument("--index-routes", type=Path, metavar="FASTA", help="build vs rebuild-from-parts of one index")
     args = parser.parse_args(argv)
+    if args.index_routes:
+        index_routes(args.index_routes, args.threads)
+        return 0
     files = args.files or sorted((OUTSIDE if OUTSIDE.is_dir() else DATA / "search").glob("*.raw"))
     if args.daemon:
         through_daemon(files, args.threads, args.fdr)

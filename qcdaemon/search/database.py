@@ -6,9 +6,10 @@ process (a long-lived worker or a benchmark reuses them), and every build leaves
 ``<cache_dir>/<key>/manifest.json`` (written atomically: a temporary file renamed over the old one)
 with the digest's size, build time and peak memory.  sagepy 0.4.6 offers no way to write an
 ``IndexedDatabase`` to disk and read it back (the object is not picklable, and its constructor takes
-one Python object per fragment: 23 million for the yeast proteome, slower than building), so a new
-process builds the index again; the manifest lets it refuse up front a database known to need more
-memory than ``memory_mb`` allows, and records what was built from which FASTA.
+one Python object per fragment: 23.5 million for the yeast proteome, measured at 1.9x the build time
+and 6x its memory, ``scripts/bench_search.py --index-routes``; docs/search.md), so a new process
+builds the index again; the manifest lets it refuse up front a database known to need more memory
+than ``memory_mb`` allows, and records what was built from which FASTA.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ sit next to MaxQuant's columns without clashing.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -88,9 +89,14 @@ def empty_reason(result: SearchResult, fdr: float) -> str | None:
     if not result.psms:
         return (f"no spectrum matched any peptide of {result.fasta_path.name} within the tolerances "
                 f"({result.searched_spectra} spectra searched): the FASTA may not match the sample")
+    ranked = sorted(result.psms, key=lambda p: -p.hyperscore)
+    above = next((i for i, p in enumerate(ranked) if p.decoy), len(ranked))  # targets before the first decoy
+    lowest = min((p.spectrum_q for p in result.psms if not p.decoy), default=1.0)
     return (f"no identification at {fdr:.0%} FDR: {targets} of {result.searched_spectra} spectra matched a target "
-            f"and {len(result.psms) - targets} a decoy peptide best, none confidently; the FASTA may not match the "
-            "sample, or the run holds little peptide signal")
+            f"and {len(result.psms) - targets} a decoy peptide best; the lowest q-value reached is {lowest:.1%} "
+            f"({above} targets rank above the first decoy, and q >= 1/{max(above, 1)} by target-decoy counting: "
+            f"{fdr:.0%} needs at least {math.ceil(1 / fdr - 1e-9)}); a short run may need a higher FDR, or the FASTA "
+            "may not match the sample, or the run holds little peptide signal")
 
 
 def _tmt_values(kind: str, psms: list[Psm]) -> dict[str, Any]:

@@ -121,3 +121,20 @@ def test_an_unlabelled_sample_shows_every_tmt_channel_missing(yeast_5pct) -> Non
     assert values["SearchTmtMissingChannels"] == 11 and values["SearchTmtMissingValuesPct"] == 100.0
     assert values["SearchTmt127NIntensity"] == 0.0
     assert "SearchTmtMissingChannels" not in search_values(yeast_5pct)  # only for TMT pipelines
+
+
+def test_sagepy_still_cannot_serialise_its_index(tmp_path: Path) -> None:
+    """Why only a manifest is kept on disk (docs/search.md, "Why the index is not cached on disk").
+
+    sagepy 0.4.6, the newest release, neither pickles an IndexedDatabase nor offers a save/load;
+    its only other constructor takes one Python object per fragment, which is slower than a build
+    (measured by ``scripts/bench_search.py --index-routes``).  When a sagepy release makes this
+    test fail, an on-disk index under the cache folder becomes possible.
+    """
+    import pickle
+
+    db, _ = DatabaseCache(tmp_path).get(read_fasta(BSA_FASTA), SearchParams())
+    with pytest.raises(TypeError, match="pickle"):
+        pickle.dumps(db.get_py_ptr())
+    names = {n.lower() for n in dir(db.get_py_ptr())}
+    assert not names & {"save", "load", "write", "read", "to_bytes", "from_bytes", "serialize", "__setstate__"}

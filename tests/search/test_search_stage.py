@@ -4,7 +4,8 @@ A real daemon process (tests/daemonproc.py) watches two folders: one feeds a pip
 FASTA, one a pipeline whose FASTA is corrupt.  Checked: the search stage runs between native and
 MaxQuant and stores its values where /api/qc-data finds them, its PSMs in the psms table, the
 mzQC lists the FASTA as identification input; a RAW file without MS2 and a corrupt FASTA give a
-skipped and a failed stage with the reason, and the daemon goes on.
+skipped and a failed stage with the reason, a FASTA with no matching protein a done stage with zero
+counts and the reason, a BSA run few or no identifications, and the daemon goes on.
 """
 
 from __future__ import annotations
@@ -17,18 +18,20 @@ from daemonproc import Daemon, wait_for
 
 from qcdaemon.store import Store
 
-from .data import MS1_ONLY_RAW, YEAST_FASTA, YEAST_RAW
+from .data import BSA_FASTA, BSA_RAW, MS1_ONLY_RAW, YEAST_FASTA, YEAST_RAW
 
 
 def test_search_stage_in_the_daemon(tmp_path: Path) -> None:
-    good, bad = tmp_path / "yeast-instrument", tmp_path / "bad-instrument"
-    good.mkdir()
-    bad.mkdir()
+    good, bad, albumin = tmp_path / "yeast-instrument", tmp_path / "bad-instrument", tmp_path / "bsa-instrument"
+    for folder in (good, bad, albumin):
+        folder.mkdir()
     corrupt = tmp_path / "corrupt.fasta"
     corrupt.write_bytes(b">sp|X|Y broken\nMKWV!TFIS\n")
     watch = [{"path": str(good), "pipeline": "lab-qc/yeast", "owner": "op@lab.org", "settle_seconds": 0.5,
               "poll_interval": 0.5},
              {"path": str(bad), "pipeline": "lab-qc/broken", "owner": "op@lab.org", "settle_seconds": 0.5,
+              "poll_interval": 0.5},
+             {"path": str(albumin), "pipeline": "lab-qc/albumin", "owner": "op@lab.org", "settle_seconds": 0.5,
               "poll_interval": 0.5}]
     d = Daemon(tmp_path, engine={"search": {"threads": 2, "memory_mb": 4096}}, watch=watch)  # fdr 0.01
     try:
@@ -41,11 +44,14 @@ def test_search_stage_in_the_daemon(tmp_path: Path) -> None:
         d.cli("pipeline", "add", "--project", "lab-qc", "--name", "Yeast", "--fasta", str(YEAST_FASTA),
               "--search-params", '{"fdr": 0.05, "variable_mods": ["M:Oxidation"]}')
         d.cli("pipeline", "add", "--project", "lab-qc", "--name", "Broken", "--fasta", str(corrupt))
+        d.cli("pipeline", "add", "--project", "lab-qc", "--name", "Albumin", "--fasta", str(BSA_FASTA))
         d.start()
         shutil.copyfile(YEAST_RAW, good / "yeast_01.raw")
         shutil.copyfile(MS1_ONLY_RAW, good / "ms1_only.raw")
         shutil.copyfile(YEAST_RAW, bad / "yeast_02.raw")
-        runs = {r["name"]: r for r in wait_for(lambda: d.finished(3), 240, "three runs to finish")}
+        shutil.copyfile(YEAST_RAW, albumin / "yeast_03.raw")  # yeast spectra, an albumin FASTA: nothing matches
+        shutil.copyfile(BSA_RAW, albumin / "bsa_01.raw")
+        runs = {r["name"]: r for r in wait_for(lambda: d.finished(5), 300, "five runs to finish")}
 
         def stages(name: str) -> dict[str, dict]:
             return {s["stage"]: s for s in runs[name]["stages"]}
@@ -59,6 +65,13 @@ def test_search_stage_in_the_daemon(tmp_path: Path) -> None:
         broken = stages("yeast_02.raw")["search"]
         assert broken["state"] == "failed" and "'!' is not an amino-acid letter" in broken["error"]
         assert d.api("/api/health", method="GET")  # the daemon is still up
+        # a FASTA with no matching protein: a done stage with zero counts and the reason; BSA: few or none
+        assert stages("yeast_03.raw")["search"]["state"] == "done" and stages("bsa_01.raw")["search"]["state"] == "done"
+        bsa = d.api("/api/qc-data", {"project": "lab-qc", "pipeline": "albumin"})
+        j, k = bsa["RawFile"].index("yeast_03"), bsa["RawFile"].index("bsa_01")
+        assert bsa["SearchPsms"][j] == 0 and bsa["SearchPeptides"][j] == 0
+        assert "FASTA may not match the sample" in bsa["SearchNote"][j]
+        assert bsa["SearchMs2Spectra"][k] == 123 and bsa["SearchPsms"][k] <= 20
 
         qc = d.api("/api/qc-data", {"project": "lab-qc", "pipeline": "yeast"})
         i = qc["RawFile"].index("yeast_01")
@@ -80,7 +93,7 @@ def test_search_stage_in_the_daemon(tmp_path: Path) -> None:
         assert counts["MS:1003251"] == qc["SearchPsms"][i] and counts["MS:1003250"] == qc["SearchPeptides"][i]
         assert any(s.get("value") == "Sage" for s in quality["metadata"]["analysisSoftware"])
         manifests = list((d.data / "search-db").glob("*/manifest.json"))
-        assert len(manifests) == 1  # the yeast index; the corrupt FASTA never reached Sage
+        assert len(manifests) == 2  # the yeast and the albumin index; the corrupt FASTA never reached Sage
         assert d.stop() == 0
 
         store = Store(d.data / "qcdaemon.duckdb")

@@ -7,7 +7,8 @@ References (none of them is qcdaemon's own output):
   AAAHSSLK, RQPAQPR and EKAEAEAEK as peptides whose spectra are in this file, found by a different
   engine (MetaMorpheus ClassicSearch, 5 ppm);
 - the precursor mass error is recomputed here from the sequence with a residue-mass table of our
-  own (Unimod/NIST monoisotopic masses) and the RAW file's precursor m/z and charge;
+  own (Unimod/NIST monoisotopic masses, independent.py) and the RAW file's precursor m/z and charge;
+- an independent search of the same spectra (independent.py, test_search_independent.py);
 - a second search path: opentfraw writes the file as mzML, Sage's own mzML reader reads it
   (sagepy.core.read_spectra, Rust) and the same engine searches it; spectra reading, precursor
   choice and peak handling are then not qcdaemon's.  Sage is deterministic for a given input, so
@@ -30,16 +31,9 @@ from qcdaemon.search.params import SearchParams
 from qcdaemon.search.sage import SearchResult, fragment_tolerance, run_search
 
 from .data import YEAST_FASTA, YEAST_RAW
+from .independent import C13, CARBAMIDOMETHYL, OXIDATION, PROTON, RESIDUE, WATER
 
-# Monoisotopic residue masses (Unimod / NIST), water, proton, 13C-12C spacing.
-RESIDUE = {
-    "G": 57.021464, "A": 71.037114, "S": 87.032028, "P": 97.052764, "V": 99.068414, "T": 101.047679,
-    "C": 103.009185, "L": 113.084064, "I": 113.084064, "N": 114.042927, "D": 115.026943, "Q": 128.058578,
-    "K": 128.094963, "E": 129.042593, "M": 131.040485, "H": 137.058912, "F": 147.068414, "R": 156.101111,
-    "Y": 163.063329, "W": 186.079313,
-}
-UNIMOD_MASS = {4: 57.021464, 35: 15.994915}
-WATER, PROTON, C13 = 18.010565, 1.007276, 1.0033548
+UNIMOD_MASS = {4: CARBAMIDOMETHYL, 35: OXIDATION}
 
 
 def own_mass(modified: str) -> float:
