@@ -95,6 +95,41 @@ async def test_chart_windows_change_what_is_sent_never_the_verdicts(world: World
     assert r.status == 400 and "start" in r.data["detail"]
 
 
+async def test_chart_answers_are_cached_until_a_qc_write_changes_them(world: World, make_api: Any) -> None:
+    """The second identical chart request is a cache hit with the same answer; after each QC edit
+    through the API (annotation, reject, exclusion, guide set, rules) the chart shows the edit."""
+    keys = await seed(world)
+    api: Api = await make_api(world)
+    cache = world.svc.quality.charts
+    ask = {**SCOPE, "metric": "NumMs2Scans"}
+    first = await api.ok("/api/qc/chart", ask)
+    hits = cache.hits
+    assert await api.ok("/api/qc/chart", ask) == first and cache.hits == hits + 1
+    assert await api.ok("/api/qc/chart", {**ask, "kind": "moving_range"}) != first  # its own entry
+
+    def point(c: dict[str, Any], key: str) -> dict[str, Any]:
+        return next(p for p in c["points"] if p["run"] == key)
+
+    # a maintenance note recomputes no verdict: only the store's write tells the cache
+    await api.ok("/api/qc/annotations/create", {**SCOPE, "kind": "maintenance", "time": "2024-02-05T10:00:00Z",
+                                                 "text": "cleaned"})
+    c = await api.ok("/api/qc/chart", ask)
+    assert [a["text"] for a in c["annotations"]] == ["cleaned"]
+    await api.ok("/api/rawfile", {**SCOPE, "action": "reject", "run_keys": [keys[9]]})
+    c = await api.ok("/api/qc/chart", ask)
+    assert point(c, keys[9])["rejected"] is True and point(first, keys[9])["rejected"] is False
+    await api.ok("/api/qc/exclusions/create", {**ask, "run_keys": [keys[8]]})
+    c = await api.ok("/api/qc/chart", ask)
+    assert point(c, keys[8])["excluded"] is True and point(first, keys[8])["excluded"] is False
+    assert point(first, keys[8])["verdict"] == "fail"  # an exclusion leaves it out of the limits only
+    await api.ok("/api/qc/exclusions/delete", {**ask, "run_keys": [keys[8]]})
+    await api.ok("/api/qc/rules", {**ask, "rules": [{"rule": "levey_jennings", "warn": 2, "fail": 100}]})
+    c = await api.ok("/api/qc/chart", ask)  # 5000 is about 60 SD out: a warning now, no failure
+    assert {v["severity"] for v in point(c, keys[8])["violations"]} == {"warn"}, point(c, keys[8])
+    assert point(c, keys[8])["verdict"] == "warn"
+    assert cache.size <= cache.max_bytes
+
+
 async def test_members_only_the_creator_or_an_admin_changes_them(world: World, make_api: Any) -> None:
     api: Api = await make_api(world)
     listed = await api.ok("/api/members", {"project": DEMO_PROJECT})
