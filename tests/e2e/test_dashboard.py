@@ -1,6 +1,6 @@
 """The dashboard in a real Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright) against a
 real qcdaemon server on 127.0.0.1 over a real DuckDB file: sign in, see the failing run's tile and
-its reasons, flag it by a box selection on its chart, add an annotation and a guide set and see the
+its reasons, flag it by a box selection on its chart, exclude runs by a freehand lasso, add an annotation and a guide set and see the
 verdict change, acknowledge an alert, create a token, upload a RAW file and see it listed,
 the run page, the protein explorer; no console errors; every page's HTML parses strictly (html5lib)
 and carries the security headers."""
@@ -93,6 +93,15 @@ async def point_on_chart(pg: Any, metric: str, run_key: str) -> tuple[float, flo
         const r = u.over.getBoundingClientRect();
         return [r.left + u.valToPos(u.data[0][i], "x"), r.top + u.valToPos(u.data[1][i], "y")];
     }""", [metric, run_key]))
+
+
+def in_triangle(p: tuple[float, float], a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> bool:
+    """Strictly inside the triangle abc: the same sign of the three edges' cross products."""
+    def side(u: tuple[float, float], v: tuple[float, float]) -> float:
+        return (v[0] - u[0]) * (p[1] - u[1]) - (v[1] - u[1]) * (p[0] - u[0])
+
+    s1, s2, s3 = side(a, b), side(b, c), side(c, a)
+    return (s1 > 0 and s2 > 0 and s3 > 0) or (s1 < 0 and s2 < 0 and s3 < 0)
 
 
 async def outcome(pg: Any, where: str) -> str:
@@ -264,6 +273,50 @@ async def test_tablet_layout_and_keyboard_only_actions(world: World, make_api: A
     await outcome(pg, "#sel-msg")
     assert (await world.run(keys[3]))["use_downstream"] is False
     assert errors == []
+    await ctx.close()
+
+
+async def test_lasso_selection_excludes_the_runs_inside_a_freehand_polygon(world: World, make_api: Any,
+                                                                           chromium: Any) -> None:
+    """A triangle drawn with the mouse around runs 8 and 10 selects those two and not run 9, which
+    lies inside the triangle's bounding box (so a box would have taken it); Exclude stores both."""
+    keys = await seed_series(world)
+    api: Api = await make_api(world)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context(viewport={"width": 1280, "height": 900})
+    await ctx.add_init_script(f"localStorage.setItem('qcd.metrics.{DEMO_PROJECT}/{LAB_PIPELINE}', '[\"NumMs2Scans\"]')")
+    pg = await ctx.new_page()
+    rec = Pages(pg)
+    await sign_in(pg, base)
+    await pg.goto(f"{base}{LAB}/dashboard")
+    await pg.wait_for_selector("#dash[data-drawn]")
+    await pg.locator('section.chart[data-metric="NumMs2Scans"] .plot').scroll_into_view_if_needed()
+    (x8, y8), (x9, y9), (x10, y10) = [await point_on_chart(pg, "NumMs2Scans", k) for k in keys[8:11]]
+    a, b, c = (x8 - 15, y8 - 30), (x8 - 15, y10 + 20), (x10 + 35, y10 + 20)  # lower-left half of a box
+    assert all(in_triangle(p, a, b, c) for p in ((x8, y8), (x10, y10))), (a, b, c, (x8, y8), (x10, y10))
+    assert not in_triangle((x9, y9), a, b, c) and a[0] < x9 < c[0] and a[1] < y9 < c[1]  # a box would take run 9
+    start = (a[0], (y8 + y10) / 2)  # on the edge a-b, inside the plot area (a may be above it)
+    await pg.select_option("#dragmode", "lasso")
+    await pg.mouse.move(*start)
+    await pg.mouse.down()
+    for x, y in (b, c, a, start):
+        await pg.mouse.move(x, y, steps=8)
+    assert await pg.locator("section.chart svg.lasso").count() == 1  # the lasso is drawn while dragging
+    await pg.mouse.up()
+    assert await pg.locator("section.chart svg.lasso").count() == 0
+    assert sorted(await pg.evaluate("[...window.QC.dash.selected]")) == sorted([keys[8], keys[10]])
+    assert (await pg.text_content("#sel-count")) == "2 runs selected"
+    await pg.select_option("#sel-metric", "NumMs2Scans")
+    await pg.click('#selbar button[data-act="exclude"]')
+    await outcome(pg, "#sel-msg")
+    excl = await world.svc.quality.exclusions(world.users[DEMO_USER], DEMO_PROJECT, LAB_PIPELINE)
+    assert sorted((e["metric"], e["run_key"]) for e in excl["exclusions"]) == sorted(
+        [("NumMs2Scans", keys[8]), ("NumMs2Scans", keys[10])])
+    # the redrawn chart marks them excluded (its data came after the write: no stale cache)
+    marked = await pg.evaluate("""() => { const u = window.QC.dash.charts.get("NumMs2Scans");
+        return u.qcKeys.filter((k, i) => u.qcKinds[i] === "excluded"); }""")
+    assert keys[8] in marked and keys[9] not in marked, marked
+    assert rec.errors == []
     await ctx.close()
 
 

@@ -233,6 +233,7 @@
   });
 
   $("rules-metric").addEventListener("change", showRules);
+  $("dragmode").addEventListener("change", () => $("charts").classList.toggle("lassoing", $("dragmode").value === "lasso"));
   $("view-form").addEventListener("submit", ev => { ev.preventDefault(); drawAll(); });
   $("reset-zoom").addEventListener("click", () => { for (const u of state.charts.values()) window.QC.charts.reset(u); });
   $("pan-left").addEventListener("click", () => { for (const u of state.charts.values()) window.QC.charts.pan(u, -0.5); });
