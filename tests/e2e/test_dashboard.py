@@ -320,6 +320,46 @@ async def test_lasso_selection_excludes_the_runs_inside_a_freehand_polygon(world
     await ctx.close()
 
 
+async def test_run_page_shows_the_tails_of_the_stage_logs(world: World, make_api: Any, chromium: Any) -> None:
+    """A failed stage's log is open on the run page with its last lines (escaped text, not HTML);
+    a finished stage's log opens on a click; Retry is offered for the failed stage."""
+    lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
+    run = await world.store.call(Store.create_run, lab["id"], "broken.raw", source="upload",
+                                 owner_id=world.users[DEMO_USER]["id"], stages=["native", "rawtools"])
+    key = run["run_key"]
+    native, rawtools = world.cfg.files.work_of(key) / "native", world.cfg.files.work_of(key) / "rawtools"
+    for d in (native, rawtools):
+        d.mkdir(parents=True)
+    (native / "native.err").write_text("".join(f"line {i}\n" for i in range(10_000)) + "Error: <b>bad header</b>\n")
+    (rawtools / "rawtools.out").write_text("RawTools 2.0.7\nwrote QcDataTable.csv\n")
+    await world.store.call(Store.finish_stage, run["id"], "native", "failed", error="native: bad header",
+                           exit_code=3, log_dir=str(native))
+    await world.store.call(Store.finish_stage, run["id"], "rawtools", "done", exit_code=0, log_dir=str(rawtools))
+    api: Api = await make_api(world)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context()
+    pg = await ctx.new_page()
+    rec = Pages(pg)
+    await sign_in(pg, base)
+    await pg.goto(f"{base}/runs/{key}")
+    await pg.wait_for_selector("#run[data-drawn]")
+    log = pg.locator('details.logs[data-stage="native"] pre[data-log="native.err"]')
+    text = await log.text_content() or ""
+    assert text.endswith("Error: <b>bad header</b>\n") and "line 9999" in text and "line 0\n" not in text
+    assert await log.locator("b").count() == 0  # shown as text
+    assert "the last" in (await pg.text_content('details.logs[data-stage="native"] h3') or "")
+    assert await pg.locator("#retry").count() == 1
+    done = pg.locator('details.logs[data-stage="rawtools"]')
+    assert await done.get_attribute("open") is None and await done.locator("pre").count() == 0
+    await done.locator("summary").click()
+    await pg.wait_for_selector('details.logs[data-stage="rawtools"] pre[data-log="rawtools.out"]')
+    assert "wrote QcDataTable.csv" in (await done.locator("pre").text_content() or "")
+    assert rec.errors == []
+    r = await ctx.request.get(f"{base}/runs/{key}", headers={"Accept": "text/html"})
+    html5lib.HTMLParser(strict=True).parse(await r.text())
+    await ctx.close()
+
+
 ALERTS = {
     "channel": [{"name": "hook", "url": "json://127.0.0.1:9/never"}],
     "rule": [{"name": "stage-failures", "condition": "stage_failed", "channels": ["hook"]}],

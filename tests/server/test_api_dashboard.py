@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from pathlib import Path
 from typing import Any
 
 from conftest import (
@@ -128,6 +129,61 @@ async def test_chart_answers_are_cached_until_a_qc_write_changes_them(world: Wor
     assert {v["severity"] for v in point(c, keys[8])["violations"]} == {"warn"}, point(c, keys[8])
     assert point(c, keys[8])["verdict"] == "warn"
     assert cache.size <= cache.max_bytes
+
+
+async def failed_run_with_logs(world: World, *, tail_text: str = "") -> tuple[str, Path]:
+    """A run whose native stage failed, with the logs a tool left in its work folder (as
+    ``tools/runner.py`` names them) and a few files the route must not show."""
+    lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
+    run = await world.store.call(Store.create_run, lab["id"], "broken.raw", source="upload",
+                                 owner_id=world.users[DEMO_USER]["id"], stages=["native", "rawtools"])
+    work = world.cfg.files.work_of(run["run_key"]) / "native"
+    work.mkdir(parents=True)
+    head = "".join(f"scan {i}: ok\n" for i in range(20_000))  # ~250 KB: only its end is shown
+    (work / "native.err").write_text(head + tail_text + "Traceback: <b>boom</b> & more\n")
+    (work / "native.out").write_text("")
+    (work / "metrics.json").write_text('{"not": "a log"}')
+    (work / ".native.err.cap").write_text("half-written")
+    secret = world.cfg.data_dir / "outside.err"
+    secret.write_text("not this run's")
+    (work / "link.err").symlink_to(secret)
+    await world.store.call(Store.finish_stage, run["id"], "native", "failed", error="native: boom", exit_code=2,
+                           log_dir=str(work))
+    return run["run_key"], work
+
+
+async def test_stage_logs_show_the_tails_of_the_recorded_folder_only(world: World, make_api: Any) -> None:
+    key, work = await failed_run_with_logs(world)
+    api: Api = await make_api(world)
+    r = await api.ok("/api/qc/run/logs", {"run_key": key, "stage": "native"})
+    assert r["state"] == "failed" and r["log_dir"] == str(work)
+    assert [f["name"] for f in r["files"]] == ["native.err", "native.out"]  # no link, no other files
+    err = r["files"][0]
+    size = (work / "native.err").stat().st_size
+    assert err["size"] == size > 64 * 1024 and err["truncated"] is True
+    assert err["shown"] <= 64 * 1024 and err["text"].endswith("Traceback: <b>boom</b> & more\n")
+    assert err["text"].startswith("scan ") and len(err["text"]) == err["shown"]  # from a line start
+    assert r["files"][1] == {"name": "native.out", "size": 0, "shown": 0, "truncated": False, "text": ""}
+    # a stage without a recorded folder: no files
+    assert (await api.ok("/api/qc/run/logs", {"run_key": key, "stage": "rawtools"}))["files"] == []
+    # a folder the store names outside the run's work folder is not read
+    elsewhere = world.cfg.data_dir / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.err").write_text("secret")
+    await world.store.call(Store.finish_stage, int(key[2:]), "rawtools", "failed", log_dir=str(elsewhere))
+    assert (await api.ok("/api/qc/run/logs", {"run_key": key, "stage": "rawtools"}))["files"] == []
+    # scoping: another lab's user and an unknown run get the same 404; bad input is a 4xx
+    for who, k, stage in ((OTHER, key, "native"), (DEMO_USER, "rf999999", "native"), (DEMO_USER, key, "nope")):
+        bad = await api.call("/api/qc/run/logs", {"run_key": k, "stage": stage}, who=who)
+        assert bad.status == 404 and bad.is_json, (who, k, stage)
+    for body in ({"run_key": key}, {"stage": "native"}, {"run_key": "../etc", "stage": "native"},
+                 {"run_key": key, "stage": ["native"]}):
+        bad = await api.call("/api/qc/run/logs", body)
+        assert 400 <= bad.status < 500 and bad.is_json, body
+    # a path in the request is no input at all: the answer is the recorded folder's
+    asked = await api.ok("/api/qc/run/logs", {"run_key": key, "stage": "native", "log_dir": "/etc"})
+    assert asked["log_dir"] == str(work) and [f["name"] for f in asked["files"]] == ["native.err", "native.out"]
+    assert (await api.call("/api/qc/run/logs", {"run_key": key, "stage": "native"}, who=None)).status in (401, 403)
 
 
 async def test_members_only_the_creator_or_an_admin_changes_them(world: World, make_api: Any) -> None:
