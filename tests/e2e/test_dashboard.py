@@ -198,6 +198,9 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
     await outcome(pg, "#ann-form .msg")
     anns = await world.svc.quality.annotations(world.users[DEMO_USER], DEMO_PROJECT, LAB_PIPELINE)
     assert [a["text"] for a in anns["annotations"]] == ["source cleaned by <b>Ann</b>"]
+    # the redrawn chart has it (fresh chart data, not the answer cached before the annotation)
+    await pg.wait_for_function("""() => window.QC.dash.charts.get("NumMs2Scans").qcAnnotations.length === 1""")
+    assert await pg.evaluate("""() => window.QC.dash.charts.get("NumMs2Scans").qcAnnotations[0].kind""") == "maintenance"
 
     # -- a guide set from the failing run's day on: too few runs for limits, the verdict changes
     day = T0 + dt.timedelta(days=len(VALUES) - 1)
@@ -357,7 +360,8 @@ async def test_lasso_selection_excludes_the_runs_inside_a_freehand_polygon(world
     await ctx.close()
 
 
-async def test_run_page_shows_the_tails_of_the_stage_logs(world: World, make_api: Any, chromium: Any) -> None:
+async def test_run_page_shows_the_tails_of_the_stage_logs(world: World, make_api: Any, chromium: Any,
+                                                          tmp_path: Path) -> None:
     """A failed stage's log is open on the run page with its last lines (escaped text, not HTML);
     a finished stage's log opens on a click; Retry is offered for the failed stage."""
     lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
@@ -394,6 +398,8 @@ async def test_run_page_shows_the_tails_of_the_stage_logs(world: World, make_api
     assert rec.errors == []
     r = await ctx.request.get(f"{base}/runs/{key}", headers={"Accept": "text/html"})
     html5lib.HTMLParser(strict=True).parse(await r.text())
+    errors = nu_validate({f"/runs/{key}": await r.text()}, tmp_path)
+    assert errors == [], "\n".join(errors)
     await ctx.close()
 
 

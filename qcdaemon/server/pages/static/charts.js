@@ -266,6 +266,7 @@
     u.qcXs = xs;
     u.qcKeys = pts.map(p => p.run);
     u.qcKinds = kinds;
+    u.qcAnnotations = c.annotations || [];
     return u;
   }
 
