@@ -360,6 +360,39 @@ async def test_lasso_selection_excludes_the_runs_inside_a_freehand_polygon(world
     await ctx.close()
 
 
+async def test_a_new_baseline_annotation_changes_the_verdicts(world: World, make_api: Any, chromium: Any) -> None:
+    """A column change annotated before the failing run starts a new baseline: with no guide set
+    trained after it yet, the failing run and the one before it have not enough data (they train
+    the new one); the chart draws the annotation."""
+    keys = await seed_series(world)
+    bad = keys[-1]
+    api: Api = await make_api(world)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context(viewport={"width": 1280, "height": 900})
+    await ctx.add_init_script(f"localStorage.setItem('qcd.metrics.{DEMO_PROJECT}/{LAB_PIPELINE}', '[\"NumMs2Scans\"]')")
+    pg = await ctx.new_page()
+    rec = Pages(pg)
+    await sign_in(pg, base)
+    await pg.goto(f"{base}{LAB}/dashboard")
+    await pg.wait_for_selector("#dash[data-ready]")
+    assert await verdict_in_table(pg, bad) == "fail" and await verdict_in_table(pg, keys[-2]) == "pass"
+    await pg.select_option("#ann-kind", "column_change")
+    await pg.fill("#ann-time", (T0 + dt.timedelta(days=8, hours=12)).strftime("%Y-%m-%dT%H:%M"))
+    await pg.fill("#ann-text", "new column")
+    await pg.click("#ann-form button[type=submit]")
+    await outcome(pg, "#ann-form .msg")
+    await pg.wait_for_function(f"""() => document.querySelector('#runs-table tr[data-run="{bad}"] .verdict').textContent !== 'fail'""")
+    assert await verdict_in_table(pg, bad) == "not enough data"
+    assert await verdict_in_table(pg, keys[-2]) == "not enough data"
+    assert await verdict_in_table(pg, keys[7]) == "pass"  # before the column change: unchanged
+    kinds = await pg.evaluate("""() => window.QC.dash.charts.get("NumMs2Scans").qcAnnotations.map(a => a.kind)""")
+    assert kinds == ["column_change"]
+    points = await pg.evaluate("""() => window.QC.dash.charts.get("NumMs2Scans").qcKinds.slice(-1)""")
+    assert points == ["training"], points  # no longer a failure: it trains the new baseline
+    assert rec.errors == []
+    await ctx.close()
+
+
 async def test_run_page_shows_the_tails_of_the_stage_logs(world: World, make_api: Any, chromium: Any,
                                                           tmp_path: Path) -> None:
     """A failed stage's log is open on the run page with its last lines (escaped text, not HTML);
