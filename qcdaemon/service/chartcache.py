@@ -3,8 +3,9 @@
 A chart's answer (``QualityService.chart``) is a pure function of what is stored: the pipeline's
 runs, their values and verdicts, guide sets, annotations, exclusions, rules and settings.  Every
 write statement the store runs bumps its data version (``StoreBase.execute``, and once more after
-each commit: ``qcdaemon.store.base``), so an answer computed at version *v* is served only while
-the version is still *v*.  The version is read *before* computing; a write that lands during the
+each commit: ``qcdaemon.store.base``) unless it only touches tables no chart reads (alerts and
+their cursors, sessions, tokens, stage states, files: ``QUIET_TABLES``), so an answer computed at
+version *v* is served only while the version is still *v*.  The version is read *before* computing; a write that lands during the
 computation bumps it afterwards, so an answer that may have missed the write is never served.
 
 The cache holds answers as zlib-compressed JSON: its bound counts the bytes it really keeps (the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,25 @@ import duckdb
 _TICKS = itertools.count(1)  # one sequence for every store of the process: a version never repeats
 
 
+# Tables no cached answer reads (the chart cache reads runs, QC values, verdicts, the QC set-up and
+# users): their writes leave the data version alone.  The alerts' checks write a cursor every 30 s
+# and every sign-in writes a session; with them, a cache would hardly ever be used.
+QUIET_TABLES = frozenset({"alerts", "alert_events", "alert_deliveries", "alert_attempts", "alert_cursors",
+                          "sessions", "tokens", "stages", "files", "chromatograms", "protein_groups", "psms"})
+_TARGET = re.compile(r"\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+([A-Za-z_]\w*)", re.IGNORECASE)
+
+
+def _changes_answers(sql: str) -> bool:
+    """Whether a write may change what a cached answer shows: yes unless it names a quiet table."""
+    m = _TARGET.match(sql)
+    return m is None or m.group(1).lower() not in QUIET_TABLES
+
+
 class DataVersion:
-    """Changes after every write statement and every commit (``execute`` and ``Tx``), so a cache
-    of answers computed from the store can tell they may be stale (``service/chartcache.py``).
-    Shared by the store and its reader views (``next`` on the shared count is atomic)."""
+    """Changes after every write statement (but those to ``QUIET_TABLES``) and after the commit of
+    a transaction that made one (``execute`` and ``Tx``), so a cache of answers computed from the
+    store can tell they may be stale (``service/chartcache.py``).  Shared by the store and its
+    reader views (``next`` on the shared count is atomic)."""
 
     __slots__ = ("value",)
 
@@ -54,7 +70,8 @@ class StoreBase:
     def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         """Every write goes through here (reads use ``rows``, ``row``, ``scalar``)."""
         self.con.execute(sql, list(params))
-        self.data_version.bump()  # after the statement: committed unless inside a transaction
+        if _changes_answers(sql):
+            self.data_version.bump()  # after the statement: committed unless inside a transaction
 
     def next_id(self, seq: str) -> int:
         return int(self.scalar(f"SELECT nextval('{seq}')"))

@@ -47,7 +47,7 @@ def test_a_hit_is_an_equal_fresh_copy_and_another_version_is_a_miss() -> None:
     assert cache.get("k", 8) is None and cache.get("other", 7) is None
 
 
-def test_every_write_changes_the_data_version_and_reads_do_not(tmp_path: Path) -> None:
+def test_every_write_a_chart_shows_changes_the_data_version_and_reads_do_not(tmp_path: Path) -> None:
     store = Store(tmp_path / "qc.duckdb")
     try:
         uid = store.create_user("a@example.org", None)
@@ -73,6 +73,16 @@ def test_every_write_changes_the_data_version_and_reads_do_not(tmp_path: Path) -
             before = store.data_version.value
             write()
             assert store.data_version.value != before, what
+        # writes no chart reads: the alerts' cursor (every 30 s), a sign-in's session, a stage's state
+        quiet = {
+            "alert cursor": lambda: store.set_alert_cursor("verdict", dt.datetime(2024, 1, 3)),
+            "session": lambda: store.create_session("d" * 64, uid, "c" * 32, 1.0),
+            "stage": lambda: store.execute("UPDATE stages SET attempts = attempts + 1 WHERE run_id = ?", [rid]),
+        }
+        for what, write in quiet.items():
+            before = store.data_version.value
+            write()
+            assert store.data_version.value == before, what
         before = store.data_version.value
         store.qc_runs(pid), store.verdicts_of(pid), store.annotations_of(pid), store.guide_sets_of(pid)
         store.qc_data_json(pid, None, None)  # a read in a transaction (one snapshot) is no write
