@@ -7,7 +7,8 @@ the pipeline page in headless Chromium (Debian's ``/usr/bin/chromium`` through P
 
 * server time of the page and of each data request (time to first byte seen by the browser);
 * bytes transferred (response bodies, uncompressed: the daemon does not compress);
-* time from navigation start to the first drawn chart, and to all charts drawn.
+* time from navigation start to the first drawn chart, and to all charts drawn;
+* the chart cache's hits and size (the cold load computes every chart, the warm one reads them).
 
 Targets at 1,000 runs: page (HTML + scripts + data) under 300 KB, first chart under 1 s.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import sys
 import tempfile
@@ -52,9 +54,27 @@ def prepare(data_dir: Path, n: int) -> Any:
     store.set_password(1, security.hash_password(PASSWORD))
     store.execute("UPDATE users SET is_admin = true WHERE id = 1")
     recompute_sync(store, pid)
-    # a guide set and an annotation, so the charts draw limits and markers as a lab's would
+    _stages_with_logs(store, cfg, n // 2)
     store.close()
     return cfg
+
+
+def _stages_with_logs(store: Any, cfg: Any, run_id: int) -> None:
+    """The run of the run page's screenshot gets two stages with tool logs, one of them failed."""
+    key = f"rf{run_id}"
+    t0 = dt.datetime(2024, 1, 1, 8, 0) + dt.timedelta(hours=run_id)
+    for seq, (stage, state, took, text) in enumerate((
+            ("native", "done", 4.2, "read 118 scans (MS1 40, MS2 78)\nwrote 61 metrics\n"),
+            ("rawtools", "failed", 31.5, "RawTools 2.0.7\nParsing hela.raw\n"
+                                         "Unhandled exception: System.IO.IOException: disk full\n")), start=1):
+        logs = cfg.files.work_of(key) / stage
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"{stage}.out").write_text(text)
+        (logs / f"{stage}.err").write_text("" if state == "done" else "exit code 1\n")
+        store.execute("INSERT INTO stages (run_id, stage, seq, state, attempts, queued_at, started_at, ended_at,"
+                      " exit_code, log_dir, error) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+                      [run_id, stage, seq, state, t0, t0, t0 + dt.timedelta(seconds=took),
+                       0 if state == "done" else 1, str(logs), None if state == "done" else "rawtools: disk full"])
 
 
 async def measure(n: int, shots: Path | None) -> None:
@@ -119,10 +139,15 @@ async def measure(n: int, shots: Path | None) -> None:
                     print(f"  bytes transferred: {total / 1024:.1f} KB (target at 1,000 runs < 300 KB)")
                     print(f"  first chart drawn: {first / 1000:.2f} s after navigation start (target at 1,000 runs < 1 s); "
                           f"all charts: {drawn / 1000:.2f} s")
+                    cache = svc.quality.charts
+                    print(f"  chart cache: {cache.hits} hits, {cache.misses} misses so far; {len(cache)} answers in "
+                          f"{cache.size / 1024:.0f} KB (bound {cache.max_bytes / 1024:.0f} KB)")
                 if shots:
                     await pg.screenshot(path=str(shots / "pipeline.png"), full_page=False)
                     await pg.goto(f"{base}/runs/rf{n // 2}")
                     await pg.wait_for_selector("#run[data-drawn]")
+                    await pg.click('details.logs[data-stage="native"] summary')
+                    await pg.wait_for_selector('details.logs[data-stage="native"] pre')
                     await pg.screenshot(path=str(shots / "run.png"), full_page=True)
                 await browser.close()
         finally:

@@ -1,5 +1,5 @@
 """The JSON routes the dashboard needs beyond the contract and ``/api/qc/*`` (``docs/api.md``,
-"Dashboard"): one run's QC report, a page of runs with verdicts, project membership.  Same auth,
+"Dashboard"): one run's QC report and its stages' tool logs, a page of runs with verdicts, project membership.  Same auth,
 CSRF and scoping as every route; errors are ``{"detail"}``."""
 
 from __future__ import annotations
@@ -15,13 +15,20 @@ from qcdaemon.service.dashboard import DashboardService
 
 
 def _dash(request: web.Request) -> DashboardService:
-    return DashboardService(request.app[SERVICE].store)
+    return DashboardService(request.app[SERVICE].store, request.app[SERVICE].cfg.files)
 
 
 async def run_report(request: web.Request) -> web.Response:
     body = await read_body(request)
     user = require_user(request)
     return json_response(await _dash(request).run_metrics(user, body.text("run_key", required=True)))
+
+
+async def stage_logs(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    user = require_user(request)
+    return json_response(await _dash(request).stage_logs(user, body.text("run_key", required=True),
+                                                         body.text("stage", required=True)))
 
 
 async def runs_page(request: web.Request) -> web.Response:
@@ -55,6 +62,7 @@ def _member_handler(member: bool) -> Handler:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/qc/run", run_report)
+    app.router.add_post("/api/qc/run/logs", stage_logs)
     app.router.add_post("/api/qc/runs", runs_page)
     app.router.add_post("/api/members", members)
     app.router.add_post("/api/members/add", _member_handler(True))

@@ -1,13 +1,19 @@
 """Use cases of the web dashboard that the contract's routes do not cover: one run's full QC
-report (every metric with its limits, z-score and violations), a page of a pipeline's runs with
-their verdicts, and project membership.  Same visibility rules as every read (``decisions.md``)."""
+report (every metric with its limits, z-score and violations), the tails of its stages' tool logs,
+a page of a pipeline's runs with their verdicts, and project membership.  Same visibility rules as
+every read (``decisions.md``)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
 import re
+import stat
+from pathlib import Path
 from typing import Any
 
+from qcdaemon.core.paths import DataPaths
 from qcdaemon.errors import BadRequest, Forbidden, NotFound
 from qcdaemon.qc.verdicts import chart, judged_columns
 from qcdaemon.service.quality import load_inputs, with_values
@@ -15,6 +21,45 @@ from qcdaemon.store import Store
 from qcdaemon.store.rows import UserRow
 
 _RUN_KEY = re.compile(r"rf([0-9]{1,18})")
+LOG_TAIL = 64 * 1024  # bytes of each log shown
+LOG_FILES = 12  # logs of one stage shown at most
+LOG_SUFFIXES = (".out", ".err")  # what tools/runner.py writes: <name>.out and <name>.err
+
+
+def log_tails(log_dir: Path, allowed: Path, tail: int = LOG_TAIL) -> list[dict[str, Any]]:
+    """The last ``tail`` bytes of each tool log (``*.out``, ``*.err``) directly in ``log_dir``,
+    which must lie inside ``allowed`` (the run's own work folder); regular files only, never a
+    symbolic link.  Blocking."""
+    try:
+        where = log_dir.resolve(strict=True)
+        inside = where.is_relative_to(allowed.resolve(strict=True))
+    except OSError:
+        return []
+    if not inside or not where.is_dir():
+        return []
+    out: list[dict[str, Any]] = []
+    for entry in sorted(os.scandir(where), key=lambda e: e.name):
+        if len(out) >= LOG_FILES:
+            break
+        if entry.name.startswith(".") or not entry.name.endswith(LOG_SUFFIXES):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            continue  # a link (O_NOFOLLOW), gone, or unreadable
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            start = max(st.st_size - tail, 0)
+            f.seek(start)
+            data = f.read(tail)
+        if start:  # from the first whole line on
+            nl = data.find(b"\n")
+            data = data[nl + 1:] if 0 <= nl < len(data) - 1 else data
+        out.append({"name": entry.name, "size": st.st_size, "shown": len(data), "truncated": start > 0,
+                    "text": data.decode("utf-8", "replace")})
+    return out
 
 
 def _iso(t: Any) -> str | None:
@@ -31,8 +76,9 @@ def run_id_of(run_key: Any) -> int:
 
 
 class DashboardService:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, files: DataPaths | None = None) -> None:
         self.store = store
+        self.files = files
 
     async def visible_run(self, user: UserRow, run_key: Any) -> dict[str, Any]:
         """The run (with its stages) when the user sees its pipeline; 404 otherwise (one answer for
@@ -71,6 +117,20 @@ class DashboardService:
 
         return {"run_key": key, "project": run["project_slug"], "pipeline": run["pipeline_slug"],
                 "metrics": await self.store.call(work)}
+
+    async def stage_logs(self, user: UserRow, run_key: Any, stage: Any) -> dict[str, Any]:
+        """The tails of one stage's tool logs.  The folder is the one the store recorded for the
+        stage, and only when it lies inside the run's own work folder: nothing in the request
+        names a path."""
+        run = await self.visible_run(user, run_key)
+        row = next((s for s in run["stages"] if s["stage"] == stage), None)
+        if row is None:
+            raise NotFound(f"run {run['run_key']} has no stage {str(stage)[:40]!r}")
+        files: list[dict[str, Any]] = []
+        if row["log_dir"] and self.files is not None:
+            files = await asyncio.to_thread(log_tails, Path(row["log_dir"]), self.files.work_of(run["run_key"]))
+        return {"run_key": run["run_key"], "stage": row["stage"], "state": row["state"],
+                "log_dir": row["log_dir"], "tail_bytes": LOG_TAIL, "files": files}
 
     async def runs_page(self, user: UserRow, project: str, pipeline: str, offset: int,
                         limit: int) -> dict[str, Any]:

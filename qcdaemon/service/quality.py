@@ -35,6 +35,7 @@ from qcdaemon.qc.verdicts import (
     judged_columns,
     plan_run,
 )
+from qcdaemon.service.chartcache import ChartCache
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import PipelineRow, UserRow
 
@@ -257,6 +258,7 @@ def record_sync(store: Any, run_id: int) -> dict[str, Any]:
 class QualityService:
     def __init__(self, store: AsyncStore) -> None:
         self.store = store
+        self.charts = ChartCache()  # chart answers until the store's next write (service/chartcache.py)
 
     # -- access -------------------------------------------------------------------------------
 
@@ -341,7 +343,7 @@ class QualityService:
                 pt["verdict"] = v["verdict"] if v else None
             return out | {"project": project, "pipeline": pipeline}
 
-        return await self.store.call(work)
+        return await self.store.read(self.charts.cached, (p["id"], metric, kind, require_values), work)
 
     async def status(self, user: UserRow, project: str | None = None,
                      pipeline: str | None = None, now: dt.datetime | None = None) -> list[dict[str, Any]]:

@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+_TICKS = itertools.count(1)  # one sequence for every store of the process: a version never repeats
+
+
+# Tables no cached answer reads (the chart cache reads runs, QC values, verdicts, the QC set-up and
+# users): their writes leave the data version alone.  The alerts' checks write a cursor every 30 s
+# and every sign-in writes a session; with them, a cache would hardly ever be used.
+QUIET_TABLES = frozenset({"alerts", "alert_events", "alert_deliveries", "alert_attempts", "alert_cursors",
+                          "sessions", "tokens", "stages", "files", "chromatograms", "protein_groups", "psms"})
+_TARGET = re.compile(r"\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+([A-Za-z_]\w*)", re.IGNORECASE)
+
+
+def _changes_answers(sql: str) -> bool:
+    """Whether a write may change what a cached answer shows: yes unless it names a quiet table."""
+    m = _TARGET.match(sql)
+    return m is None or m.group(1).lower() not in QUIET_TABLES
+
+
+class DataVersion:
+    """Changes after every write statement (but those to ``QUIET_TABLES``) and after the commit of
+    a transaction that made one (``execute`` and ``Tx``), so a cache of answers computed from the
+    store can tell they may be stale (``service/chartcache.py``).  Shared by the store and its
+    reader views (``next`` on the shared count is atomic)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = next(_TICKS)
+
+    def bump(self) -> None:
+        self.value = next(_TICKS)
 
 
 class StoreBase:
@@ -14,9 +47,10 @@ class StoreBase:
 
     con: duckdb.DuckDBPyConnection
     path: Path
+    data_version: DataVersion
 
     def transaction(self) -> Tx:
-        return Tx(self.con)
+        return Tx(self.con, self.data_version)
 
     # rows() and row() give Any-typed dicts: each public store method declares the row type it
     # returns (qcdaemon.store.rows), and that declaration is what callers are checked against.
@@ -34,7 +68,10 @@ class StoreBase:
         return rows[0][0] if rows else None
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
+        """Every write goes through here (reads use ``rows``, ``row``, ``scalar``)."""
         self.con.execute(sql, list(params))
+        if _changes_answers(sql):
+            self.data_version.bump()  # after the statement: committed unless inside a transaction
 
     def next_id(self, seq: str) -> int:
         return int(self.scalar(f"SELECT nextval('{seq}')"))
@@ -43,12 +80,18 @@ class StoreBase:
 class Tx:
     """``with store.transaction():`` commits on success and rolls back on any exception."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, version: DataVersion) -> None:
         self.con = con
+        self.version = version
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
         self.con.execute("BEGIN TRANSACTION")
+        self.at = self.version.value
         return self.con
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            if self.version.value != self.at:  # it wrote: the writes are visible to readers only now
+                self.version.bump()

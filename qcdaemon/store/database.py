@@ -17,6 +17,7 @@ from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import StoreBusy
 from qcdaemon.store.alerts import AlertQueries
 from qcdaemon.store.auth import AuthQueries
+from qcdaemon.store.base import DataVersion
 from qcdaemon.store.qc import QcQueries
 from qcdaemon.store.runs import RunQueries
 from qcdaemon.store.schema import MIGRATIONS
@@ -27,6 +28,7 @@ class Store(AuthQueries, RunQueries, QcQueries, AlertQueries):
 
     def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:
         cfg = cfg or StoreConfig()
+        self.data_version = DataVersion()  # bumped by every write (base.py); shared with reader views
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # password hashes, sealed tokens
         try:
             self.con = duckdb.connect(

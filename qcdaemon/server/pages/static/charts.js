@@ -1,5 +1,6 @@
 // Control charts on uPlot: Levey-Jennings (guide-set mean, ±2 SD band, ±3 SD lines), moving range
-// and CUSUM, annotations as vertical markers, outliers by shape *and* colour, box selection, zoom.
+// and CUSUM, annotations as vertical markers, outliers by shape *and* colour, box and lasso
+// selection, zoom.
 "use strict";
 (function () {
   const C = { line: "#1f5fa8", ok: "#1f5fa8", warn: "#b35900", fail: "#b00020", grey: "#6b6b6b",
@@ -85,6 +86,53 @@
     if (!lj) return null;
     const lo = lj.warn_low ?? row.mean, hi = lj.warn_high ?? row.mean;
     return lo === null || hi === null || lo === undefined || hi === undefined ? null : [lo, hi];
+  }
+
+  // Is (x, y) inside the polygon? Ray casting (even-odd rule): a horizontal ray from the point
+  // crosses the polygon's edges an odd number of times exactly when the point is inside
+  // (W. R. Franklin, "PNPOLY - Point Inclusion in Polygon Test"; Shimrat, CACM 5(8), 1962).
+  function inPolygon(x, y, poly) {
+    let inside = false;
+    for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
+      const [xi, yi] = poly[i], [xj, yj] = poly[j];
+      if ((yi > y) !== (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi) inside = !inside;
+    }
+    return inside;
+  }
+
+  // Freehand lasso on a chart: press, draw around the points, release. Cancelling the pointerdown
+  // keeps uPlot's own (mouse) drag from starting; the polygon is in CSS pixels of the plot area.
+  function lasso(u, active, done) {
+    const over = u.over, ns = "http://www.w3.org/2000/svg";
+    let poly = null, svg = null, line = null;
+    over.addEventListener("pointerdown", ev => {
+      if (!active() || ev.button !== 0) return;
+      ev.preventDefault();
+      over.setPointerCapture(ev.pointerId);
+      const r = over.getBoundingClientRect();
+      poly = [[ev.clientX - r.left, ev.clientY - r.top]];
+      svg = document.createElementNS(ns, "svg");
+      svg.setAttribute("class", "lasso");
+      svg.setAttribute("aria-hidden", "true");
+      line = document.createElementNS(ns, "polygon");
+      svg.append(line);
+      over.append(svg);
+    });
+    over.addEventListener("pointermove", ev => {
+      if (!poly) return;
+      const r = over.getBoundingClientRect();
+      poly.push([ev.clientX - r.left, ev.clientY - r.top]);
+      line.setAttribute("points", poly.map(p => p.join(",")).join(" "));
+    });
+    const end = ev => {
+      if (!poly) return;
+      const shape = poly;
+      poly = null;
+      svg.remove();
+      if (ev.type === "pointerup" && shape.length >= 3) done(shape);
+    };
+    over.addEventListener("pointerup", end);
+    over.addEventListener("pointercancel", end);
   }
 
   function draw(box, c, o) {
@@ -193,7 +241,7 @@
           else if (mode === "guide") {
             const inX = pts.filter((p, i) => xs[i] >= xa && xs[i] <= xb);
             if (inX.length && o.onRange) o.onRange(inX[0].time, inX[inX.length - 1].time);
-          } else {
+          } else if (mode === "select") {  // a box (the lasso selects on its own: lasso())
             const keys = [];
             for (let i = 0; i < xs.length; i++) {
               if (xs[i] < xa || xs[i] > xb) continue;
@@ -206,8 +254,19 @@
       },
     };
     const u = new uPlot(opts, [xs, ...ys], box);
+    lasso(u, () => o.mode() === "lasso", poly => {
+      const keys = [], [x0, x1] = [u.scales.x.min, u.scales.x.max];
+      for (let i = 0; i < xs.length; i++) {
+        if (xs[i] < x0 || xs[i] > x1) continue;
+        const px = u.valToPos(xs[i], "x");
+        if (ys.some(y => y[i] !== null && y[i] !== undefined && inPolygon(px, u.valToPos(y[i], "y"), poly))) keys.push(pts[i].run);
+      }
+      if (o.onSelect) o.onSelect(keys);
+    });
     u.qcXs = xs;
     u.qcKeys = pts.map(p => p.run);
+    u.qcKinds = kinds;
+    u.qcAnnotations = c.annotations || [];
     return u;
   }
 
@@ -221,5 +280,5 @@
     if (xs.length) { const pad = Math.max((xs[xs.length - 1] - xs[0]) * 0.02, 0.5); u.setScale("x", { min: xs[0] - pad, max: xs[xs.length - 1] + pad }); }
   }
 
-  window.QC.charts = { draw, pan, reset, severity, pointKind };
+  window.QC.charts = { draw, pan, reset, severity, pointKind, inPolygon };
 })();

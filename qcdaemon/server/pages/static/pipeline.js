@@ -115,23 +115,28 @@
     if (!root.dataset.firstChart) root.dataset.firstChart = String(Math.round(performance.now()));
   }
 
-  async function drawAll() {
+  // The first chart is asked for alone: on a busy server (the charts' work is CPU-bound) the
+  // others would only slow it down. Then the rest at once, and ``after`` (the page's other data).
+  async function drawAll(after) {
     const v = view();
     const box = $("charts");
     for (const u of state.charts.values()) u.destroy();
     state.charts.clear();
     box.replaceChildren();
-    const jobs = [];
-    for (const metric of state.chosen) {
+    const holders = state.chosen.map(metric => {
       const m = state.metrics.find(x => x.column === metric) || { column: metric };
-      const holder = { plot: el("div", { cls: "plot" }), note: el("span", { cls: "muted" }), hover: el("p", { cls: "hover", "aria-live": "polite", text: "Hover over a point for its details." }),
+      const holder = { metric, plot: el("div", { cls: "plot" }), note: el("span", { cls: "muted" }), hover: el("p", { cls: "hover", "aria-live": "polite", text: "Hover over a point for its details." }),
                        table: el("details", {}, el("summary", { text: "Table of this chart" })) };
       box.append(el("section", { cls: "chart", "data-metric": metric, "aria-label": m.label || metric },
         el("h3", { text: (m.label || metric) + (m.unit ? ` (${m.unit})` : "") }), holder.note, holder.plot, holder.hover, holder.table));
-      jobs.push(drawOne(metric, holder, v).catch(e => { holder.note.textContent = e.message; holder.note.className = "failed"; }));
-    }
-    await Promise.all(jobs);
+      return holder;
+    });
+    const one = h => drawOne(h.metric, h, v).catch(e => { h.note.textContent = e.message; h.note.className = "failed"; });
+    if (holders.length) await one(holders[0]);
+    const others = after ? after() : null;
+    await Promise.all(holders.slice(1).map(one));
     root.dataset.drawn = String(Date.now());
+    await others;
   }
 
   function redrawMarkers() { for (const u of state.charts.values()) u.redraw(false, false); }
@@ -233,6 +238,7 @@
   });
 
   $("rules-metric").addEventListener("change", showRules);
+  $("dragmode").addEventListener("change", () => $("charts").classList.toggle("lassoing", $("dragmode").value === "lasso"));
   $("view-form").addEventListener("submit", ev => { ev.preventDefault(); drawAll(); });
   $("reset-zoom").addEventListener("click", () => { for (const u of state.charts.values()) window.QC.charts.reset(u); });
   $("pan-left").addEventListener("click", () => { for (const u of state.charts.values()) window.QC.charts.pan(u, -0.5); });
@@ -249,8 +255,8 @@
   (async () => {
     try {
       await loadMetrics();
-      const charts = drawAll();  // the charts' requests go first; the rest follows
-      await Promise.all([charts, loadStatus(), loadKinds(), loadGuideSets(), loadRuns()]);
+      await drawAll(() => Promise.all([loadStatus(), loadKinds(), loadGuideSets(), loadRuns()]));
+      root.dataset.ready = "1";  // charts, runs table, guide sets and status all shown
     } catch (e) { status($("status-line"), e.message, true); }
   })();
 })();

@@ -1,4 +1,5 @@
-// Run page: verdict and reasons, every metric against its limits, chromatograms, retry/cancel, mzQC.
+// Run page: verdict and reasons, every metric against its limits, chromatograms, the tails of the
+// stages' tool logs, retry/cancel, mzQC.
 "use strict";
 (function () {
   const { api, el, fmt, status } = window.QC;
@@ -46,6 +47,25 @@
     }
   }
 
+  // a stage's logs, fetched when its <details> opens (failed stages' are open from the start)
+  async function logs(det) {
+    if (det.dataset.loaded) return;
+    det.dataset.loaded = "1";
+    const box = det.querySelector(".logtext");
+    try {
+      const r = await api("/api/qc/run/logs", { run_key: key, stage: det.dataset.stage });
+      if (!r.files.length) { box.replaceChildren(el("p", { cls: "muted", text: "No log files in this stage's folder." })); return; }
+      box.replaceChildren(...r.files.flatMap(f => [
+        el("h3", { text: `${f.name} · ${f.size} bytes` + (f.truncated ? ` · the last ${f.shown} shown` : "") }),
+        el("pre", { cls: "log", tabindex: "0", "data-log": f.name, text: f.text || "(empty)" })]));
+    } catch (e) { delete det.dataset.loaded; status(box, e.message, true); }
+  }
+  const openLogs = [];
+  for (const d of document.querySelectorAll("details.logs")) {
+    d.addEventListener("toggle", () => { if (d.open) logs(d); });
+    if (d.open) openLogs.push(logs(d));
+  }
+
   async function action(which) {
     try {
       const r = await api(`/api/runs/${which}`, { run_key: key });
@@ -65,6 +85,6 @@
     } catch (e) { status($("mzqc-msg"), e.message, true); }
   });
 
-  Promise.all([verdict(), metrics(), chromatograms()]).then(() => { root.dataset.drawn = "1"; })
+  Promise.all([verdict(), metrics(), chromatograms(), ...openLogs]).then(() => { root.dataset.drawn = "1"; })
     .catch(e => status($("verdict"), e.message, true));
 })();
