@@ -212,7 +212,7 @@ async def _ended(client: Any, store: AsyncStore, rj: RemoteJob, key: str, future
     if future.status == "finished":
         res = await asyncio.to_thread(future.result)
         await store.call(Store.set_stage_worker, rj.run_id, rj.stage, res["worker"])
-        return RemoteOutcome(res["outcome"], res["exit_code"], res["worker"], files=res.get("files"))
+        return RemoteOutcome(res["outcome"], res["exit_code"], res["worker"], res.get("error"), res.get("files"))
     if client.status != "running":
         raise _SchedulerLost(f"the job {key} was dropped by the scheduler")
     if future.status != "error":  # cancelled with the scheduler up: its scattered inputs went with a worker

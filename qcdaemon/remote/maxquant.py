@@ -127,7 +127,7 @@ async def _described(res: RemoteOutcome, logs: Path, timeout: float) -> RemoteRu
         reason = f"timed out after {timeout:g} s"
     elif res.outcome == "not_started":
         excerpt = await asyncio.to_thread(read_excerpt, logs / "maxquant.out", logs / "maxquant.err")
-        reason = excerpt or "the command could not be started on the worker"
+        reason = res.error or excerpt or "the command could not be started on the worker"
     else:
         reason = res.error or res.outcome
     return RemoteRun(False, res.exit_code, reason + where, res.worker)

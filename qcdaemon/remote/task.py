@@ -56,6 +56,10 @@ def run_job(job: dict[str, Any], files: dict[str, tuple[bytes, str]] | None = No
     try:
         if root is not None:
             job = _unpack(job, files or {}, root)
+            Path(job["cwd"]).mkdir(parents=True, exist_ok=True)
+        if not Path(job["cwd"]).is_dir():  # made by the daemon: missing here, the share is not (or no longer) mounted
+            return {"worker": worker, "outcome": "not_started", "exit_code": None,
+                    "error": f"the work folder {job['cwd']} is not there on the worker (is the share mounted?)"}
         outcome, code = _run(job, Event(job["cancel"]))
         out: dict[str, Any] = {"worker": worker, "outcome": outcome, "exit_code": code}
         if root is not None:
@@ -110,8 +114,7 @@ def _pack(root: Path, job: dict[str, Any], limit: int) -> dict[str, tuple[bytes,
 def _run(job: dict[str, Any], cancel: Any) -> tuple[str, int | None]:
     """Start the command in its own session at low priority; "exited", "timeout" or "cancel"."""
     log_dir, name = Path(job["log_dir"]), job.get("name", "tool")
-    log_dir.mkdir(parents=True, exist_ok=True)
-    Path(job["cwd"]).mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(exist_ok=True)  # in the work folder; never the share's own folders
     argv = list(job["argv"])
     if os.name == "posix" and shutil.which("nice"):  # no preexec_fn in a threaded worker
         argv = ["nice", "-n", str(int(job.get("nice", 10))), *argv]

@@ -86,6 +86,14 @@ def test_maxquant_runs_on_a_worker_through_a_path_map(tmp_path: Path, cluster: D
         mqpar = next(d.data.glob("work/*/maxquant-stage/mqpar.xml")).read_text()
         assert str(view) in mqpar and str(fasta_view) in mqpar  # MaxQuant was given the workers' paths
         assert f"<string>{tmp_path / 'data'}" not in mqpar
+        # the share goes away on the workers' side: a clear stage failure, the run and its values kept
+        view.unlink()
+        copy_raw("small2.RAW", instrument / "HeLa_001b.raw")
+        runs = wait_for(lambda: d.finished(2), 120, "the second run to finish")
+        second = next(s for r in runs if r["name"] == "HeLa_001b.raw" for s in r["stages"] if s["stage"] == "maxquant")
+        assert second["state"] == "failed" and "is not there on the worker (is the share mounted?)" in second["error"]
+        assert second["worker"] in second["error"]  # where it failed
+        assert len(d.qc_data()["RunKey"]) == 2
         assert d.stop() == 0
     finally:
         d.close()
