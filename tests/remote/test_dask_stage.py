@@ -209,3 +209,43 @@ def test_a_stopped_scheduler_makes_the_stage_wait_when_so_configured(tmp_path: P
     finally:
         d.close()
         late.close()
+
+
+def _tool_processes(marker: str) -> list[int]:
+    """Live processes whose command line names ``marker`` (the stand-in runs in qcdaemon-job-* folders)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+            except OSError:
+                continue
+            if marker in cmd and "MaxQuantCmd" in cmd and state not in ("Z", "X"):
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.heavy  # over 30 s: two jobs that never end by themselves
+def test_cancel_and_timeout_stop_the_tool_on_the_worker(tmp_path: Path, cluster: DaskCluster) -> None:
+    d, instrument = _daemon(tmp_path, {"executor": "dask", "scheduler": cluster.address, "transfer": True})
+    d.config.write_text(d.config.read_text().replace("timeout_seconds = 120", "timeout_seconds = 15"))
+    try:
+        d.start()
+        copy_raw("small2.RAW", instrument / "cancelled.mq-hang.raw")  # the stand-in sleeps for ever
+        wait_for(lambda: _running_on_a_worker(d), 90, "the first job to run on a worker")
+        wait_for(lambda: _tool_processes("qcdaemon-job-"), 30, "the stand-in to run on the worker")
+        run_key = d.runs()[0]["run_key"]
+        assert d.api("/api/runs/cancel", {"run_key": run_key})["stopping"] == ["maxquant"]
+        wait_for(lambda: not _tool_processes("qcdaemon-job-"), 30, "the worker to stop the cancelled tool")
+        wait_for(lambda: d.finished(1), 60, "the cancelled run to settle")
+        assert _mq_stage(d)["state"] == "cancelled"
+
+        copy_raw("small2.RAW", instrument / "timed.mq-hang.raw")
+        runs = wait_for(lambda: d.finished(2), 120, "the second run to time out")
+        stage = next(s for r in runs if r["name"] == "timed.mq-hang.raw" for s in r["stages"] if s["stage"] == "maxquant")
+        assert stage["state"] == "failed" and "timed out after 15 s" in stage["error"], stage
+        assert not _tool_processes("qcdaemon-job-")  # the worker stopped it at its timeout
+        assert d.stop() == 0
+    finally:
+        d.close()
