@@ -18,11 +18,13 @@ WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
 class DaskCluster:
     """One scheduler and its workers (no nanny: a killed worker stays dead, as a lost machine)."""
 
-    def __init__(self, root: Path, *, port: int | None = None, worker_env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, *, port: int | None = None, worker_env: dict[str, str] | None = None,
+                 tls: dict[str, Path] | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{self.port}"
+        self.tls_args = [a for k, v in (tls or {}).items() for a in (f"--tls-{k}", str(v))]
         self.worker_env = {**os.environ, **(worker_env or {})}
         self.scheduler: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
@@ -30,7 +32,8 @@ class DaskCluster:
     def start(self, workers: int = 2) -> DaskCluster:
         log = open(self.root / "scheduler.log", "ab")
         self.scheduler = subprocess.Popen(
-            [*DASK, "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"],
+            [*DASK, "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard",
+             *(["--protocol", "tls", *self.tls_args] if self.tls_args else [])],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         for _ in range(workers):
@@ -44,7 +47,7 @@ class DaskCluster:
         log = open(self.root / f"worker-{port}.log", "ab")
         self.workers[address] = subprocess.Popen(
             [*WORKER, self.address, "--no-nanny", "--nthreads", "1", "--memory-limit", "400MB", "--no-dashboard",
-             "--host", "127.0.0.1", "--worker-port", str(port), "--death-timeout", "60"],
+             "--host", "127.0.0.1", "--worker-port", str(port), "--death-timeout", "60", *self.tls_args],
             stdout=log, stderr=subprocess.STDOUT, env=self.worker_env)
         log.close()
         return address
@@ -76,3 +79,21 @@ class DaskCluster:
         self.workers.clear()
         self.stop_scheduler()
 
+
+
+def make_tls(folder: Path) -> dict[str, Path]:
+    """A CA and one certificate for 127.0.0.1 signed by it (openssl), for the scheduler, workers and daemon."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key, cert, key, csr = (folder / n for n in ("ca.pem", "ca.key", "cert.pem", "key.pem", "cert.csr"))
+    ext = folder / "ext.cnf"
+    ext.write_text("subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth, clientAuth\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+        "-subj", "/CN=qcdaemon test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
+        "-days", "2", "-extfile", str(ext))
+    return {"ca-file": ca, "cert": cert, "key": key}

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from daemonproc import DATA, STANDIN, Daemon, copy_raw, free_port, wait_for
-from dask_cluster import DaskCluster
+from dask_cluster import DaskCluster, make_tls
 
 SLOW = 8.0  # seconds the stand-in takes for a file named *.mq-slow.raw (set in the workers' environment)
 
@@ -249,3 +249,25 @@ def test_cancel_and_timeout_stop_the_tool_on_the_worker(tmp_path: Path, cluster:
         assert d.stop() == 0
     finally:
         d.close()
+
+
+@pytest.mark.heavy  # over 30 s: a cluster of its own
+def test_maxquant_runs_on_a_cluster_that_speaks_only_tls(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path / "tls")
+    secure = DaskCluster(tmp_path / "dask", worker_env={"QCD_STANDIN_SLOW_SECONDS": "0"}, tls=tls).start(1)
+    try:
+        assert secure.address.startswith("tls://")
+        keys = {"tls_ca_file": str(tls["ca-file"]), "tls_cert": str(tls["cert"]), "tls_key": str(tls["key"])}
+        d, instrument = _daemon(tmp_path, {"executor": "dask", "scheduler": secure.address, "transfer": True, **keys})
+        try:
+            d.start()
+            copy_raw("small2.RAW", instrument / "HeLa_tls.raw")
+            wait_for(lambda: d.finished(1), 120, "the run to finish")
+            stage = _mq_stage(d)
+            assert stage is not None and stage["state"] == "done" and stage["worker"].startswith("tls://"), stage
+            _one_result(d)
+            assert d.stop() == 0
+        finally:
+            d.close()
+    finally:
+        secure.close()
