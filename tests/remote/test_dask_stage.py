@@ -271,3 +271,25 @@ def test_maxquant_runs_on_a_cluster_that_speaks_only_tls(tmp_path: Path) -> None
             d.close()
     finally:
         secure.close()
+
+
+@pytest.mark.heavy  # over 30 s: a cluster of its own and a slow job
+def test_a_scheduler_stopped_mid_job_fails_the_attempt_clearly_and_keeps_the_run(tmp_path: Path) -> None:
+    doomed = DaskCluster(tmp_path / "dask", worker_env={"QCD_STANDIN_SLOW_SECONDS": str(SLOW)}).start(1)
+    try:
+        d, instrument = _daemon(tmp_path, {"executor": "dask", "scheduler": doomed.address, "transfer": True})
+        try:
+            d.start()
+            copy_raw("small2.RAW", instrument / "HeLa_gone.mq-slow.raw")
+            wait_for(lambda: _running_on_a_worker(d), 90, "the job to run on a worker")
+            doomed.stop_scheduler()
+            runs = wait_for(lambda: d.finished(1), 120, "the run to settle")
+            stage = _mq_stage(d)
+            assert stage is not None and stage["state"] == "failed", stage
+            assert f"the Dask scheduler at {doomed.address} went away" in stage["error"]
+            assert runs[0]["state"] == "done" and len(d.qc_data()["RunKey"]) == 1  # the run and its metrics stay
+            assert d.stop() == 0
+        finally:
+            d.close()
+    finally:
+        doomed.close()
