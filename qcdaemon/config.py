@@ -20,6 +20,7 @@ import platformdirs
 from qcdaemon.core.net import is_loopback
 from qcdaemon.core.paths import DataPaths
 from qcdaemon.errors import ConfigError
+from qcdaemon.remotecfg import Executors, split_executor_keys
 from qcdaemon.search.params import SearchParams
 
 APP = "qcdaemon"
@@ -219,6 +220,7 @@ class Config:
     source: str = ""  # the file this was read from ("" = embedded defaults)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    executors: Executors = field(default_factory=Executors)  # where stages run (qcdaemon/remotecfg.py)
 
     @property
     def data_dir(self) -> Path:
@@ -432,7 +434,8 @@ def config_from_dict(data: dict[str, Any], *, mode: Mode = "foreground", source:
         "server": ServerConfig, "paths": PathsConfig, "store": StoreConfig, "engine": EngineConfig,
         "log": LogConfig, "scheduler": SchedulerConfig, "metrics": MetricsConfig,
     }
-    kwargs: dict[str, Any] = {}
+    data, executors = split_executor_keys(data)
+    kwargs: dict[str, Any] = {"executors": executors}
     for key, value in data.items():
         if key == "watch":
             if isinstance(value, dict):

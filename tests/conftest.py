@@ -494,6 +494,7 @@ def free_port() -> int:
 def config_fields(cls: type = Config, prefix: str = "") -> list[str]:
     """Dotted names of every leaf field of the configuration dataclasses (for the docs test)."""
     from qcdaemon import config as c
+    from qcdaemon import remotecfg
 
     subs = {
         (Config, "server"): c.ServerConfig, (Config, "paths"): c.PathsConfig, (Config, "store"): c.StoreConfig,
@@ -507,6 +508,9 @@ def config_fields(cls: type = Config, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(cls):
         if cls is Config and f.name in ("mode", "source"):
             continue  # set by the loader, not keys of the file
+        if cls is Config and f.name == "executors":  # the executor keys of [engine.<stage>] (remotecfg)
+            out += [f"engine.maxquant.{name}" for name in remotecfg.field_names]
+            continue
         sub = subs.get((cls, f.name))
         if sub is not None:
             out += config_fields(sub, f"{prefix}{f.name}.")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import REPO, config_fields, run_qcdaemon, to_toml
 
+from qcdaemon import remotecfg
 from qcdaemon.config import Config, config_from_dict, load_config
 from qcdaemon.errors import ConfigError
 
@@ -78,6 +79,7 @@ def test_full_config_round_trips(tmp_path: Path) -> None:
     named |= {f"engine.{t}.{k}" for t in ("rawtools", "maxquant", "search") for k in data["engine"][t]}
     named |= {f"watch.{k}" for k in data["watch"][0]}
     named |= {f for f in config_fields() if f.startswith("alerts.")}  # round-tripped in tests/alerts/test_alerts_unit.py
+    named |= {f"engine.maxquant.{k}" for k in remotecfg.field_names}  # round-tripped in tests/remote/test_remotecfg.py
     assert named == set(config_fields())
     path = tmp_path / "qcdaemon.toml"
     path.write_text(to_toml(data))

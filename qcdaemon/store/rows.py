@@ -87,6 +87,8 @@ class StageRow(TypedDict):
     exit_code: int | None
     log_dir: str | None
     error: str | None
+    remote_key: NotRequired[str | None]  # the Dask job of a stage run on a cluster (issue 17)
+    worker: NotRequired[str | None]  # the Dask worker it ran on
 
 
 class RunOverview(TypedDict):

@@ -414,4 +414,14 @@ MIGRATIONS: list[tuple[str, str]] = [
             GROUP BY run_id, name;
         """,
     ),
+    (
+        # Where a stage ran when it ran on a Dask cluster (issue 17): the remote job's key (the
+        # Dask future's, published on the scheduler so a restarted daemon re-attaches to it) and
+        # the worker's address.  NULL for stages that ran on this machine.
+        "stages_remote",
+        """
+        ALTER TABLE stages ADD COLUMN IF NOT EXISTS remote_key VARCHAR;
+        ALTER TABLE stages ADD COLUMN IF NOT EXISTS worker VARCHAR;
+        """,
+    ),
 ]

@@ -16,12 +16,13 @@ from qcdaemon.engine.stages.common import (
     stages_failed,
     values_recorded,
 )
+from qcdaemon.remote.maxquant import MaxQuantInputs, RemoteRun, maxquant_remote
 from qcdaemon.store import Store
 from qcdaemon.store.rows import RunRow
 from qcdaemon.tools import maxquant as mq
 from qcdaemon.tools import rawtools as rt
 from qcdaemon.tools.maxquant_parse import parse_maxquant, protein_group_batches
-from qcdaemon.tools.runner import run_tool
+from qcdaemon.tools.runner import ToolResult, run_tool
 
 
 async def maxquant_stage(ctx: StageContext, run: RunRow, work: Path, cancel: asyncio.Event) -> Outcome:
@@ -49,19 +50,14 @@ def _prune_maxquant(base: Path) -> None:
 
 async def _maxquant_run(ctx: StageContext, run: RunRow, raw: Path, base: Path, fasta: Path, template: Path,
                         cancel: asyncio.Event) -> Outcome:
-    tool = ctx.cfg.engine.maxquant
     logs = base / "logs"
-    staged = await asyncio.to_thread(rt.stage_raw, raw, base / "maxquant")
-    mqpar = base / "mqpar.xml"
     label = Path(run["name"]).stem
-    await asyncio.to_thread(
-        mq.write_mqpar, template, mqpar, raw=staged, fasta=fasta,
-        label=label, threads=tool.threads, combined_dir=base,
-    )
-    argv = mq.maxquant_argv(tool.command, mqpar, tool.runtime)
-    res = await run_tool(argv, cwd=base, log_dir=logs, name="maxquant", timeout=tool.timeout_seconds,
-                         nice=ctx.cfg.engine.nice, pid_dir=ctx.pid_dir, cancel=cancel)
-    await cap_tool_logs(res)
+    rcfg = ctx.cfg.executors.of("maxquant")
+    if rcfg.is_remote:  # on a Dask worker (issue 17)
+        inputs = MaxQuantInputs(run["id"], raw, base, fasta, template, label)
+        res: RemoteRun | ToolResult = await maxquant_remote(ctx.store, ctx.cfg, rcfg, inputs, cancel)
+    else:
+        res = await _maxquant_local(ctx, raw, base, fasta, template, label, cancel)
     if not res.ok:
         return stages_failed(f"maxquant: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(logs))
     txt = await asyncio.to_thread(mq.find_txt_dir, base)
@@ -76,6 +72,22 @@ async def _maxquant_run(ctx: StageContext, run: RunRow, raw: Path, base: Path, f
     await _store_protein_groups(ctx, run["id"], txt / "proteinGroups.txt")
     await values_recorded(ctx, run["id"])
     return {"state": "done", "exit_code": 0, "log_dir": str(logs)}
+
+
+async def _maxquant_local(ctx: StageContext, raw: Path, base: Path, fasta: Path, template: Path, label: str,
+                          cancel: asyncio.Event) -> ToolResult:
+    tool = ctx.cfg.engine.maxquant
+    staged = await asyncio.to_thread(rt.stage_raw, raw, base / "maxquant")
+    mqpar = base / "mqpar.xml"
+    await asyncio.to_thread(
+        mq.write_mqpar, template, mqpar, raw=staged, fasta=fasta,
+        label=label, threads=tool.threads, combined_dir=base,
+    )
+    argv = mq.maxquant_argv(tool.command, mqpar, tool.runtime)
+    res = await run_tool(argv, cwd=base, log_dir=base / "logs", name="maxquant", timeout=tool.timeout_seconds,
+                         nice=ctx.cfg.engine.nice, pid_dir=ctx.pid_dir, cancel=cancel)
+    await cap_tool_logs(res)
+    return res
 
 
 async def _store_protein_groups(ctx: StageContext, run_id: int, path: Path) -> None:
