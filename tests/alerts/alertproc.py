@@ -13,7 +13,7 @@ from daemonproc import DATA, Daemon
 TRUNCATED = (DATA / "raw" / "small2.RAW").read_bytes()[:300_000]  # the native stage fails on it
 
 
-def alert_daemon(tmp_path: Path, instrument: Path, channels: dict[str, str], rules: list[dict[str, Any]],
+def alert_daemon(tmp_path: Path, instrument: Path, channels: dict[str, str | dict[str, str]], rules: list[dict[str, Any]],
                  alerts: dict[str, Any] | None = None, watch: dict[str, Any] | None = None,
                  env: dict[str, str] | None = None) -> Daemon:
     instrument.mkdir(parents=True, exist_ok=True)
@@ -23,8 +23,9 @@ def alert_daemon(tmp_path: Path, instrument: Path, channels: dict[str, str], rul
     settings = {"check_seconds": 0.3, "group_seconds": 1.5, "repeat_minutes": 60.0, "retry_seconds": 0.5,
                 "retry_max_minutes": 0.02, **(alerts or {})}
     lines = ["[alerts]", *(f"{k} = {json.dumps(v)}" for k, v in settings.items())]
-    for name, url in channels.items():
-        lines += ["[[alerts.channel]]", f"name = {json.dumps(name)}", f"url = {json.dumps(url)}"]
+    for name, ch in channels.items():  # a URL, or the channel's keys (url_file, url_env, quiet_hours)
+        keys = {"url": ch} if isinstance(ch, str) else ch
+        lines += ["[[alerts.channel]]", f"name = {json.dumps(name)}", *(f"{k} = {json.dumps(v)}" for k, v in keys.items())]
     for r in rules:
         lines.append("[[alerts.rule]]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in r.items()]
