@@ -6,8 +6,9 @@ The series: five runs of the same QC file (small2.RAW, Orbitrap Velos Pro, 49 MS
 2.0.7's own count, tests/data/raw/rawtools-small2) form the guide set; the pipeline judges
 "MS2 scans" by their percent deviation from the guide-set mean (a lab's choice, set with
 ``qcdaemon qc rules``; five identical runs have no spread, so the SD-based default rules cannot
-judge). Then a run acquired later whose method went wrong: Angiotensin_325-HCD.raw, an MS2-only
-run of 10 scans (acquired 2018-09-26, after the guide set's 2018-04-03), 80 % below the mean.
+judge). Then a run acquired later whose method went wrong: Angiotensin_325-HCD.raw (Orbitrap
+Fusion Lumos), an MS2-only run of 10 scans (acquired 2018-09-26, after the guide set's 2018-04-03),
+80 % below the mean.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ WRONG = DATA / "raw" / "Angiotensin_325-HCD.raw"
 METRIC = "NumMs2Scans"
 RULES = [{"rule": "percent", "warn": 10, "fail": 25}]  # warn beyond 10 %, fail beyond 25 % from the mean
 GUIDE_SCANS = 49  # RawTools 2.0.7 on small2.RAW (tests/data/raw/rawtools-small2): NumMs2Scans
-WRONG_SCANS = 10  # Angiotensin_325-HCD.raw: 10 scans, all MS2 (ThermoRawFileParser's test file)
+WRONG_SCANS = 10  # Angiotensin_325-HCD.raw: 10 MS2 HCD scans, no MS1 (PNNL's reader test file; tests/data/raw/README.md)
 
 
 def verdict_daemon(tmp_path: Path, channels: dict[str, str], **alerts: Any) -> tuple[Daemon, Path]:
