@@ -15,7 +15,8 @@ TRUNCATED = (DATA / "raw" / "small2.RAW").read_bytes()[:300_000]  # the native s
 
 def alert_daemon(tmp_path: Path, instrument: Path, channels: dict[str, str | dict[str, str]], rules: list[dict[str, Any]],
                  alerts: dict[str, Any] | None = None, watch: dict[str, Any] | None = None,
-                 env: dict[str, str] | None = None) -> Daemon:
+                 env: dict[str, str] | None = None, lab: bool = True) -> Daemon:
+    """A daemon watching ``instrument`` for lab-qc/exploris (with ``lab``: its user, project and pipeline made)."""
     instrument.mkdir(parents=True, exist_ok=True)
     w = {"path": str(instrument), "pipeline": "lab-qc/exploris", "owner": "op@lab.org", "settle_seconds": 0.3,
          **(watch or {})}
@@ -31,7 +32,8 @@ def alert_daemon(tmp_path: Path, instrument: Path, channels: dict[str, str | dic
         lines += [f"{k} = {json.dumps(v)}" for k, v in r.items()]
     with d.config.open("a") as f:
         f.write("\n".join(lines) + "\n")
-    d.setup_lab(mq=False)
+    if lab:
+        d.setup_lab(mq=False)
     return d
 
 

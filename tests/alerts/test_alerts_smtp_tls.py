@@ -28,11 +28,11 @@ def mail_url(port: int, mode: str, password: str = PASSWORD, extra: str = "") ->
     return f"mailtos://{USER}:{password}@127.0.0.1:{port}?mode={mode}&{ADDRS}{extra}"
 
 
-def daemon_with(tmp_path: Path, channels: dict[str, str | dict[str, str]], env: dict[str, str] | None = None) -> Daemon:
-    env = {**(env or {})}
+def daemon_with(tmp_path: Path, channels: dict[str, str | dict[str, str]], env: dict[str, str] | None = None,
+                lab: bool = False) -> Daemon:
+    d = alert_daemon(tmp_path, tmp_path / "instrument", channels, [], lab=lab)
     base = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
-    d = alert_daemon(tmp_path, tmp_path / "instrument", channels, [], env=None)
-    d.env = {**base, **env}  # only what the test gives decides which certificates are trusted
+    d.env = {**base, **(env or {})}  # only what the test gives decides which certificates are trusted
     return d
 
 
@@ -42,7 +42,7 @@ def test_starttls_with_a_login_through_a_running_daemon_that_trusts_the_lab_cert
         secret = tmp_path / "mail.url"  # the URL with its password in a file of its own, not in the config
         secret.write_text(mail_url(smtp.port, "starttls") + "\n")
         secret.chmod(0o600)
-        d = daemon_with(tmp_path, {"mail": {"url_file": str(secret)}}, env={"SSL_CERT_FILE": str(cert)})
+        d = daemon_with(tmp_path, {"mail": {"url_file": str(secret)}}, env={"SSL_CERT_FILE": str(cert)}, lab=True)
         assert PASSWORD not in d.config.read_text()
         try:
             d.start()
