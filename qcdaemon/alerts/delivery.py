@@ -89,7 +89,9 @@ def apprise_send(url: str, title: str, body: str) -> str | None:
     # apprise says what failed at WARNING ("Connection error while submitting email") and why only at
     # DEBUG ("Socket Exception: [SSL: CERTIFICATE_VERIFY_FAILED] ..."): keep both, nothing else
     with apprise.LogCapture(level=logging.DEBUG, fmt="%(levelname)s|%(message)s") as captured:
-        ok = ap.notify(body=body, title=title)
+        # our messages are plain text: said so, apprise keeps their lines (else it takes them for
+        # HTML, and an e-mail reader shows one run-on paragraph)
+        ok = ap.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
     if ok:
         return None
     lines = []

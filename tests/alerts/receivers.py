@@ -111,7 +111,8 @@ class SmtpServer:
             out = []
             for m in self.handler.messages:
                 part = m.get_body(preferencelist=("plain", "html"))
-                out.append((str(m["subject"]), part.get_content() if part is not None else ""))
+                text = part.get_content() if part is not None else ""
+                out.append((str(m["subject"]), text.replace("\r\n", "\n")))  # SMTP's CRLF lines, as a reader shows them
             return out
 
     def sessions(self) -> list[dict[str, Any]]:

@@ -85,6 +85,9 @@ def test_a_failing_qc_run_sends_one_mail_and_one_webhook_call_with_its_reasons(t
             assert reason["statistic"] == pytest.approx(100 * (WRONG_SCANS - GUIDE_SCANS) / GUIDE_SCANS)
 
             subject, body = mails[0]
+            # plain text, its lines kept: the run, then each reason on a line of its own, then the link
+            assert f"QC_HeLa_006.raw ({key}): verdict fail\n  - MS2 scans: 10, " in body
+            assert f"\n  http://127.0.0.1:{d.port}/pipelines/lab-qc/exploris?run={key}" in body
             assert calls[0]["title"] == subject
             assert "lab-qc/exploris" in subject and "QC failed" in subject
             for text in (body, calls[0]["message"]):
