@@ -8,6 +8,7 @@ The verdict conditions take verdict dicts shaped like ``qcdaemon.qc.verdicts.Ver
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,13 +87,31 @@ def outliers_hold(recent: Sequence[Mapping[str, Any]], k: int, n: int, severity:
 
 
 def reason_text(r: Mapping[str, Any]) -> str:
-    """A reason as a technician reads it: metric, value against limits, rule."""
+    """A reason as a technician reads it: metric, value against limits, rule.
+
+    The verdict's own text gives the limits the rule compared; for the percent rule those are
+    percentages of the guide-set mean (``statistic`` is the run's deviation), so the message adds
+    the mean and the limits in the metric's units: mean = value / (1 + deviation / 100)."""
+    label = r.get("label") or r.get("metric") or "?"
+    value, stat, low, high = (_num(r.get(k)) for k in ("value", "statistic", "low", "high"))
+    if r.get("rule") == "percent" and value is not None and stat is not None and stat > -100 \
+            and (low is not None or high is not None):
+        mean = value / (1 + stat / 100)
+        lo = _g(mean * (1 + low / 100)) if low is not None else "-∞"
+        hi = _g(mean * (1 + high / 100)) if high is not None else "+∞"
+        pct = f"{_g(low)} % to {_g(high)} %" if low is not None and high is not None else f"{_g(low or high)} %"
+        gs = f"; guide set {r['guide_set']}" if r.get("guide_set") else ""
+        return (f"{label}: {_g(value)}, {stat:+.1f} % from the guide-set mean {_g(mean)} (limits {lo} to {hi}:"
+                f" {pct}); rule percent, {r.get('detail', '')}{gs}")
     if r.get("text"):
         return str(r["text"])
-    label = r.get("label") or r.get("metric") or "?"
-    low, high = r.get("low"), r.get("high")
-    limits = f" (limits {_g(low)} to {_g(high)})" if low is not None or high is not None else ""
+    limits = f" (limits {_g(r.get('low'))} to {_g(r.get('high'))})" if low is not None or high is not None else ""
     return f"{label}: {_g(r.get('value'))}{limits}, {r.get('rule', '')} {r.get('detail', '')}".strip()
+
+
+def _num(x: Any) -> float | None:
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return float(x) if ok else None
 
 
 def _g(x: Any) -> str:

@@ -1,8 +1,11 @@
 """Sending: apprise for every channel kind, and the outbox worker that retries with back-off.
 
-apprise turns one URL into a channel: ``mailto://user:pass@smtp.lab.org:587?to=qc@lab.org``
-(SMTP with STARTTLS; ``mailtos://`` for TLS from the first byte), ``json://host/path`` (a JSON
-webhook), ``slack://``, ``msteams://``, ``mmost://`` and many more. Channel URLs hold secrets:
+apprise turns one URL into a channel: ``mailtos://user:pass@smtp.lab.org?from=..&to=qc@lab.org``
+(SMTP with STARTTLS, port 587; ``&mode=ssl`` for TLS from the first byte, port 465; ``mailto://``
+is plain SMTP, for a relay without login), ``json://host/path`` (a JSON webhook), ``slack://``,
+``msteams://``, ``mmost://`` and many more. TLS certificates are checked against OpenSSL's trust
+store (``SSL_CERT_FILE`` in the daemon's environment can name a bundle with a lab's own CA);
+``verify=no`` in a URL turns the check off for that channel. Channel URLs hold secrets:
 they are read from the config, a file or an environment variable when a message is sent and are
 never logged; errors are reported without them.
 
@@ -83,11 +86,19 @@ def apprise_send(url: str, title: str, body: str) -> str | None:
     ap = apprise.Apprise()
     if not ap.add(url):
         return "apprise does not understand this channel URL (check its scheme and parameters)"
-    with apprise.LogCapture(level=logging.WARNING) as captured:
-        ok = ap.notify(body=body, title=title)
+    # apprise says what failed at WARNING ("Connection error while submitting email") and why only at
+    # DEBUG ("Socket Exception: [SSL: CERTIFICATE_VERIFY_FAILED] ..."): keep both, nothing else
+    with apprise.LogCapture(level=logging.DEBUG, fmt="%(levelname)s|%(message)s") as captured:
+        # our messages are plain text: said so, apprise keeps their lines (else it takes them for
+        # HTML, and an e-mail reader shows one run-on paragraph)
+        ok = ap.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
     if ok:
         return None
-    lines = [ln.split(" - ", 2)[-1] for ln in captured.getvalue().splitlines() if ln.strip()]
+    lines = []
+    for ln in captured.getvalue().splitlines():
+        level, _, message = ln.partition("|")
+        if message.strip() and (level in ("WARNING", "ERROR", "CRITICAL") or message.startswith("Socket Exception:")):
+            lines.append(message.strip())
     detail = "; ".join(dict.fromkeys(lines))[-500:] or "the notification service refused the message"
     return scrub(detail, url)
 

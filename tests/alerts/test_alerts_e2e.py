@@ -1,7 +1,7 @@
 """Alerts end to end: a real daemon, a real SMTP server (aiosmtpd) and a real webhook on 127.0.0.1.
 
-Failing runs come from truncated RAW files (the native stage fails on them: a stage failure, until the
-verdicts of the quality-control issue are merged; the verdict condition is tested in test_alerts_unit).
+Here the failing runs are truncated RAW files (the native stage fails on them: the ``stage_failed``
+condition); failing QC verdicts are in test_alerts_verdict_e2e.
 """
 
 from __future__ import annotations
@@ -9,47 +9,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from daemonproc import DATA, Daemon, copy_raw, wait_for
+from alertproc import alert_daemon, fail_files, settle
+from daemonproc import copy_raw, wait_for
 from receivers import SmtpServer, Webhook
 
 pytestmark = pytest.mark.timeout(300)
-TRUNCATED = (DATA / "raw" / "small2.RAW").read_bytes()[:300_000]
-
-
-def alert_daemon(tmp_path: Path, instrument: Path, channels: dict[str, str], rules: list[dict[str, Any]],
-                 alerts: dict[str, Any] | None = None, watch: dict[str, Any] | None = None) -> Daemon:
-    instrument.mkdir(parents=True, exist_ok=True)
-    w = {"path": str(instrument), "pipeline": "lab-qc/exploris", "owner": "op@lab.org", "settle_seconds": 0.3,
-         **(watch or {})}
-    d = Daemon(tmp_path, engine={"native": True}, watch=[w])
-    settings = {"check_seconds": 0.3, "group_seconds": 1.5, "repeat_minutes": 60.0, "retry_seconds": 0.5,
-                "retry_max_minutes": 0.02, **(alerts or {})}
-    lines = ["[alerts]", *(f"{k} = {json.dumps(v)}" for k, v in settings.items())]
-    for name, url in channels.items():
-        lines += ["[[alerts.channel]]", f"name = {json.dumps(name)}", f"url = {json.dumps(url)}"]
-    for r in rules:
-        lines.append("[[alerts.rule]]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in r.items()]
-    with d.config.open("a") as f:
-        f.write("\n".join(lines) + "\n")
-    d.setup_lab(mq=False)
-    return d
-
-
-def fail_files(instrument: Path, names: list[str]) -> None:
-    staging = instrument.parent / "staging"
-    staging.mkdir(exist_ok=True)
-    for n in names:
-        (staging / n).write_bytes(TRUNCATED)
-    for n in names:  # a rename into the folder: each file appears whole
-        (staging / n).rename(instrument / n)
-
-
-def settle(seconds: float) -> None:
-    time.sleep(seconds)  # a short wait to show that nothing more arrives
 
 
 def test_a_failing_run_sends_one_mail_and_one_webhook_call_with_the_reasons(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from qcdaemon.alerts.conditions import (
     in_quiet_hours,
     outliers_hold,
     parse_schedule,
+    reason_text,
     to_local,
     verdict_reasons,
     working_seconds,
@@ -75,6 +76,20 @@ def test_verdict_condition_on_qc_shaped_verdicts() -> None:
     assert verdict_reasons(WARN, "warn") == WARN["reasons"]
     assert verdict_reasons(PASS, "warn") is None
     assert verdict_reasons({"verdict": "not enough data", "reasons": []}, "warn") is None
+
+
+def test_a_percent_reason_gives_its_limits_in_the_metric_s_units() -> None:
+    # a run of 10 MS2 scans against a guide-set mean of 40 (-75 %), limits +-25 %: 30 to 50 scans
+    r = {"metric": "NumMs2Scans", "label": "MS2 scans", "rule": "percent", "severity": "fail", "value": 10.0,
+         "statistic": -75.0, "low": -25.0, "high": 25.0, "detail": "more than 25 % from the guide-set mean",
+         "guide_set": "gs1", "text": "MS2 scans: 10; percent ...; limits -25…25"}
+    text = reason_text(r)
+    assert text.startswith("MS2 scans: 10, -75.0 % from the guide-set mean 40 (limits 30 to 50: -25 % to 25 %)")
+    assert "guide set gs1" in text
+    # a value of 0 (-100 %) has no mean to go back to: the verdict's own text
+    assert reason_text({**r, "value": 0.0, "statistic": -100.0}) == r["text"]
+    lj = {**r, "rule": "levey_jennings", "text": "MS2 scans: 10; levey-jennings below mean - 3 SD; limits 31…49"}
+    assert reason_text(lj) == lj["text"]  # limits in the metric's units already
 
 
 def test_panorama_outliers_in_each_of_the_last_n_runs() -> None:
