@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -12,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,59 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
         time.sleep(interval)
 
 
+class ReadyListener:
+    """The receiving end of systemd's notify protocol (what a ``Type=notify`` unit gives the daemon).
+
+    The daemon sends ``READY=1`` once every component runs: store, server, engine, admin channel,
+    ``daemon.json``, watcher and scheduler (``qcdaemon.daemon``).  ``/api/health`` answers earlier (the
+    port is bound first), so a test that waits for it alone races the admin channel and the watcher;
+    this waits for the very moment, without polling.  Pass :attr:`env` to the daemon's environment.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.address = f"@qcdaemon-test-{uuid.uuid4().hex}"  # Linux's abstract namespace: no file to clean up
+        self.sock.bind("\0" + self.address[1:])
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"NOTIFY_SOCKET": self.address}
+
+    def wait(self, proc: subprocess.Popen[Any], timeout: float, log: Callable[[], str] = lambda: "") -> None:
+        """Until the daemon says ``READY=1``; fails at once when it exits (with ``log()``), or after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"the daemon exited with {proc.returncode} before it was ready:\n{log()}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"the daemon did not say READY=1 within {timeout} s:\n{log()}")
+            readable, _, _ = select.select([self.sock], [], [], min(left, 0.1))  # 0.1 s: to notice an exit
+            if readable and b"READY=1" in self.sock.recv(65536).split(b"\n"):
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def start_daemon(argv: list[str], *, env: dict[str, str], timeout: float = 60, log: Callable[[], str] = lambda: "",
+                 **popen: Any) -> subprocess.Popen[Any]:
+    """Start a daemon process and return once it is ready (see :class:`ReadyListener`)."""
+    ready = ReadyListener()
+    try:
+        proc = subprocess.Popen(argv, env={**env, **ready.env}, **popen)
+        try:
+            ready.wait(proc, timeout, log)
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            raise
+        return proc
+    finally:
+        ready.close()
+
+
 class Daemon:
     """One data dir + config, driven through the real CLI and the real HTTP API."""
 
@@ -119,11 +174,14 @@ class Daemon:
 
     def start(self) -> None:
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qcdaemon", "run", "--config", str(self.config)],
-            stdout=self.logf, stderr=subprocess.STDOUT, env=self.env, cwd=REPO,
-        )
-        wait_for(self._healthy, 30, "the daemon to answer /api/health")
+        try:
+            self.proc = start_daemon([sys.executable, "-m", "qcdaemon", "run", "--config", str(self.config)],
+                                     env=self.env, log=lambda: self.log.read_text()[-3000:],
+                                     stdout=self.logf, stderr=subprocess.STDOUT, cwd=REPO)
+        except BaseException:
+            self.logf.close()
+            raise
+        assert self._healthy()
         if self.token is None:
             self.token = self.cli("token", "create", "op@lab.org").stdout.strip()
 

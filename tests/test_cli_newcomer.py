@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO, free_port, run_qcdaemon, subprocess_env, write_config
 
 from qcdaemon import cli
+from qcdaemon.cli import common
 from qcdaemon.tools.rawtools import default_rawtools_command
 
 
@@ -47,23 +48,23 @@ def test_config_comes_from_the_option_then_the_environment(cfg_path: Path, tmp_p
 def test_then_the_service_config_path_then_the_embedded_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QCDAEMON_CONFIG", raising=False)
     site = tmp_path / "etc" / "qcdaemon" / "config.toml"
-    monkeypatch.setattr(cli, "SITE_CONFIG", site)
-    assert cli.find_config(None) == (None, "no configuration file")
+    monkeypatch.setattr(common, "SITE_CONFIG", site)
+    assert common.find_config(None) == (None, "no configuration file")
     site.parent.mkdir(parents=True)
     site.write_text('[paths]\ndata_dir = "/srv/qc"\n')
-    assert cli.find_config(None) == (str(site), "the service's configuration path")
-    assert cli.find_config("mine.toml") == ("mine.toml", "--config")
+    assert common.find_config(None) == (str(site), "the service's configuration path")
+    assert common.find_config("mine.toml") == ("mine.toml", "--config")
     # the path the service installer writes on this platform
     expected = (Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "qcdaemon" / "config.toml" if os.name == "nt"  # noqa: SIM112
                 else Path("/etc/qcdaemon/config.toml"))
-    assert cli.site_config_path() == expected
+    assert common.site_config_path() == expected
 
 
 def test_the_embedded_defaults_use_the_bundled_rawtools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("QCDAEMON_CONFIG", raising=False)
-    monkeypatch.setattr(cli, "SITE_CONFIG", tmp_path / "none.toml")
-    cfg = cli._config(argparse.Namespace(config=None))
+    monkeypatch.setattr(common, "SITE_CONFIG", tmp_path / "none.toml")
+    cfg = common.cli_config(argparse.Namespace(config=None))
     assert cfg.source == ""
     assert cfg.engine.rawtools.command == (default_rawtools_command() or ())
     assert "embedded defaults (no configuration file)" in capsys.readouterr().err
@@ -92,7 +93,7 @@ def test_parse_raw_help_is_its_own() -> None:
 
 def test_short_passwords_are_refused(cfg_path: Path) -> None:
     res = run_qcdaemon("user", "add", "a@lab.example", "--password-stdin", "--config", str(cfg_path), stdin="x\n")
-    assert res.returncode == 1 and f"use at least {cli.MIN_PASSWORD} characters" in res.stderr
+    assert res.returncode == 1 and f"use at least {common.MIN_PASSWORD} characters" in res.stderr
     ok = run_qcdaemon("user", "add", "a@lab.example", "--password-stdin", "--config", str(cfg_path),
                       stdin="twelve-chars\n")
     assert ok.returncode == 0, ok.stderr
@@ -130,5 +131,5 @@ def test_ctrl_d_at_the_password_prompt(cfg_path: Path) -> None:
 
 
 def test_names_are_cut_with_a_marker() -> None:
-    assert cli.cut("a" * 45, 40) == "a" * 39 + "\u2026" and len(cli.cut("a" * 45, 40)) == 40
-    assert cli.cut("short.raw", 40) == "short.raw"
+    assert common.cut("a" * 45, 40) == "a" * 39 + "\u2026" and len(common.cut("a" * 45, 40)) == 40
+    assert common.cut("short.raw", 40) == "short.raw"

@@ -209,6 +209,60 @@ def _unique_names(runs: Sequence[Mapping[str, Any]]) -> dict[int, str]:
     return names
 
 
+_Kept = tuple[Mapping[str, Any], dict[str, Any], set[str], list[dict[str, Any]]]  # run, values, sources, metrics
+
+
+def _with_metrics(runs: Sequence[Mapping[str, Any]],
+                  values_by_run: Mapping[int, Iterable[tuple[str, str, Any]]]) -> tuple[list[_Kept], list[str]]:
+    """The runs with at least one mappable metric (merged values, their sources, the metrics), and the
+    run keys of the others."""
+    kept: list[_Kept] = []
+    omitted: list[str] = []
+    for run in runs:
+        triples = list(values_by_run.get(run["id"], ()))
+        merged, _engine = merge_run_values(triples)
+        metrics = quality_metrics(merged)
+        if not metrics:
+            omitted.append(run["run_key"])
+            continue
+        sources = {source for source, _name, value in triples if value is not None}
+        kept.append((run, merged, sources, metrics))
+    return kept, omitted
+
+
+class _InputFiles:
+    """The ``inputFiles`` of each run, with names and locations unique in the file (a RAW file shared by
+    several runs, two runs searched against one FASTA)."""
+
+    def __init__(self, names: dict[int, str], pipeline: Mapping[str, Any]) -> None:
+        self.names = names
+        self.pipeline = pipeline
+        self.raw_names = {n.casefold() for n in names.values()}
+        self.fasta_names: set[str] = set()
+        self.locations: set[str] = set()
+
+    def of(self, run: Mapping[str, Any], merged: dict[str, Any], sources: set[str]) -> list[dict[str, Any]]:
+        location = file_uri(run.get("stored_path")) or run["run_key"]
+        if location in self.locations:  # the same stored file behind two runs
+            location = f"{location}#{run['run_key']}"
+        self.locations.add(location)
+        input_file: dict[str, Any] = {"name": self.names[run["id"]], "location": location,
+                                      "fileFormat": dict(THERMO_RAW)}
+        if props := _file_properties(run, merged):
+            input_file["fileProperties"] = props
+        inputs = [input_file]
+        if "search" in sources and (fasta := _fasta_input(self.pipeline, merged, run["run_key"])) is not None:
+            # names and locations stay unique in the file, as for RAW files shared by several runs
+            if fasta["name"].casefold() in self.fasta_names or fasta["name"].casefold() in self.raw_names:
+                fasta["name"] = f"{fasta['name']} ({run['run_key']})"
+            if fasta["location"] in self.locations:
+                fasta["location"] = f"{fasta['location']}#{run['run_key']}"
+            self.fasta_names.add(fasta["name"].casefold())
+            self.locations.add(fasta["location"])
+            inputs.append(fasta)
+        return inputs
+
+
 def build_mzqc(
     runs: Sequence[Mapping[str, Any]],
     values_by_run: Mapping[int, Iterable[tuple[str, str, Any]]],
@@ -225,55 +279,21 @@ def build_mzqc(
     row (``slug``, ``project_slug``). Raises :class:`NotFound` when no run has a mappable metric
     (an mzQC file needs at least one ``runQuality``).
     """
-    kept: list[tuple[Mapping[str, Any], dict[str, Any], set[str], list[dict[str, Any]]]] = []
-    omitted: list[str] = []
-    for run in runs:
-        triples = list(values_by_run.get(run["id"], ()))
-        merged, _engine = merge_run_values(triples)
-        metrics = quality_metrics(merged)
-        if not metrics:
-            omitted.append(run["run_key"])
-            continue
-        sources = {source for source, _name, value in triples if value is not None}
-        kept.append((run, merged, sources, metrics))
+    kept, omitted = _with_metrics(runs, values_by_run)
     where = f"{pipeline.get('project_slug', '?')}/{pipeline.get('slug', '?')}"
     if not kept:
         raise NotFound(f"nothing to export from {where}: "
                        + ("none of the selected runs has a QC metric with a PSI-MS term" if runs
                           else "the selection has no runs"))
-
-    names = _unique_names([k[0] for k in kept])
-    raw_names = {n.casefold() for n in names.values()}
-    fasta_names: set[str] = set()
-    locations: set[str] = set()
-    qualities = []
-    for run, merged, sources, metrics in kept:
-        location = file_uri(run.get("stored_path")) or run["run_key"]
-        if location in locations:  # the same stored file behind two runs
-            location = f"{location}#{run['run_key']}"
-        locations.add(location)
-        input_file: dict[str, Any] = {"name": names[run["id"]], "location": location, "fileFormat": dict(THERMO_RAW)}
-        if props := _file_properties(run, merged):
-            input_file["fileProperties"] = props
-        inputs = [input_file]
-        if "search" in sources and (fasta := _fasta_input(pipeline, merged, run["run_key"])) is not None:
-            # names and locations stay unique in the file, as for RAW files shared by several runs
-            if fasta["name"].casefold() in fasta_names or fasta["name"].casefold() in raw_names:
-                fasta["name"] = f"{fasta['name']} ({run['run_key']})"
-            if fasta["location"] in locations:
-                fasta["location"] = f"{fasta['location']}#{run['run_key']}"
-            fasta_names.add(fasta["name"].casefold())
-            locations.add(fasta["location"])
-            inputs.append(fasta)
-        qualities.append({
-            "metadata": {
-                "label": run["run_key"],
-                "inputFiles": inputs,
-                "analysisSoftware": _software(sources, version, merged),
-            },
-            "qualityMetrics": metrics,
-        })
-
+    files = _InputFiles(_unique_names([k[0] for k in kept]), pipeline)
+    qualities = [{
+        "metadata": {
+            "label": run["run_key"],
+            "inputFiles": files.of(run, merged, sources),
+            "analysisSoftware": _software(sources, version, merged),
+        },
+        "qualityMetrics": metrics,
+    } for run, merged, sources, metrics in kept]
     description = (f"QC metrics of pipeline {where} exported by qcdaemon {version}: {len(kept)} run(s), "
                    "labelled with their run keys.")
     if omitted:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from qcdaemon.tools.maxquant_parse import MAXQUANT_COLUMNS
+from qcdaemon.tools.maxquant_columns import MAXQUANT_COLUMNS
 from qcdaemon.tools.rawtools_parse import RAWTOOLS_COLUMNS, calendar_columns
 
 CALENDAR = ("Date", "Day", "Week", "Month", "Year")

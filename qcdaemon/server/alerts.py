@@ -7,7 +7,7 @@ import datetime as dt
 import hmac
 import html
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +107,9 @@ def _metrics_token(request: web.Request) -> str:
     return ""
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format. From loopback without a token; with ``[metrics] token_file`` or
-    ``token_env`` set, only with ``Authorization: Bearer <token>`` (from anywhere)."""
+def _check_scraper(request: web.Request) -> None:
+    """From loopback without a token; with ``[metrics] token_file`` or ``token_env`` set, only with
+    ``Authorization: Bearer <token>`` (from anywhere)."""
     cfg = request.app[CONFIG]
     if not cfg.metrics.enabled:
         raise NotFound("Not Found")
@@ -122,26 +122,24 @@ async def metrics(request: web.Request) -> web.Response:
         raise Forbidden("/metrics: the configured metrics token is missing or empty")
     elif not is_loopback(request.remote):
         raise Forbidden("/metrics answers loopback only; set [metrics] token_file or token_env for remote scrapes")
-    svc = request.app[SERVICE]
-    snap = await svc.store.call(Store.metrics_snapshot)
-    depth = await svc.store.call(Store.queue_depth)
-    state = request.app[STATE]
-    status = await state["status"]() if state.get("status") is not None else {}
-    reg = CollectorRegistry(auto_describe=False)
-    ProcessCollector(registry=reg)  # the daemon's own CPU, memory, open files (Linux /proc)
-    gauges: list[Any] = []
+
+
+def _work_families(snap: Mapping[str, Any], depth: Mapping[str, int]) -> list[Any]:
+    """The queue, the runs by state, the durations of finished stages."""
     g = GaugeMetricFamily("qcdaemon_queue_stages", "Stages queued or running", labels=["state"])
     for k in ("queued", "running"):
         g.add_metric([k], depth.get(k, 0))
-    gauges.append(g)
-    g = GaugeMetricFamily("qcdaemon_runs", "Runs by state", labels=["state"])
+    runs = GaugeMetricFamily("qcdaemon_runs", "Runs by state", labels=["state"])
     for k, n in sorted(snap["runs"].items()):
-        g.add_metric([k], n)
-    gauges.append(g)
+        runs.add_metric([k], n)
     s = SummaryMetricFamily("qcdaemon_stage_duration_seconds", "Duration of finished stages", labels=["stage"])
     for d in snap["stage_durations"]:
         s.add_metric([d["stage"]], count_value=d["count"], sum_value=d["seconds"])
-    gauges.append(s)
+    return [g, runs, s]
+
+
+def _watch_families(status: Mapping[str, Any]) -> list[Any]:
+    """When each watched folder last showed a file, and whether it can be read."""
     g = GaugeMetricFamily("qcdaemon_watch_last_file_seen_timestamp_seconds",
                           "When each watched folder last showed a new or changed file (epoch s; 0 = not yet)",
                           labels=["path", "pipeline"])
@@ -151,17 +149,39 @@ async def metrics(request: web.Request) -> web.Response:
         ts = dt.datetime.fromisoformat(seen).timestamp() if isinstance(seen, str) else 0.0
         g.add_metric([str(w.get("path")), str(w.get("pipeline"))], ts)
         up.add_metric([str(w.get("path")), str(w.get("pipeline"))], 1.0 if w.get("exists") and not w.get("error") else 0.0)
-    gauges += [g, up]
+    return [g, up]
+
+
+def _alert_families(rules: Sequence[str], snap: Mapping[str, Any], channels: list[dict[str, Any]]) -> list[Any]:
+    """Open alerts by rule, deliveries waiting, failing channels."""
     g = GaugeMetricFamily("qcdaemon_alerts_open", "Open alerts by rule", labels=["rule"])
-    for r in cfg.alerts.rule:
-        g.add_metric([r.name], snap["open_alerts"].get(r.name, 0))
-    gauges.append(g)
-    gauges.append(GaugeMetricFamily("qcdaemon_alert_deliveries_waiting", "Alert messages not yet delivered",
-                                    value=snap["deliveries_waiting"]))
+    for rule in rules:
+        g.add_metric([rule], snap["open_alerts"].get(rule, 0))
+    waiting = GaugeMetricFamily("qcdaemon_alert_deliveries_waiting", "Alert messages not yet delivered",
+                                value=snap["deliveries_waiting"])
     failing = GaugeMetricFamily("qcdaemon_alert_channel_failing", "1 when the channel keeps failing", labels=["channel"])
-    for c in await ops.channel_status(svc.store, cfg, details=False):
+    for c in channels:
         failing.add_metric([c["name"]], 1.0 if c["state"] == "failing" else 0.0)
-    gauges.append(failing)
+    return [g, waiting, failing]
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format (who may scrape: :func:`_check_scraper`)."""
+    _check_scraper(request)
+    cfg = request.app[CONFIG]
+    svc = request.app[SERVICE]
+    snap = await svc.store.call(Store.metrics_snapshot)
+    depth = await svc.store.call(Store.queue_depth)
+    state = request.app[STATE]
+    status = await state["status"]() if state.get("status") is not None else {}
+    reg = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=reg)  # the daemon's own CPU, memory, open files (Linux /proc)
+    gauges: list[Any] = [
+        *_work_families(snap, depth),
+        *_watch_families(status),
+        *_alert_families([r.name for r in cfg.alerts.rule], snap,
+                         await ops.channel_status(svc.store, cfg, details=False)),
+    ]
     info = GaugeMetricFamily("qcdaemon_info", "Version of the running daemon", labels=["version"])
     info.add_metric([__version__], 1)
     gauges.append(info)

@@ -15,6 +15,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -151,12 +152,11 @@ async def _pipeline_for(request: web.Request, pid: str | None) -> PipelineRow:
     return p
 
 
-async def upload_raw(request: web.Request) -> web.Response:
-    user = request[USER]
-    if user is None:
+def _precheck(request: web.Request) -> int:
+    """What can be refused before a byte of the body is read; the size limit in bytes."""
+    if request[USER] is None:
         raise Unauthorized("Authentication credentials were not provided.")  # CSRF: checked below, header or form
-    session_auth = request[AUTH_KIND] == "session"
-    if session_auth and request.headers.get("X-CSRFToken"):
+    if request[AUTH_KIND] == "session" and request.headers.get("X-CSRFToken"):
         check_csrf(request)
     cfg = request.app[CONFIG]
     limit = cfg.server.max_upload_mb * (1 << 20)
@@ -164,60 +164,89 @@ async def upload_raw(request: web.Request) -> web.Response:
         raise TooLarge(f"orig_file: the upload is larger than the limit of {cfg.server.max_upload_mb} MiB")
     if request.content_type != "multipart/form-data":
         raise BadRequest("the upload must be multipart/form-data with fields pid and orig_file")
-    loop = asyncio.get_running_loop()
     boundary = request.content_type and request.headers.get("Content-Type", "")
     if "boundary=" not in boundary.lower():
         raise BadRequest("the upload must be multipart/form-data with a boundary")
-    reader = await _parsed(request.multipart())
+    return limit
+
+
+@dataclass
+class _Upload:
+    """What the multipart body held: the pipeline (checked as soon as ``pid`` and the file are known),
+    the file's safe name and its sink, the form's CSRF token."""
+
     pipeline: PipelineRow | None = None
     pid: str | None = None
     form_csrf: str | None = None
     sink: _Sink | None = None
-    name = None
-    try:
-        while (part := await _parsed(reader.next())) is not None:
-            if not isinstance(part, BodyPartReader):
-                continue
-            if part.name == "orig_file" and sink is None:
-                name = safe_name(part.filename)
-                if pid is not None:
-                    pipeline = await _pipeline_for(request, pid)
-                incoming = cfg.files.incoming
-                await loop.run_in_executor(None, _check_space, cfg.data_dir, request.content_length,
-                                           cfg.engine.min_free_mb << 20)
-                sink = await loop.run_in_executor(None, _Sink, incoming / f"{uuid.uuid4().hex}.part", limit, name)
-                await _stream(part, sink)
-            elif part.name in ("pid", "csrfmiddlewaretoken"):
-                text = await _read_field(part, part.name)
-                if part.name == "pid":
-                    pid = text
-                else:
-                    form_csrf = text
+    name: str | None = None
+
+
+async def _receive(request: web.Request, limit: int, up: _Upload) -> None:
+    """Read the parts into ``up``: the file streamed to a sink (refused early if not RAW or too large)."""
+    cfg = request.app[CONFIG]
+    loop = asyncio.get_running_loop()
+    reader = await _parsed(request.multipart())
+    while (part := await _parsed(reader.next())) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "orig_file" and up.sink is None:
+            up.name = safe_name(part.filename)
+            if up.pid is not None:
+                up.pipeline = await _pipeline_for(request, up.pid)
+            await loop.run_in_executor(None, _check_space, cfg.data_dir, request.content_length,
+                                       cfg.engine.min_free_mb << 20)
+            up.sink = await loop.run_in_executor(None, _Sink, cfg.files.incoming / f"{uuid.uuid4().hex}.part",
+                                                 limit, up.name)
+            await _stream(part, up.sink)
+        elif part.name in ("pid", "csrfmiddlewaretoken"):
+            text = await _read_field(part, part.name)
+            if part.name == "pid":
+                up.pid = text
             else:
-                await _parsed(part.release())
-        if session_auth and not request.headers.get("X-CSRFToken"):
-            check_csrf(request, form_csrf)
-        if pipeline is None:
-            pipeline = await _pipeline_for(request, pid)
-        if sink is None or name is None:
+                up.form_csrf = text
+        else:
+            await _parsed(part.release())
+
+
+async def _keep(sink: _Sink, pipeline: PipelineRow, name: str) -> Path:
+    """The complete upload moved to ``inputs/<uuid>/<name>`` of the pipeline (nothing left on failure)."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sink.finish)
+    sink.check_head()  # a file shorter than the RAW header
+    final = pipeline_inputs(Path(pipeline["path"])) / uuid.uuid4().hex / name
+    try:
+        await loop.run_in_executor(None, _move, sink.path, final)
+    except BaseException:
+        await loop.run_in_executor(None, shutil.rmtree, final.parent, True)
+        raise
+    return final
+
+
+async def upload_raw(request: web.Request) -> web.Response:
+    limit = _precheck(request)
+    user = request[USER]
+    assert user is not None  # _precheck
+    loop = asyncio.get_running_loop()
+    up = _Upload()
+    try:
+        await _receive(request, limit, up)
+        if request[AUTH_KIND] == "session" and not request.headers.get("X-CSRFToken"):
+            check_csrf(request, up.form_csrf)
+        pipeline = up.pipeline or await _pipeline_for(request, up.pid)
+        if up.sink is None or up.name is None:
             raise BadRequest("orig_file: a file is required")
-        await loop.run_in_executor(None, sink.finish)
-        sink.check_head()  # a file shorter than the RAW header
-        final = pipeline_inputs(Path(pipeline["path"])) / uuid.uuid4().hex / name
-        try:
-            await loop.run_in_executor(None, _move, sink.path, final)
-        except BaseException:
-            await loop.run_in_executor(None, shutil.rmtree, final.parent, True)
-            raise
+        name, sink = up.name, up.sink
+        final = await _keep(sink, pipeline, name)
         sha256, size = sink.sha.hexdigest(), sink.size
-        sink = None
+        up.sink = None
     except OSError as exc:
         if disk_full(exc):
             raise InsufficientStorage("orig_file: the daemon's disk is full; the upload was not kept") from None
         raise
     finally:
-        if sink is not None:
-            await loop.run_in_executor(None, sink.discard)
+        if up.sink is not None:
+            await loop.run_in_executor(None, up.sink.discard)
     try:
         run = await request.app[SERVICE].new_run(
             pipeline, name, source="upload", owner_id=user["id"], stored_path=str(final), size=size,

@@ -32,12 +32,26 @@ decisions where the original was buggy or silent:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qcdaemon.errors import ParseError
+from qcdaemon.tools.maxquant_columns import (
+    EVIDENCE_STATS,
+    MAXQUANT_COLUMNS,
+    NOT_DETECTED,
+    PEPTIDE_COLUMNS,
+    QC_PEPTIDES,
+    SUMMARY_COLUMNS,
+    SUMMARY_V2,
+    best_of,
+    cv,
+    maxquant_columns,
+    mean_sd,
+    missing_flags,
+    qc_peptide_columns,
+)
+from qcdaemon.tools.maxquant_proteins import ProteinGroup, parse_protein_groups, stream_protein_groups
 from qcdaemon.tools.tsv import (
     ChannelCounter,
     Moments,
@@ -51,248 +65,9 @@ from qcdaemon.tools.tsv import (
     value,
 )
 
+# the public names of MaxQuant's parsing; the proteinGroups.txt parts live in maxquant_proteins
 __all__ = ["MAXQUANT_COLUMNS", "ProteinGroup", "maxquant_columns", "parse_maxquant",
            "parse_protein_groups"]
-
-SUMMARY_COLUMNS = (
-    "MS", "MS/MS", "MS3", "MS/MS Submitted", "MS/MS Identified", "MS/MS Identified [%]",
-    "Peptide Sequences Identified", "Av. Absolute Mass Deviation [mDa]",
-    "Mass Standard Deviation [mDa]",
-)
-_SUMMARY_V2 = {
-    "MS/MS Submitted": "MS/MS submitted", "MS/MS Identified": "MS/MS identified",
-    "MS/MS Identified [%]": "MS/MS identified [%]",
-    "Peptide Sequences Identified": "Peptide sequences identified",
-    "Av. Absolute Mass Deviation [mDa]": "Av. absolute mass deviation [mDa]",
-    "Mass Standard Deviation [mDa]": "Mass standard deviation [mDa]",
-}
-PROTEIN_COLUMNS = (
-    "N_protein_groups", "N_protein_true_hits", "N_protein_potential_contaminants",
-    "N_protein_reverse_seq", "Protein_mean_seq_cov [%]",
-)
-PEPTIDE_COLUMNS = (
-    "N_peptides", "N_peptides_potential_contaminants", "N_peptides_reverse", "Oxidations [%]",
-    "N_missed_cleavages_total", "N_missed_cleavages_eq_0 [%]", "N_missed_cleavages_eq_1 [%]",
-    "N_missed_cleavages_eq_2 [%]", "N_missed_cleavages_gt_3 [%]",
-    "N_peptides_last_amino_acid_K [%]", "N_peptides_last_amino_acid_R [%]",
-    "N_peptides_last_amino_acid_other [%]",
-)
-MSMS_COLUMNS = ("Mean_parent_int_frac",)
-_EVIDENCE_STATS = {  # output column -> (evidence column, statistic)
-    "Uncalibrated - Calibrated m/z [ppm] (ave)": ("Uncalibrated - Calibrated m/z [ppm]", "mean"),
-    "Uncalibrated - Calibrated m/z [ppm] (sd)": ("Uncalibrated - Calibrated m/z [ppm]", "sd"),
-    "Uncalibrated - Calibrated m/z [Da] (ave)": ("Uncalibrated - Calibrated m/z [Da]", "mean"),
-    "Uncalibrated - Calibrated m/z [Da] (sd)": ("Uncalibrated - Calibrated m/z [Da]", "sd"),
-    "Peak Width(ave)": ("Retention length", "mean"),
-    "Peak Width (std)": ("Retention length", "sd"),
-}
-QC_PEPTIDES = ("HVLTSIGEK", "LTILEELR")
-QC_PROTEIN = "QC3_BSA"
-_QC_EXCLUDED_IDS = frozenset({"QC1|Peptide1", "QC2|Peptide2"})
-NOT_DETECTED = "not detected"
-
-
-def _qc_peptide_columns(i: int) -> tuple[str, ...]:
-    return (
-        f"qc{i}_peptide_charges", f"N_qc{i}_missing_values",
-        f"reporter_intensity_corrected_qc{i}_ave", f"reporter_intensity_corrected_qc{i}_sd",
-        f"reporter_intensity_corrected_qc{i}_cv", f"calibrated_retention_time_qc{i}",
-        f"retention_length_qc{i}", f"N_of_scans_qc{i}",
-    )
-
-
-PROTEIN_QC_COLUMNS = (
-    "N_of_Protein_qc_pepts", "N_Protein_qc_missing_values",
-    "reporter_intensity_corrected_Protein_qc_ave", "reporter_intensity_corrected_Protein_qc_sd",
-    "reporter_intensity_corrected_Protein_qc_cv",
-)
-EVIDENCE_COLUMNS = tuple(_EVIDENCE_STATS) + tuple(
-    c for i in range(1, len(QC_PEPTIDES) + 1) for c in _qc_peptide_columns(i))
-
-
-def maxquant_columns(channels: int) -> tuple[str, ...]:
-    """Ordered QC columns for ``channels`` reporter channels: the 9 summary metrics, the 56
-    ``expected_columns`` of the original (with TMT1..N missing values), ``Missed Cleavages [%]``,
-    then the TMT peptide and protein-group counts."""
-    tmt = range(1, channels + 1)
-    return (
-        SUMMARY_COLUMNS + PROTEIN_COLUMNS + tuple(f"TMT{n}_missing_values" for n in tmt)
-        + PEPTIDE_COLUMNS + MSMS_COLUMNS + EVIDENCE_COLUMNS + PROTEIN_QC_COLUMNS
-        + ("Missed Cleavages [%]",) + tuple(f"TMT{n}_peptide_count" for n in tmt)
-        + tuple(f"TMT{n}_protein_group_count" for n in tmt)
-    )
-
-
-MAXQUANT_COLUMNS: tuple[str, ...] = maxquant_columns(11)
-
-
-@dataclass(frozen=True)
-class ProteinGroup:
-    """One row of proteinGroups.txt."""
-
-    majority_protein_ids: str
-    fasta_headers: str
-    score: float | None
-    intensity: float | None
-    contaminant: bool
-    reverse: bool
-    only_by_site: bool
-    reporter_corrected: tuple[float | None, ...]
-    extra: dict[str, Any]
-
-
-# --------------------------------------------------------------------------- proteinGroups.txt
-_PG_FIELDS = ("Majority protein IDs", "Fasta headers", "Score", "Intensity",
-              "Potential contaminant", "Contaminant", "Reverse", "Only identified by site")
-
-
-def _protein_group(table: Table, row: list[str], channels: list[list[int]],
-                   extra_idx: list[int]) -> ProteinGroup:
-    ids = table.get(row, "Majority protein IDs") or ""
-    contaminant = is_flag(table.get(row, "Potential contaminant")) or is_flag(
-        table.get(row, "Contaminant")) or ids.startswith("CON__")
-    return ProteinGroup(
-        majority_protein_ids=ids,
-        fasta_headers=table.get(row, "Fasta headers") or "",
-        score=number(table.get(row, "Score")),
-        intensity=number(table.get(row, "Intensity")),
-        contaminant=contaminant,
-        reverse=is_flag(table.get(row, "Reverse")) or ids.startswith("REV__"),
-        only_by_site=is_flag(table.get(row, "Only identified by site")),
-        reporter_corrected=tuple(number(row[cols[0]]) for cols in channels),
-        extra={table.header[i]: value(row[i]) for i in extra_idx},
-    )
-
-
-def iter_protein_groups(path: Path) -> Iterator[ProteinGroup]:
-    """The rows of a proteinGroups.txt one at a time (bounded memory: nothing is kept)."""
-    required = ("Protein IDs", "Majority protein IDs")
-    with open_table(Path(path), required) as table:
-        channels = reporter_channels(table.header)
-        used = {table.index[n] for n in _PG_FIELDS if n in table.index}
-        used |= {cols[0] for cols in channels}
-        extra_idx = [i for i in range(len(table.header)) if i not in used]
-        for row in table.rows():
-            yield _protein_group(table, row, channels, extra_idx)
-
-
-def protein_group_batches(path: Path, size: int = 2000) -> Iterator[list[ProteinGroup]]:
-    """:func:`iter_protein_groups` in lists of at most ``size`` (for batched inserts)."""
-    batch: list[ProteinGroup] = []
-    for g in iter_protein_groups(path):
-        batch.append(g)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-class _ProteinAggregate:
-    """What :func:`parse_maxquant` needs of the protein groups, computed in one streaming pass."""
-
-    def __init__(self) -> None:
-        self.n = self.true_hits = self.contaminants = self.reverse = 0
-        self.coverage = Moments()
-        self.missing: list[int] = []
-        self.qc_best: ProteinGroup | None = None
-
-    def add(self, g: ProteinGroup) -> None:
-        self.n += 1
-        self.contaminants += g.contaminant
-        self.reverse += g.reverse
-        if len(self.missing) < len(g.reporter_corrected):
-            self.missing += [0] * (len(g.reporter_corrected) - len(self.missing))
-        if not (g.contaminant or g.reverse):
-            self.true_hits += 1
-            c = g.extra.get("Sequence coverage [%]")
-            self.coverage.add(float(c) if isinstance(c, int | float) else None)
-            if not g.only_by_site and g.majority_protein_ids not in _QC_EXCLUDED_IDS:
-                for n, v in enumerate(g.reporter_corrected):
-                    self.missing[n] += v in (None, 0)
-        if QC_PROTEIN in str(g.extra.get("Protein IDs") or ""):
-            best = self.qc_best  # first of maximal intensity, as _best: None intensities lose
-            if best is None or (g.intensity is not None and (best.intensity is None or g.intensity > best.intensity)):
-                self.qc_best = g
-
-    def values(self, channels: int) -> dict[str, Any]:
-        values: dict[str, Any] = dict(zip(PROTEIN_COLUMNS, (
-            self.n, self.true_hits, self.contaminants, self.reverse, self.coverage.mean()), strict=True))
-        for n in range(channels):
-            values[f"TMT{n + 1}_missing_values"] = self.missing[n] if n < len(self.missing) else 0
-        return values | _protein_qc([self.qc_best] if self.qc_best is not None else [])
-
-
-def _stream_protein_groups(path: Path) -> tuple[_ProteinAggregate, list[int]]:
-    """One pass over the table: the aggregate and the channel counts, no group kept."""
-    agg = _ProteinAggregate()
-    with open_table(path, ("Protein IDs", "Majority protein IDs")) as table:
-        channels = reporter_channels(table.header)
-        used = {table.index[n] for n in _PG_FIELDS if n in table.index}
-        used |= {cols[0] for cols in channels}
-        extra_idx = [i for i in range(len(table.header)) if i not in used]
-        counter = ChannelCounter(channels, table.index["Majority protein IDs"])
-        for row in table.rows():
-            agg.add(_protein_group(table, row, channels, extra_idx))
-            counter.add(row)
-    return agg, counter.counts()
-
-
-def parse_protein_groups(path: Path) -> list[ProteinGroup]:
-    """Every row of a MaxQuant proteinGroups.txt (or .txt.gz), in file order (all in memory:
-    for large tables use :func:`protein_group_batches`)."""
-    return list(iter_protein_groups(Path(path)))
-
-
-def _mean_sd(values: Iterable[float | None]) -> tuple[float | None, float | None]:
-    m = Moments()
-    for v in values:
-        m.add(v)
-    return m.mean(), m.sd()
-
-
-def _cv(ave: float | None, sd: float | None, when_zero: Any) -> Any:
-    if ave is None or sd is None:
-        return None
-    return when_zero if ave == 0 else sd / ave * 100
-
-
-def _missing_flags(values: Sequence[float | None]) -> str | None:
-    """Per channel ``1`` if the intensity is missing or 0, else ``0``; ``None`` if no channels."""
-    return ";".join("1" if v is None or v == 0 else "0" for v in values) or None
-
-
-def _best(items: Sequence[Any], intensity: Any) -> Any:
-    """First item of maximal intensity (``None`` intensities lose; all ``None`` -> first)."""
-    return max(items, key=lambda it: (intensity(it) is not None, intensity(it) or 0.0))
-
-
-def _protein_qc(groups: list[ProteinGroup]) -> dict[str, Any]:
-    hits = [g for g in groups if QC_PROTEIN in str(g.extra.get("Protein IDs") or "")]
-    if not hits:
-        return dict.fromkeys(PROTEIN_QC_COLUMNS, NOT_DETECTED)
-    best = _best(hits, lambda g: g.intensity)
-    ave, sd = _mean_sd(best.reporter_corrected)
-    peps = best.extra.get("Peptide counts (all)")
-    return dict(zip(PROTEIN_QC_COLUMNS, (
-        None if peps is None else str(peps), _missing_flags(best.reporter_corrected),
-        ave, sd, _cv(ave, sd, None))))
-
-
-def _protein_values(groups: list[ProteinGroup], channels: int) -> dict[str, Any]:
-    """Counts, mean sequence coverage, per-channel missing values and the QC protein."""
-    true_hits = [g for g in groups if not (g.contaminant or g.reverse)]
-    cov = (g.extra.get("Sequence coverage [%]") for g in true_hits)
-    coverage, _ = _mean_sd(float(c) if isinstance(c, int | float) else None for c in cov)
-    values: dict[str, Any] = dict(zip(PROTEIN_COLUMNS, (
-        len(groups), len(true_hits), sum(g.contaminant for g in groups),
-        sum(g.reverse for g in groups), coverage)))
-    kept = [g for g in true_hits
-            if not g.only_by_site and g.majority_protein_ids not in _QC_EXCLUDED_IDS]
-    for n in range(channels):
-        values[f"TMT{n + 1}_missing_values"] = sum(
-            g.reporter_corrected[n] in (None, 0) for g in kept)
-    return values | _protein_qc(groups)
 
 
 # ------------------------------------------------------------------------------- summary.txt
@@ -302,7 +77,7 @@ def _summary_values(path: Path) -> dict[str, Any]:
         if "MS/MS Submitted" in table.index:
             names = {c: c for c in SUMMARY_COLUMNS}
         elif "MS/MS submitted" in table.index:
-            names = {c: _SUMMARY_V2.get(c, c) for c in SUMMARY_COLUMNS}
+            names = {c: SUMMARY_V2.get(c, c) for c in SUMMARY_COLUMNS}
         else:
             raise ParseError(f"{path}: no 'MS/MS Submitted' column; not a MaxQuant summary.txt")
         row = next(table.rows(), None)
@@ -347,22 +122,22 @@ def _peptide_values(path: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- msmsScans.txt
 def _msms_values(path: Path) -> dict[str, Any]:
     with open_table(path, ("Parent intensity fraction",)) as table:
-        mean, _ = _mean_sd(number(table.get(r, "Parent intensity fraction")) for r in table.rows())
+        mean, _ = mean_sd(number(table.get(r, "Parent intensity fraction")) for r in table.rows())
     return {"Mean_parent_int_frac": None if mean is None else round(mean, 2)}
 
 
 # ------------------------------------------------------------------------------ evidence.txt
 def _qc_peptide(table: Table, i: int, rows: list[list[str]],
                 channels: list[list[int]]) -> dict[str, Any]:
-    columns = _qc_peptide_columns(i)
+    columns = qc_peptide_columns(i)
     if not rows:
         return dict.fromkeys(columns, NOT_DETECTED)
     charges = ";".join(table.get(r, "Charge") or "" for r in rows)
-    best = _best(rows, lambda r: number(table.get(r, "Intensity")))
+    best = best_of(rows, lambda r: number(table.get(r, "Intensity")))
     reporters = [number(best[cols[0]]) for cols in channels]
-    ave, sd = _mean_sd(reporters)
+    ave, sd = mean_sd(reporters)
     return dict(zip(columns, (
-        charges, _missing_flags(reporters), ave, sd, _cv(ave, sd, "not calculated"),
+        charges, missing_flags(reporters), ave, sd, cv(ave, sd, "not calculated"),
         number(table.get(best, "Calibrated retention time")),
         number(table.get(best, "Retention length")), value(table.get(best, "Number of scans")))))
 
@@ -371,7 +146,7 @@ def _evidence_values(path: Path) -> tuple[dict[str, Any], list[int]]:
     """Mass-error and peak-width statistics, QC peptides, per-channel peptide counts."""
     with open_table(path, ("Sequence",)) as table:
         channels = reporter_channels(table.header)
-        sources = {src for src, _ in _EVIDENCE_STATS.values() if src in table.index}
+        sources = {src for src, _ in EVIDENCE_STATS.values() if src in table.index}
         moments = {src: Moments() for src in sources}
         qc_rows: dict[str, list[list[str]]] = {p: [] for p in QC_PEPTIDES}
         counter = ChannelCounter(channels, table.index["Sequence"])
@@ -382,7 +157,7 @@ def _evidence_values(path: Path) -> tuple[dict[str, Any], list[int]]:
             if (seq := table.get(row, "Sequence")) in qc_rows:
                 qc_rows[seq].append(row)
         values: dict[str, Any] = {}
-        for column, (src, stat) in _EVIDENCE_STATS.items():
+        for column, (src, stat) in EVIDENCE_STATS.items():
             found = moments.get(src)
             values[column] = None if found is None else (found.mean() if stat == "mean" else found.sd())
         for i, peptide in enumerate(QC_PEPTIDES, start=1):
@@ -410,7 +185,7 @@ def parse_maxquant(txt_dir: Path) -> dict[str, Any]:
         values |= _summary_values(summary)
     pg_counts: list[int] | None = None
     if pg := find_table(txt_dir, "proteinGroups.txt"):
-        agg, pg_counts = _stream_protein_groups(pg)  # bounded memory (issue 12)
+        agg, pg_counts = stream_protein_groups(pg)  # bounded memory (issue 12)
         if not agg.n:  # decided (issue 12): a run with 0 protein groups is not silently "done"
             raise ParseError(f"{pg}: a header but no protein groups; MaxQuant identified nothing")
         values |= agg.values(len(pg_counts))

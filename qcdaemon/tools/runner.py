@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -290,6 +290,30 @@ async def _supervise(proc: asyncio.subprocess.Process, job: Any, name: str, time
         raise
 
 
+@contextlib.asynccontextmanager
+async def _tracked(proc: asyncio.subprocess.Process, nice: int, pid_dir: Path | None, name: str,
+                   tool_id: str) -> AsyncIterator[Any]:
+    """While the tool runs: its record for ``orphans`` and (Windows) its job object, yielded."""
+    job = _windows_job(proc.pid, nice) if IS_WINDOWS else None
+    record = orphans.record(pid_dir, name, proc.pid, tool_id)
+    try:
+        yield job
+    finally:
+        orphans.forget(record)
+        if job is not None:
+            job.close()
+
+
+async def _exec_error_or_kill(proc: asyncio.subprocess.Process, report: asyncio.Future[str] | None,
+                             job: Any) -> OSError | None:
+    """:func:`_exec_error`; cancelled meanwhile: the trampoline, or the tool it just became, is killed."""
+    try:
+        return await _exec_error(proc, report)
+    except asyncio.CancelledError:
+        _signal_group(proc, job, kill=True)
+        raise
+
+
 async def run_tool(
     argv: Sequence[str],
     *,
@@ -341,22 +365,11 @@ async def run_tool(
                                         nice)
         except OSError as exc:
             return _not_started(result, name, argv, exc)
-        job = _windows_job(proc.pid, nice) if IS_WINDOWS else None
-        record = orphans.record(pid_dir, name, proc.pid, tool_id)
-        try:
-            try:
-                failed = await _exec_error(proc, report)
-            except asyncio.CancelledError:
-                _signal_group(proc, job, kill=True)  # the trampoline, or the tool it just became
-                raise
-            if failed is not None:
+        async with _tracked(proc, nice, pid_dir, name, tool_id) as job:
+            if (failed := await _exec_error_or_kill(proc, report, job)) is not None:
                 return _not_started(result, name, argv, failed)
             log.info("tool_started", tool=name, pid=proc.pid, argv=argv, cwd=str(cwd))
             outcome = await _supervise(proc, job, name, timeout, cancel, grace)
-        finally:
-            orphans.forget(record)
-            if job is not None:
-                job.close()
     log.info("tool_exited", tool=name, pid=proc.pid, exit_code=proc.returncode, outcome=outcome,
              seconds=round(time.time() - started, 3))
     return await _described(result, outcome, proc.returncode, timeout, out_path, err_path)

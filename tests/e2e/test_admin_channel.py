@@ -8,6 +8,7 @@ the CLI reaches it whatever ``host`` says, and the LAN listener has no admin end
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemonproc import REPO, free_port, wait_for, write_toml
+from daemonproc import REPO, free_port, start_daemon, write_toml
 
 from qcdaemon.core.net import is_loopback
 
@@ -81,18 +82,12 @@ def test_admin_commands_work_against_a_daemon_on_a_lan_address(tmp_path: Path) -
     made = cli(config, "user", "add", "op@lab.org", "--password-stdin", stdin="operator-pass-12\n")
     assert made.returncode == 0, made.stderr  # no daemon yet: directly on the store
     url = f"http://{LAN}:{port}"
-    log = open(tmp_path / "daemon.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "qcdaemon", "run", "--config", str(config)], cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp_path / "daemon.log", "wb") as log:  # the daemon keeps its own copy of the descriptor
+        proc = start_daemon([sys.executable, "-m", "qcdaemon", "run", "--config", str(config)], cwd=REPO,
+                            env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+                            log=lambda: (tmp_path / "daemon.log").read_text()[-3000:])
     try:
-        def up() -> bool:
-            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
-            try:
-                return get(url + "/api/health")[0] == 200
-            except OSError:
-                return False
-
-        wait_for(up, 60, "the daemon to answer on its LAN address")
+        assert get(url + "/api/health")[0] == 200  # it answers on its LAN address
         info = json.loads((data / "daemon.json").read_text())
         assert info["url"] == url
         admin = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/_admin/op", info["admin_url"])
@@ -121,4 +116,3 @@ def test_admin_commands_work_against_a_daemon_on_a_lan_address(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        log.close()

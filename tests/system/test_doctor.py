@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,8 +31,8 @@ from qcdaemon.config import (
     WatchConfig,
 )
 from qcdaemon.store import Store
-from qcdaemon.system import doctor
-from qcdaemon.system.doctor import FAIL, OK, WARN, run_doctor
+from qcdaemon.system.doctor import FAIL, OK, WARN, Check, folders, network, programs, run_doctor
+from qcdaemon.system.doctor import store as doctor_store
 from qcdaemon.tools.rawtools import default_rawtools_command, find_rawtools_exe
 
 
@@ -246,8 +247,8 @@ def test_data_dir_that_is_a_file(cfg, tmp_path):
 
 @pytest.mark.parametrize(("free", "status"), [(150 << 20, FAIL), (600 << 20, WARN), (5 << 30, OK)])
 def test_disk_space(tmp_path, monkeypatch, free, status):
-    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda p: type("U", (), {"free": free})())
-    rows = doctor.check_data_dir(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: type("U", (), {"free": free})())
+    rows = folders.check_data_dir(tmp_path)
     assert rows[0].status == OK and rows[1].status == status
 
 
@@ -272,18 +273,18 @@ server:/export /mnt/nfs nfs4 rw 0 0
 
 
 def test_mount_fstype():
-    assert doctor.mount_fstype("/mnt/raw data/QE1", MOUNTS) == "cifs"
-    assert doctor.mount_fstype("/mnt/raw datax", MOUNTS) == "ext4"
-    assert doctor.mount_fstype("/mnt/nfs", MOUNTS) == "nfs4"
-    assert doctor.mount_fstype("/home/lab", MOUNTS) == "ext4"
+    assert folders.mount_fstype("/mnt/raw data/QE1", MOUNTS) == "cifs"
+    assert folders.mount_fstype("/mnt/raw datax", MOUNTS) == "ext4"
+    assert folders.mount_fstype("/mnt/nfs", MOUNTS) == "nfs4"
+    assert folders.mount_fstype("/home/lab", MOUNTS) == "ext4"
 
 
 def test_network_watch_folder_wants_polling(cfg, tmp_path, monkeypatch):
     raw = Path(cfg.watch[0].path).resolve()
-    monkeypatch.setattr(doctor, "_read_mounts", lambda: f"{MOUNTS}//nas/qc {raw} cifs rw 0 0\n")
-    assert doctor.check_watch(cfg.watch[0]).status == WARN
-    assert "set polling = true" in doctor.check_watch(cfg.watch[0]).detail
-    polled = doctor.check_watch(dataclasses.replace(cfg.watch[0], polling=True))
+    monkeypatch.setattr(folders, "_read_mounts", lambda: f"{MOUNTS}//nas/qc {raw} cifs rw 0 0\n")
+    assert folders.check_watch(cfg.watch[0]).status == WARN
+    assert "set polling = true" in folders.check_watch(cfg.watch[0]).detail
+    polled = folders.check_watch(dataclasses.replace(cfg.watch[0], polling=True))
     assert polled.status == OK and "network folder (cifs)" in polled.detail
 
 
@@ -295,11 +296,11 @@ def test_engine_command_pointing_at_a_missing_file(cfg, tmp_path):
 
 
 def test_engine_program_not_on_path_and_tool_not_configured(monkeypatch):
-    real_which = doctor.shutil.which
-    monkeypatch.setattr(doctor.shutil, "which", lambda n: None if n in ("dotnet", "mono") else real_which(n))
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda n: None if n in ("dotnet", "mono") else real_which(n))
     monkeypatch.setattr("qcdaemon.tools.rawtools.default_rawtools_command", lambda: None)
     engine = EngineConfig(rawtools=ToolConfig(), maxquant=MaxQuantConfig(command=("/opt/MaxQuant/bin/MaxQuantCmd.dll",)))
-    rows = {r.name: r for r in doctor.check_engine(engine)}
+    rows = {r.name: r for r in programs.check_engine(engine)}
     status, detail = rows["engine rawtools"].status, rows["engine rawtools"].detail
     assert status == WARN and detail.startswith("engine.rawtools.command not configured: the rawtools stage is skipped: ")
     # and what to install: mono is hidden here; pyRawTools too when it is not installed
@@ -313,12 +314,12 @@ def test_engine_program_not_on_path_and_tool_not_configured(monkeypatch):
 
 def test_unconfigured_rawtools_points_at_the_bundled_copy(monkeypatch):
     monkeypatch.setattr("qcdaemon.tools.rawtools.default_rawtools_command", lambda: ("mono", "/venv/RawTools.exe"))
-    (row, *_) = doctor.check_engine(EngineConfig())
+    (row, *_) = programs.check_engine(EngineConfig())
     assert row.status == WARN and row.detail.endswith('set command = ["mono", "/venv/RawTools.exe"]')
 
 
 def test_port_already_bound(cfg, monkeypatch):
-    monkeypatch.setattr(doctor, "HEALTH_TIMEOUT", 0.2)  # the test socket never answers
+    monkeypatch.setattr(network, "HEALTH_TIMEOUT", 0.2)  # the test socket never answers
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
@@ -354,11 +355,11 @@ def test_port_held_by_a_running_daemon(cfg):
     assert rc == 1 and status == FAIL, detail
     assert detail.startswith("a qcdaemon (version 0.1.0) answers here, but no daemon.json in ")
     assert "serves another data dir" in detail
-    assert doctor.check_port(server) == doctor.Check(f"port 127.0.0.1:{server.port}", OK, "free")  # it stopped
+    assert network.check_port(server) == Check(f"port 127.0.0.1:{server.port}", OK, "free")  # it stopped
 
 
 def test_unresolvable_host():
-    check = doctor.check_port(ServerConfig(host="no-such-host.invalid", port=8000))
+    check = network.check_port(ServerConfig(host="no-such-host.invalid", port=8000))
     assert check.status == FAIL and "does not resolve" in check.detail
 
 
@@ -374,7 +375,7 @@ def test_corrupt_duckdb_file(cfg):
 
 def test_store_in_use_by_the_daemon(cfg):
     with store_held_by_another_process(cfg.db_path) as holder:
-        check = doctor.check_store(cfg.db_path)
+        check = doctor_store.check_store(cfg.db_path)
     assert (check.status, check.detail) == (OK, f"in use by the running daemon (pid {holder.pid})")
 
 
@@ -383,7 +384,7 @@ def test_store_that_opens(cfg):
     con = duckdb.connect(str(cfg.db_path))
     con.execute("create table runs (a int)")
     con.close()
-    check = doctor.check_store(cfg.db_path)
+    check = doctor_store.check_store(cfg.db_path)
     assert check.status == OK and "1 tables" in check.detail
 
 
@@ -406,7 +407,7 @@ def test_non_loopback_host_without_tls(cfg):
     ],
 )
 def test_tls_rules(server, status):
-    assert doctor.check_tls(server).status == status
+    assert network.check_tls(server).status == status
 
 
 # -- tool versions ------------------------------------------------------------------------------
@@ -415,7 +416,7 @@ needs_pyrawtools = pytest.mark.skipif(find_rawtools_exe() is None, reason="pyRaw
 
 
 def engine_row(engine: EngineConfig, name: str):
-    (row,) = [r for r in doctor.check_engine(engine) if r.name == name]
+    (row,) = [r for r in programs.check_engine(engine) if r.name == name]
     return row.status, row.detail
 
 
@@ -434,7 +435,7 @@ def test_rawtools_version_from_the_assembly_when_the_command_does_not_say(tmp_pa
     """python cannot run RawTools.exe (-version fails): the version resource of the .exe tells."""
     monkeypatch.chdir(tmp_path)
     exe = str(find_rawtools_exe())
-    assert doctor.pe_product_version(exe) == "2.0.7"
+    assert programs.pe_product_version(exe) == "2.0.7"
     status, detail = engine_row(EngineConfig(rawtools=ToolConfig(command=(sys.executable, exe))), "engine rawtools")
     assert status == OK and detail.endswith(": RawTools 2.0.7 (pyRawTools "
                                             f"{importlib.metadata.version('pyRawTools')})")
@@ -450,12 +451,12 @@ def test_rawtools_version_from_the_command(tmp_path):
 
 def test_rawtools_version_unknown_and_a_hung_command_is_ended(cfg, tmp_path, monkeypatch):
     assert engine_row(cfg.engine, "engine rawtools")[1].endswith("RawTools.exe: RawTools version unknown")
-    assert doctor.pe_product_version(tmp_path / "RawTools.exe") is None  # an empty file
-    monkeypatch.setattr(doctor, "VERSION_TIMEOUT", 0.5)
+    assert programs.pe_product_version(tmp_path / "RawTools.exe") is None  # an empty file
+    monkeypatch.setattr(programs, "VERSION_TIMEOUT", 0.5)
     script = tmp_path / "hang.py"  # starts a child that would keep the output pipe open
     script.write_text("import subprocess, time\nsubprocess.Popen(['sleep', '60'])\ntime.sleep(60)\n")
     start = time.monotonic()
-    assert doctor.rawtools_version((sys.executable, str(script))) == "RawTools version unknown"
+    assert programs.rawtools_version((sys.executable, str(script))) == "RawTools version unknown"
     assert time.monotonic() - start < 4
 
 

@@ -136,7 +136,7 @@ def test_huge_summary_numbers_are_refused_not_served_as_29_digit_integers(tmp_pa
 
 def test_streamed_protein_values_equal_the_in_memory_ones() -> None:
     """parse_maxquant streams proteinGroups (bounded memory); the list-based computation agrees."""
-    from qcdaemon.tools.maxquant_parse import _protein_values, parse_protein_groups, protein_group_batches
+    from qcdaemon.tools.maxquant_proteins import _protein_values, parse_protein_groups, protein_group_batches
     from qcdaemon.tools.tsv import find_table
 
     for d in (MQ0, MQ1):

@@ -25,7 +25,8 @@ EXAMPLE = TEST_DATA / "maxquant" / "tmt11" / "example-0" / "proteinGroups.txt.gz
 # would carry the parent's peak across fork and exec on Linux).
 CHILD = """
 import sys
-from qcdaemon.tools.maxquant_parse import parse_maxquant, protein_group_batches
+from qcdaemon.tools.maxquant_parse import parse_maxquant
+from qcdaemon.tools.maxquant_proteins import protein_group_batches
 txt = sys.argv[1]
 values = parse_maxquant(txt)
 n = sum(len(b) for b in protein_group_batches(txt + "/proteinGroups.txt"))

@@ -427,7 +427,9 @@ async def test_probe_errors_and_handler_errors_do_not_release_or_crash(
     write(tmp_path / "ok.raw")
     rec = Flaky()
     w = await make_watcher([wc(tmp_path, settle_seconds=0.2)], rec, share_probe=probe)
-    await eventually(lambda: rec.of("settled", "ok.raw"), 3)
+    # a deadline, not a wait: it returns as soon as ok.raw settles (3 s was too short on a loaded machine,
+    # where the start-up scan, the stat and the probe each wait for a thread of the default executor)
+    await eventually(lambda: rec.of("settled", "ok.raw"), 30, "ok.raw settled")
     assert not rec.of("settled", "denied.raw") and w.status()[0]["pending"] == 1
 
 

@@ -21,7 +21,8 @@ from qcdaemon.store import Store
 from qcdaemon.store.rows import RunRow
 from qcdaemon.tools import maxquant as mq
 from qcdaemon.tools import rawtools as rt
-from qcdaemon.tools.maxquant_parse import parse_maxquant, protein_group_batches
+from qcdaemon.tools.maxquant_parse import parse_maxquant
+from qcdaemon.tools.maxquant_proteins import protein_group_batches
 from qcdaemon.tools.runner import ToolResult, run_tool
 
 
