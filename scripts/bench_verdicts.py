@@ -69,7 +69,7 @@ def build(path: Path, n: int) -> tuple[Store, int, list[dict]]:
         "flagged": [False] * n, "use_downstream": [True] * n, "state": ["done"] * n,
         "error": [None] * n, "metrics_engine": ["rawtools"] * n})
     store.con.register("bench_runs", runs)
-    store.con.execute("INSERT INTO runs SELECT * FROM bench_runs")
+    store.con.execute("INSERT INTO runs BY NAME SELECT * FROM bench_runs")
     store.con.unregister("bench_runs")
     run_id, source, ord_, name, value = [], [], [], [], []
     for i, rid in enumerate(ids):
@@ -82,7 +82,7 @@ def build(path: Path, n: int) -> tuple[Store, int, list[dict]]:
     vals = pa.table({"run_id": pa.array(run_id, pa.int32()), "source": source, "ord": pa.array(ord_, pa.int32()),
                      "name": name, "value": value})
     store.con.register("bench_values", vals)
-    store.con.execute("INSERT INTO qc_values SELECT * FROM bench_values")
+    store.con.execute("INSERT INTO qc_values BY NAME SELECT * FROM bench_values")
     store.con.unregister("bench_values")
     return store, pid, rows
 
