@@ -25,6 +25,7 @@ from qcdaemon.config_alerts import (
     parse_working_hours,
     validate_alerts,
 )
+from qcdaemon.config_qc import QcMetricConfig, QcPipelineConfig, build_qc
 from qcdaemon.config_toml import build, tables
 from qcdaemon.config_watch import WatchConfig, validate_watches
 from qcdaemon.core.net import is_loopback
@@ -44,6 +45,8 @@ __all__ = [  # the alerts' and the QC section's types live in their own modules;
     "MaxQuantConfig",
     "MetricsConfig",
     "PathsConfig",
+    "QcMetricConfig",
+    "QcPipelineConfig",
     "SchedulerConfig",
     "SearchConfig",
     "ServerConfig",
@@ -194,6 +197,7 @@ class Config:
     source: str = ""  # the file this was read from ("" = embedded defaults)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    qc: tuple[QcPipelineConfig, ...] = ()  # [[qc]]: per-pipeline QC settings (qcdaemon.config_qc)
 
     @property
     def data_dir(self) -> Path:
@@ -315,10 +319,12 @@ def config_from_dict(data: dict[str, Any], *, mode: Mode = "foreground", source:
             kwargs["watch"] = tuple(build(WatchConfig, v, f"watch[{i}]") for i, v in enumerate(tables(value, "watch")))
         elif key == "alerts":
             kwargs["alerts"] = build_alerts(value)
+        elif key == "qc":
+            kwargs["qc"] = build_qc(value)
         elif key in sections:
             kwargs[key] = build(sections[key], value, key, _SUBTABLES)
         else:
-            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted([*sections, 'watch', 'alerts']))})")
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted([*sections, 'watch', 'alerts', 'qc']))})")
     cfg = Config(**kwargs, mode=mode, source=source)
     _validate(cfg)
     return cfg

@@ -28,7 +28,6 @@ def _limits_in_units(spec: RuleSpec, lim: Mapping[str, float | None], log: bool)
     return dict(lim)
 
 
-
 def chart(runs: Sequence[Run], settings: Settings, metric: str, kind: str = "values",
           guide_sets: Sequence[GuideSet] = (), exclusions: Mapping[str, Iterable[str]] | None = None,
           annotations: Sequence[Annotation] = ()) -> dict[str, Any]:
@@ -46,12 +45,26 @@ def chart(runs: Sequence[Run], settings: Settings, metric: str, kind: str = "val
     if kind != "values":
         spec = next((sp for sp in s.specs if sp.kind == kind), None) or parse_rule(kind)
         c = ctx.series(metric, (spec,))
-    info = s.info
-    log = info.scale is Scale.LOG
+    log = s.info.scale is Scale.LOG
+    return {
+        "metric": s.info.as_dict(), "kind": kind,
+        "scale": ("log10" if log and kind == "moving_range" else "sd" if kind.startswith("cusum")
+                  else s.info.unit),
+        "rules": [sp.as_dict() for sp in s.specs],
+        "points": _points(ctx, s, c, kind), "limits": _limits(ctx, s, c, kind),
+        "guide_sets": [g.as_dict() for g in ctx.guide_sets],
+        "annotations": [a.as_dict() for a in ctx.annotations],
+    }
+
+
+def _points(ctx: Context, s: Series, c: Series | None, kind: str) -> list[dict[str, Any]]:
+    """One point per run: value, z, guide set, training/rejected/excluded, the chart kind's
+    statistics, and the violations of the metric's rules."""
+    info, metric = s.info, s.info.column
     excluded = ctx.excluded.get(metric, np.zeros(ctx.n, dtype=bool))
     training = {(gi, int(i)) for gi, idx in s.training.items() for i in idx}
     points = []
-    for i, r in enumerate(runs):
+    for i, r in enumerate(ctx.runs):
         gi = int(s.gs[i])
         value = float(s.x[i]) if math.isfinite(s.y[i]) else None
         pt: dict[str, Any] = {
@@ -71,6 +84,12 @@ def chart(runs: Sequence[Run], settings: Settings, metric: str, kind: str = "val
                              "severity": Severity(int(s.sev[si][i])).word}
                             for si, sp in enumerate(s.specs) if sp.judges and s.sev[si][i]]
         points.append(pt)
+    return points
+
+
+def _limits(ctx: Context, s: Series, c: Series | None, kind: str) -> list[dict[str, Any]]:
+    """The limits of each guide set in force for some run, from when to when it is in force."""
+    log = s.info.scale is Scale.LOG
     limits = []
     for gi, g in enumerate(ctx.gs_list):
         if gi not in s.bases:
@@ -91,12 +110,4 @@ def chart(runs: Sequence[Run], settings: Settings, metric: str, kind: str = "val
         elif c is not None and gi in c.seg_limits[0]:
             row |= dict(c.seg_limits[0][gi])
         limits.append(row)
-    return {
-        "metric": info.as_dict(), "kind": kind,
-        "scale": ("log10" if log and kind == "moving_range" else "sd" if kind.startswith("cusum")
-                  else info.unit),
-        "rules": [sp.as_dict() for sp in s.specs],
-        "points": points, "limits": limits,
-        "guide_sets": [g.as_dict() for g in ctx.guide_sets],
-        "annotations": [a.as_dict() for a in ctx.annotations],
-    }
+    return limits

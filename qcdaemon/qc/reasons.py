@@ -12,7 +12,7 @@ __all__ = ["FAIL", "NOT_ENOUGH", "PASS", "WARN", "Reason", "Verdict"]
 PASS, WARN, FAIL, NOT_ENOUGH = "pass", "warn", "fail", "not enough data"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reason:
     metric: str
     label: str

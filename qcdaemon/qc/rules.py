@@ -182,22 +182,9 @@ def evaluate(spec: RuleSpec, y: np.ndarray, base: Baseline | None, side: int,
     """Apply one rule to a segment's values ``y`` (computing scale; ``raw`` the values in the
     metric's units, for cutoffs and percent). None when the rule needs a baseline it lacks (no
     guide set, fewer than 5 usable values, or zero spread)."""
-    n = y.size
     raw = y if raw is None else raw
-    none = np.zeros(n, dtype=np.int8)
     if spec.kind == "cutoff":
-        sev = none.copy()
-        what: list[str | None] = [None] * n
-        for level, lo, hi in ((Severity.WARN, spec.warn_min, spec.warn_max),
-                              (Severity.FAIL, spec.min, spec.max)):
-            if lo is not None:
-                for i in np.flatnonzero(raw < lo):
-                    sev[i], what[i] = level, f"below {'warn_min' if level == 1 else 'min'} {lo:g}"
-            if hi is not None:
-                for i in np.flatnonzero(raw > hi):
-                    sev[i], what[i] = level, f"above {'warn_max' if level == 1 else 'max'} {hi:g}"
-        return RuleResult(sev, what, None, {"min": spec.min, "max": spec.max,
-                                            "warn_min": spec.warn_min, "warn_max": spec.warn_max})
+        return _cutoff(spec, raw)
     if base is None:
         return None
     if spec.kind == "levey_jennings":
@@ -206,55 +193,82 @@ def evaluate(spec: RuleSpec, y: np.ndarray, base: Baseline | None, side: int,
         s = base.sigma_robust
         return _by_sd(y, base.median, s, spec, side, "median", "1.4826·MAD") if s > 0 else None
     if spec.kind == "percent":
-        m = 10.0 ** base.mean if log else base.mean
-        if m == 0:
-            return None
-        pct = 100.0 * (raw - m) / abs(m)
-        sev = none.copy()
-        what = [None] * n
-        for level, p in ((Severity.WARN, spec.warn), (Severity.FAIL, spec.fail)):
-            if p is not None:
-                for i in np.flatnonzero(_side_mask(pct, p, side)):
-                    sev[i], what[i] = level, f"more than {p:g} % from the guide-set mean"
-        return RuleResult(sev, what, pct, {"center": base.mean, "percent_warn": spec.warn,
-                                           "percent_fail": spec.fail})
+        return _percent(spec, raw, base, side, log)
     if spec.kind == "moving_range":
-        if not base.mr_mean:
-            return None
-        d = np.diff(y, prepend=np.nan)  # first value of a segment has no moving range
-        mr = np.abs(d)
-        ucl = spec.factor * base.mr_mean
-        bad = np.nan_to_num(mr, nan=0.0) > ucl
-        if side:
-            bad &= np.nan_to_num(d, nan=0.0) * side > 0  # a jump towards the good side is no fault
-        sev = np.where(bad, Severity.FAIL, Severity.NONE).astype(np.int8)
-        what = [f"moving range above {spec.factor:g} × mean MR" if b else None for b in bad]
-        return RuleResult(sev, what, mr, {"center": base.mr_mean, "ucl": ucl, "lcl": 0.0})
+        return _moving_range(spec, y, base, side)
     if base.sd <= 0:
         return None
     z = (y - base.mean) / base.sd
     if spec.kind in ("cusum_mean", "cusum_var"):
-        w = z if spec.kind == "cusum_mean" else (np.sqrt(np.abs(z)) - CUSUMV_MEAN) / CUSUMV_SD
-        cpos = _tabular_cusum(w - spec.k)
-        cneg = _tabular_cusum(-w - spec.k)
-        hit_pos, hit_neg = cpos > spec.h, cneg > spec.h
-        if spec.kind == "cusum_var":
-            hit_neg[:] = False  # decreased variability is never a fault
-        elif side > 0:
-            hit_neg[:] = False
-        elif side < 0:
-            hit_pos[:] = False
-        sev = np.where(hit_pos | hit_neg, Severity.FAIL, Severity.NONE).astype(np.int8)
-        word = "mean" if spec.kind == "cusum_mean" else "variability"
-        what = [f"CUSUM⁺ ({word} up) above h = {spec.h:g}" if p else
-                f"CUSUM⁻ ({word} down) above h = {spec.h:g}" if q else None
-                for p, q in zip(hit_pos, hit_neg, strict=True)]
-        stat = np.where(hit_neg & ~hit_pos, cneg, cpos)
-        return RuleResult(sev, what, stat, {"h": spec.h, "k": spec.k},
-                          {"cusum_pos": cpos, "cusum_neg": cneg})
+        return _cusum(spec, z, side)
     if spec.kind == "westgard":
         return _westgard(z, spec.rules, side)
     raise ValueError(f"rule {spec.kind} has no evaluation")
+
+
+def _cutoff(spec: RuleSpec, raw: np.ndarray) -> RuleResult:
+    n = raw.size
+    sev = np.zeros(n, dtype=np.int8)
+    what: list[str | None] = [None] * n
+    for level, lo, hi in ((Severity.WARN, spec.warn_min, spec.warn_max),
+                          (Severity.FAIL, spec.min, spec.max)):
+        if lo is not None:
+            for i in np.flatnonzero(raw < lo):
+                sev[i], what[i] = level, f"below {'warn_min' if level == 1 else 'min'} {lo:g}"
+        if hi is not None:
+            for i in np.flatnonzero(raw > hi):
+                sev[i], what[i] = level, f"above {'warn_max' if level == 1 else 'max'} {hi:g}"
+    return RuleResult(sev, what, None, {"min": spec.min, "max": spec.max,
+                                        "warn_min": spec.warn_min, "warn_max": spec.warn_max})
+
+
+def _percent(spec: RuleSpec, raw: np.ndarray, base: Baseline, side: int, log: bool) -> RuleResult | None:
+    m = 10.0 ** base.mean if log else base.mean
+    if m == 0:
+        return None
+    pct = 100.0 * (raw - m) / abs(m)
+    sev = np.zeros(raw.size, dtype=np.int8)
+    what: list[str | None] = [None] * raw.size
+    for level, p in ((Severity.WARN, spec.warn), (Severity.FAIL, spec.fail)):
+        if p is not None:
+            for i in np.flatnonzero(_side_mask(pct, p, side)):
+                sev[i], what[i] = level, f"more than {p:g} % from the guide-set mean"
+    return RuleResult(sev, what, pct, {"center": base.mean, "percent_warn": spec.warn,
+                                       "percent_fail": spec.fail})
+
+
+def _moving_range(spec: RuleSpec, y: np.ndarray, base: Baseline, side: int) -> RuleResult | None:
+    if not base.mr_mean:
+        return None
+    d = np.diff(y, prepend=np.nan)  # first value of a segment has no moving range
+    mr = np.abs(d)
+    ucl = spec.factor * base.mr_mean
+    bad = np.nan_to_num(mr, nan=0.0) > ucl
+    if side:
+        bad &= np.nan_to_num(d, nan=0.0) * side > 0  # a jump towards the good side is no fault
+    sev = np.where(bad, Severity.FAIL, Severity.NONE).astype(np.int8)
+    what: list[str | None] = [f"moving range above {spec.factor:g} × mean MR" if b else None for b in bad]
+    return RuleResult(sev, what, mr, {"center": base.mr_mean, "ucl": ucl, "lcl": 0.0})
+
+
+def _cusum(spec: RuleSpec, z: np.ndarray, side: int) -> RuleResult:
+    w = z if spec.kind == "cusum_mean" else (np.sqrt(np.abs(z)) - CUSUMV_MEAN) / CUSUMV_SD
+    cpos = _tabular_cusum(w - spec.k)
+    cneg = _tabular_cusum(-w - spec.k)
+    hit_pos, hit_neg = cpos > spec.h, cneg > spec.h
+    if spec.kind == "cusum_var":
+        hit_neg[:] = False  # decreased variability is never a fault
+    elif side > 0:
+        hit_neg[:] = False
+    elif side < 0:
+        hit_pos[:] = False
+    sev = np.where(hit_pos | hit_neg, Severity.FAIL, Severity.NONE).astype(np.int8)
+    word = "mean" if spec.kind == "cusum_mean" else "variability"
+    what: list[str | None] = [f"CUSUM⁺ ({word} up) above h = {spec.h:g}" if p else
+                              f"CUSUM⁻ ({word} down) above h = {spec.h:g}" if q else None
+                              for p, q in zip(hit_pos, hit_neg, strict=True)]
+    stat = np.where(hit_neg & ~hit_pos, cneg, cpos)
+    return RuleResult(sev, what, stat, {"h": spec.h, "k": spec.k}, {"cusum_pos": cpos, "cusum_neg": cneg})
 
 
 def _westgard(z: np.ndarray, rules: Sequence[str], side: int) -> RuleResult:

@@ -27,6 +27,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from .charts import CHART_KINDS, chart
 from .guidesets import Annotation, GuideSet, GuideSetIndex, Run, as_utc, automatic_guide_sets, resolve
 from .reasons import FAIL, NOT_ENOUGH, PASS, WARN, Reason, Verdict
 from .rules import RuleSpec, Severity
-from .series import Context, Series, Settings, sorted_runs, to_units
+from .series import ColumnValues, Context, Series, Settings, sorted_runs, to_units
 from .status import instrument_status
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "NOT_ENOUGH",
     "PASS",
     "WARN",
+    "ColumnValues",
     "Evaluation",
     "Frame",
     "Plan",
@@ -51,6 +53,7 @@ __all__ = [
     "Settings",
     "Verdict",
     "chart",
+    "evaluate_from",
     "evaluate_pipeline",
     "evaluate_run",
     "frame",
@@ -81,55 +84,58 @@ def _reason_limits(spec: RuleSpec, lim: Mapping[str, float | None], sev: int, lo
     return None, None
 
 
-def _null_reason(ctx: Context, s: Series, i: int) -> str:
-    if s.gs[i] < 0:
-        return "no guide set in force"
-    run = ctx.runs[i]
-    _, why = s.info.clean(run.values.get(s.info.column), run.values)
-    if why is not None:
-        return why
-    base = s.bases.get(int(s.gs[i]))
-    if base is None:
-        got = s.training.get(int(s.gs[i]))
-        return (f"not enough runs for limits ({0 if got is None else got.size} usable in guide set "
-                f"{ctx.gs_list[int(s.gs[i])].id}, {ctx.settings.min_points} needed)")
-    if base.sd == 0:
-        return f"no spread in guide set {ctx.gs_list[int(s.gs[i])].id} (all values equal)"
-    return "no rule could be applied"
+class _Prepared:
+    """One series as plain lists (fast to index per run), and its reasons' limits as computed."""
+
+    def __init__(self, ctx: Context, s: Series) -> None:
+        self.s, self.col, self.log = s, s.info.column, s.info.scale is Scale.LOG
+        any_hit = np.zeros(ctx.n, dtype=bool)
+        for sev in s.sev:
+            any_hit |= sev > 0
+        self.judged, self.why, self.hit = s.judged.tolist(), ctx.why_not(s).tolist(), any_hit.tolist()
+        self.sevs = [sev.tolist() for sev in s.sev]
+        self.x, self.z, self.gs = s.x.tolist(), s.z.tolist(), s.gs.tolist()
+        self.stat = [st.tolist() for st in s.stat]
+        self._limits: dict[tuple[int, int, int], tuple[float | None, float | None]] = {}
+
+    def reasons(self, i: int, gid: str | None) -> list[Reason]:
+        """The violations of run ``i``, one per rule that warned or failed it."""
+        s, out, gi = self.s, [], self.gs[i]
+        for si, spec in enumerate(s.specs):
+            level = self.sevs[si][i]
+            if not level:
+                continue
+            lim = self._limits.get((si, gi, level))
+            if lim is None:
+                lim = self._limits[(si, gi, level)] = _reason_limits(spec, s.seg_limits[si].get(gi, {}), level,
+                                                                     self.log)
+            st, z = self.stat[si][i], self.z[i]
+            if spec.kind in ("levey_jennings", "robust"):  # the rule's own standardised value
+                st, z = math.nan, st
+            elif spec.kind == "westgard":
+                st = math.nan
+            out.append(Reason(self.col, s.info.label, spec.kind, s.what[si].get(i, spec.kind), _WORDS[level],
+                              self.x[i], lim[0], lim[1], z if math.isfinite(z) else None,
+                              st if math.isfinite(st) else None, gid if spec.needs_baseline else None))
+        return out
 
 
 def _verdicts(ctx: Context, columns: Sequence[str], which: Iterable[int]) -> dict[str, Verdict]:
-    series = [ctx.series(c) for c in columns]
-    # per series: whether it is log scale, and its severities as plain lists (fast to index)
-    prepared = [(s, s.info.scale is Scale.LOG, [a.tolist() for a in s.sev]) for s in series]
+    prepared = [_Prepared(ctx, ctx.series(c)) for c in columns]
+    gids = [ctx.gs_list[g].id if g >= 0 else None for g in ctx.gs.tolist()]
     out: dict[str, Verdict] = {}
     for i in which:
         reasons: list[Reason] = []
         checked: list[str] = []
         unchecked: dict[str, str] = {}
-        gid = ctx.gs_list[int(ctx.gs[i])].id if ctx.gs[i] >= 0 else None
-        for s, log, sevs in prepared:
-            col = s.info.column
-            if not s.judged[i]:
-                unchecked[col] = _null_reason(ctx, s, i)
+        gid = gids[i]
+        for p in prepared:
+            if not p.judged[i]:
+                unchecked[p.col] = p.why[i]
                 continue
-            checked.append(col)
-            for si, spec in enumerate(s.specs):
-                level = sevs[si][i]
-                if not level:
-                    continue
-                gi = int(s.gs[i])
-                low, high = _reason_limits(spec, s.seg_limits[si].get(gi, {}), level, log)
-                st, z = s.stat[si][i], s.z[i]
-                if spec.kind in ("levey_jennings", "robust"):  # the rule's own standardised value
-                    st, z = np.nan, st
-                elif spec.kind == "westgard":
-                    st = np.nan
-                reasons.append(Reason(col, s.info.label, spec.kind, s.what[si].get(i, spec.kind),
-                                      _WORDS[level], float(s.x[i]), low, high,
-                                      float(z) if math.isfinite(z) else None,
-                                      float(st) if math.isfinite(st) else None,
-                                      gid if spec.needs_baseline else None))
+            checked.append(p.col)
+            if p.hit[i]:
+                reasons.extend(p.reasons(i, gid))
         if any(r.severity == "fail" for r in reasons):
             status = FAIL
         elif reasons:
@@ -138,7 +144,6 @@ def _verdicts(ctx: Context, columns: Sequence[str], which: Iterable[int]) -> dic
             status = PASS if checked else NOT_ENOUGH
         out[ctx.keys[i]] = Verdict(ctx.keys[i], status, tuple(reasons), tuple(checked), unchecked, gid)
     return out
-
 
 
 def _columns(runs: Sequence[Run], settings: Settings, columns: Iterable[str] | None) -> list[str]:
@@ -167,6 +172,20 @@ def evaluate_pipeline(runs: Sequence[Run], settings: Settings, guide_sets: Seque
     ctx = Context(runs, settings, guide_sets, exclusions or {}, annotations)
     which = range(ctx.n) if only is None else [ctx.pos[k] for k in only if k in ctx.pos]
     return Evaluation(_verdicts(ctx, _columns(runs, settings, columns), which), ctx.guide_sets)
+
+
+def evaluate_from(fr: Frame, settings: Settings, start: int, values: ColumnValues,
+                  exclusions: Mapping[str, Iterable[str]] | None = None,
+                  columns: Iterable[str] | None = None) -> dict[str, Verdict]:
+    """Verdicts of the frame's runs from position ``start`` on, ``values`` aligned with them. What
+    those verdicts depend on lies at or after ``start`` when a guide set comes into force there (a
+    guide set is only trained on runs at or after its in-force time, and sequential rules restart
+    when it takes over), so they are those of :func:`evaluate_pipeline` (tested); ``start`` 0 gives
+    every verdict."""
+    runs = fr.runs[start:]
+    ctx = Context(runs, settings, (), exclusions or {}, (), all_guide_sets=fr.guide_sets, values=values)
+    cols = settings.judged(dict.fromkeys([*(columns if columns is not None else values.columns), *settings.rules]))
+    return _verdicts(ctx, cols, range(ctx.n))
 
 
 @dataclass(frozen=True)
@@ -261,7 +280,7 @@ class Plan:
 
     alone: bool  # only this run's verdict can change (else recompute the pipeline)
     training: tuple[str, ...]  # keys of the in-force guide set's training runs
-    earlier: tuple[str, ...]  # earlier runs of its guide-set period, newest first
+    earlier: Sequence[str]  # earlier runs of its guide-set period, newest first
     need: int | None  # earlier values per metric the rules look at (None: all of the period)
     columns: tuple[str, ...]  # judged metrics
 
@@ -291,5 +310,25 @@ def plan_run(runs: Sequence[Run], settings: Settings, key: str, guide_sets: Sequ
         return Plan(alone, (), (), 0, cols)
     training = tuple(runs[i].key for i in fr.training(g))
     start = bisect.bisect_left(fr.times, g.in_force_from)
-    earlier = tuple(runs[i].key for i in range(pos - 1, start - 1, -1))
-    return Plan(alone, training, earlier, _history(settings.rules_for(c) for c in cols), cols)
+    return Plan(alone, training, _Earlier(runs, start, pos), _history(settings.rules_for(c) for c in cols), cols)
+
+
+class _Earlier(Sequence[str]):
+    """The keys of ``runs[start:stop]``, newest first, made when looked at (a plan needs few)."""
+
+    def __init__(self, runs: Sequence[Run], start: int, stop: int) -> None:
+        self._runs, self._start, self._stop = runs, start, max(start, stop)
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self._runs[self._stop - 1 - (i % len(self))].key

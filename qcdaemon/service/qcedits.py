@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from qcdaemon.errors import BadRequest, Forbidden, NotFound
+from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound
 from qcdaemon.qc.catalogue import Catalogue
 from qcdaemon.qc.guidesets import as_utc, automatic_guide_sets, resolve
 from qcdaemon.qc.rules import parse_rules
@@ -41,6 +41,9 @@ class QualityEdits(QualityBase):
                 Catalogue({metric: dict(overrides)})
         except ValueError as exc:
             raise BadRequest(f"rules: {exc}") from None
+        row = next((r for r in await self.store.call(Store.metric_settings_of, p["id"]) if r["metric"] == metric), None)
+        if row is not None and row["config_file"]:
+            raise Conflict(_from_file(f"{metric}'s rules and catalogue fields", row["config_file"]))
         await self.store.call(Store.put_metric_settings,
             p["id"], metric, rules=[s.as_dict() for s in specs] if specs is not None else None,
             overrides=dict(overrides) if overrides is not None else None, updated_by=user["id"])
@@ -53,6 +56,9 @@ class QualityEdits(QualityBase):
         p = await self._managed(user, project, pipeline)
         if isinstance(auto_guide_runs, bool) or not isinstance(auto_guide_runs, int) or not 0 <= auto_guide_runs <= 10000:
             raise BadRequest("auto_guide_runs: a whole number from 0 (no automatic guide sets) to 10000")
+        row = await self.store.call(Store.pipeline_qc_settings, p["id"])
+        if row is not None and row["config_file"]:
+            raise Conflict(_from_file("this pipeline's auto_guide_runs and offline_hours", row["config_file"]))
         if offline_hours is not None and (isinstance(offline_hours, bool) or not isinstance(offline_hours, (int, float))
                                           or not math.isfinite(offline_hours) or offline_hours <= 0):
             raise BadRequest("offline_hours: a positive number of hours, or null")
@@ -188,6 +194,11 @@ class QualityEdits(QualityBase):
                                         reason=reason, created_by=user["id"])
         return {"metric": metric, "run_keys": sorted({k.strip() for k in run_keys}), "excluded": excluded,
                 "recomputed": await self.recompute(p["id"])}
+
+
+def _from_file(what: str, path: str) -> str:
+    return (f"{what} are set in the config file {path} ([[qc]]): change them there and restart the daemon "
+            "(the file wins at each start for what it names)")
 
 
 def _annotation(a: Mapping[str, Any]) -> dict[str, Any]:

@@ -67,12 +67,32 @@ class Ids(dict[str, int]):
         return isinstance(key, str) and _KEY.match(key) is not None
 
 
-def load_inputs(store: Any, pid: int, *, with_runs: bool = True) -> Inputs:
-    """The pipeline's runs (times, rejections; no values yet) and QC configuration."""
-    settings, offline = settings_of(store, pid)
+# Each pipeline's QC configuration as last loaded, with the signature it was loaded under
+# (:meth:`Store.qc_signature`'s QC part): reused while that is unchanged.
+_CONFIGS: dict[tuple[str, int], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+
+
+def load_inputs(store: Any, pid: int, *, with_runs: bool = True, signature: tuple[Any, ...] | None = None) -> Inputs:
+    """The pipeline's runs (times, rejections; no values yet) and QC configuration; the latter
+    from the cache when ``signature`` (of the QC configuration, as the store gives it) still holds."""
     meta = store.qc_run_tuples(pid) if with_runs else []
     utc = dt.UTC
     runs = [Run(f"rf{rid}", t.replace(tzinfo=utc), bool(rej), {}) for rid, t, rej in meta]
+    ids = {f"rf{m[0]}": m[0] for m in meta}
+    ck = (str(getattr(store, "path", "")), pid)
+    hit = _CONFIGS.get(ck)
+    if signature is not None and hit is not None and hit[0] == signature:
+        settings, offline, gsets, anns, excl = hit[1]
+        return Inputs(pid, runs, ids, settings, list(gsets), list(anns), {m: list(k) for m, k in excl.items()}, offline)
+    inp = _load_config(store, pid, runs, ids)
+    if signature is not None:
+        _CONFIGS[ck] = (signature, (inp.settings, inp.offline_hours, tuple(inp.guide_sets), tuple(inp.annotations),
+                                    {m: tuple(k) for m, k in inp.exclusions.items()}))
+    return inp
+
+
+def _load_config(store: Any, pid: int, runs: list[Run], ids: dict[str, int]) -> Inputs:
+    settings, offline = settings_of(store, pid)
     gsets = [GuideSet(f"gs{g['id']}", utc_or_none(g["start_at"]), utc_or_none(g["end_at"]),
                       frozenset(g["run_keys"]) if g["run_keys"] is not None else None, label=g["label"])
              for g in store.guide_sets_of(pid)]
@@ -81,7 +101,7 @@ def load_inputs(store: Any, pid: int, *, with_runs: bool = True) -> Inputs:
     excl: dict[str, list[str]] = {}
     for e in store.exclusions_of(pid):
         excl.setdefault(e["metric"], []).append(e["run_key"])
-    return Inputs(pid, runs, {f"rf{m[0]}": m[0] for m in meta}, settings, gsets, anns, excl, offline)
+    return Inputs(pid, runs, ids, settings, gsets, anns, excl, offline)
 
 
 def with_values(store: Any, inp: Inputs, keys: Sequence[str] | None = None,

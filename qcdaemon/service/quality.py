@@ -137,12 +137,16 @@ class QualityService(QualityEdits):
             names = [r[0] for r in store.con.execute(
                 "SELECT DISTINCT v.name FROM qc_values v JOIN runs r ON r.id = v.run_id WHERE r.pipeline_id = ?",
                 [p["id"]]).fetchall()]
-            cols = list(dict.fromkeys([*DEFAULTS, *sorted(names), *settings.rules]))
+            cols = list(dict.fromkeys([*DEFAULTS, *sorted(names), *settings.rules, *settings.catalogue.overrides]))
+            # where a setting comes from: a config file's [[qc]] (qcdaemon.service.qcconfig), else None
+            files = {r["metric"]: r["config_file"] for r in store.metric_settings_of(p["id"])}
+            ps = store.pipeline_qc_settings(p["id"])
             return {"project": project, "pipeline": pipeline,
                     "auto_guide_runs": settings.auto_guide_runs, "offline_hours": offline,
+                    "config_file": ps["config_file"] if ps else None,
                     "metrics": [settings.catalogue[c].as_dict() | {
                         "rules": [s.as_dict() for s in settings.rules_for(c)],
-                        "custom_rules": c in settings.rules, "has_values": c in names}
+                        "custom_rules": c in settings.rules, "has_values": c in names, "config_file": files.get(c)}
                         for c in cols if c not in ("DateAcquired", "RawFile", "RawFilePath")]}
 
         return await self.store.call(work)
