@@ -71,6 +71,9 @@ def recompute_sync(store: Any, pid: int, since: dt.datetime | None = None) -> in
     those of runs acquired at or after it (a new guide set changes nothing before it comes into
     force: earlier runs keep their guide sets, and sequential rules restart at its start; what the
     later runs' verdicts depend on lies at or after it, so only those runs' values are loaded)."""
+    ck = (str(getattr(store, "path", "")), pid)
+    if (hit := _FRAMES.get(ck)) is not None:  # values may have changed anywhere: forget the kept ones
+        _FRAMES[ck] = (*hit[:3], {})
     sig = store.qc_signature(pid)
     inp = load_inputs(store, pid, signature=sig[5:])
     fr = frame(inp.runs, inp.settings, inp.guide_sets, inp.annotations)
@@ -87,18 +90,22 @@ def recompute_sync(store: Any, pid: int, since: dt.datetime | None = None) -> in
 
 # The frame (runs in order, guide sets) of each pipeline's last verdict, so that one new run's
 # verdict costs no pass over all runs in Python: reused while the runs' signature and the QC
-# configuration's are the same, and extended when exactly one new newest run came.
-_FRAMES: dict[tuple[str, int], tuple[tuple[Any, ...], tuple[Any, ...], Frame]] = {}
+# configuration's are the same, and extended when exactly one new newest run came. With it, the
+# runs (with their values) the last verdicts looked at: a run's values change only by a stage
+# storing them, which computes that run's verdict next; if the run is not the newest that is a
+# recomputation, which drops the entry, and the newest run's own values are always read afresh.
+_FRAMES: dict[tuple[str, int], tuple[tuple[Any, ...], tuple[Any, ...], Frame, dict[str, Run]]] = {}
+_KEEP = 256  # runs whose values are kept per pipeline beyond the guide set's training runs
 
 
 def _frame_for(store: Any, inp: Inputs, run_id: int, acquired: dt.datetime, sig: tuple[Any, ...],
-               conf: tuple[Any, ...]) -> Frame:
+               conf: tuple[Any, ...]) -> tuple[Frame, dict[str, Run]]:
     """The pipeline's frame, from the cache when it still holds (see ``_FRAMES``)."""
     ck = (str(getattr(store, "path", "")), inp.pipeline_id)
     hit = _FRAMES.get(ck)
     fr: Frame | None = None
     if hit is not None and hit[1] == conf:
-        old_sig, _, old = hit
+        old_sig, _, old, _ = hit
         if old_sig == sig:
             fr = old
         elif (sig[0] == old_sig[0] + 1 and sig[1] == run_id and sig[2] == old_sig[2] + run_id
@@ -115,8 +122,9 @@ def _frame_for(store: Any, inp: Inputs, run_id: int, acquired: dt.datetime, sig:
         meta = store.qc_run_tuples(inp.pipeline_id)
         runs = [Run(f"rf{rid}", t.replace(tzinfo=dt.UTC), bool(rej), {}) for rid, t, rej in meta]
         fr = frame(runs, inp.settings, inp.guide_sets, inp.annotations)
-    _FRAMES[ck] = (sig, conf, fr)
-    return fr
+    seen = hit[3] if hit is not None and hit[2] is fr else {}
+    _FRAMES[ck] = (sig, conf, fr, seen)
+    return fr, seen
 
 
 def record_sync(store: Any, run_id: int) -> dict[str, Any]:
@@ -128,16 +136,21 @@ def record_sync(store: Any, run_id: int) -> dict[str, Any]:
     pid, acquired, sig = got
     inp = load_inputs(store, pid, with_runs=False, signature=sig[5:])
     key = f"rf{run_id}"
-    fr = _frame_for(store, inp, run_id, acquired.replace(tzinfo=dt.UTC), sig[:5], sig[5:])
+    fr, seen = _frame_for(store, inp, run_id, acquired.replace(tzinfo=dt.UTC), sig[:5], sig[5:])
     inp.runs, inp.where, inp.ids = list(fr.runs), fr.pos, Ids()
     plan = plan_run(inp.runs, inp.settings, key, inp.guide_sets, inp.annotations, fr=fr)
     if not plan.alone:
         n = recompute_sync(store, pid)
         return {"run_key": key, "recomputed": n}
     first = max(4 * (plan.need or 0), 16) if plan.need is not None else len(plan.earlier)
-    sources = with_values(store, inp, [key, *plan.training, *plan.earlier[:first]], plan.columns)
+    wanted = [*plan.training, *plan.earlier[:first]]
+    for k in wanted:
+        if k in seen:
+            inp.runs[inp.where[k]] = seen[k]
+    sources = with_values(store, inp, [key, *(k for k in wanted if k not in seen)], plan.columns)
     if plan.need:
-        _more_history(store, inp, plan, key, first)
+        wanted += _more_history(store, inp, plan, key, first, seen)
+    _remember(seen, inp, [key, *wanted], set(plan.training), len(fr.runs))
     fr = replace(fr, runs=inp.runs)  # the same order, now with values
     v = evaluate_run(inp.runs, inp.settings, key, inp.guide_sets, inp.exclusions, inp.annotations,
                      columns=plan.columns, fr=fr)
@@ -145,19 +158,35 @@ def record_sync(store: Any, run_id: int) -> dict[str, Any]:
     return {"run_key": key, "verdict": v.status}
 
 
-def _more_history(store: Any, inp: Inputs, plan: Plan, key: str, first: int) -> None:
+def _remember(seen: dict[str, Run], inp: Inputs, keys: Sequence[str], training: set[str], n: int) -> None:
+    """Keep the runs just looked at (with values) for the next verdict, and only the recent ones
+    and the training runs of the guide set in force."""
+    for k in keys:
+        seen[k] = inp.runs[inp.where[k]]
+    if len(seen) > len(training) + 2 * _KEEP:
+        for k in [k for k in seen if k not in training and inp.where.get(k, -1) < n - _KEEP]:
+            del seen[k]
+
+
+def _more_history(store: Any, inp: Inputs, plan: Plan, key: str, first: int, seen: dict[str, Run]) -> list[str]:
     """Earlier runs' values in growing chunks until each metric the run has a value of has the
-    earlier values its rules look at (a metric the run lacks is not judged for it)."""
+    earlier values its rules look at (a metric the run lacks is not judged for it); returns the
+    keys of the runs looked at beyond the first chunk."""
     cat = inp.settings.catalogue
     target = inp.runs[inp.where[key]]
     valued = [c for c in plan.columns if cat[c].clean(target.values.get(c), target.values)[0] is not None]
     counts = dict.fromkeys(valued, 0)
     need = plan.need or 0
     done, step = 0, first
+    more: list[str] = []
     while done < len(plan.earlier) and min(counts.values(), default=need) < need:
         chunk = list(plan.earlier[done:done + step])
         if done:  # the first chunk came with the run's own values
-            with_values(store, inp, chunk, plan.columns)
+            for k in chunk:
+                if k in seen:
+                    inp.runs[inp.where[k]] = seen[k]
+            with_values(store, inp, [k for k in chunk if k not in seen], plan.columns)
+            more += chunk
         done += len(chunk)
         for k in chunk:
             vals = inp.runs[inp.where[k]].values
@@ -165,3 +194,4 @@ def _more_history(store: Any, inp: Inputs, plan: Plan, key: str, first: int) -> 
                 if cat[c].clean(vals.get(c), vals)[0] is not None:
                     counts[c] += 1
         step *= 2
+    return more

@@ -79,3 +79,34 @@ def test_column_wise_recompute_equals_the_run_by_run_evaluation(tmp_path: Path) 
         assert set(got) == {str(i) for i in ids[70:]}
     finally:
         store.close()
+
+
+def test_verdicts_recorded_one_by_one_equal_a_recomputation_after_an_earlier_run_changes(tmp_path: Path) -> None:
+    from qcdaemon.service.recording import record_sync
+
+    store = Store(tmp_path / "qc.duckdb")
+    try:
+        uid = store.create_user("qc@example.org", None)
+        proj = store.create_project("Lab", "lab", "", uid)
+        pid = store.create_pipeline(proj, "HeLa", "hela", str(tmp_path), rawtools_args="", created_by=uid)["id"]
+        rows = parse_qc_data_table(HELA)
+
+        def add(i: int, row: dict) -> int:
+            run = store.create_run(pid, f"hela-{i}.raw", source="upload", owner_id=uid, state="done",
+                                   acquired_at=T0 + dt.timedelta(hours=i))
+            store.put_qc_values(run["id"], "rawtools",
+                                {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()})
+            record_sync(store, run["id"])  # as the engine does after each stage
+            return run["id"]
+
+        ids = [add(i, row) for i, row in enumerate(rows[:60])]
+        # a later value of an earlier run (MaxQuant finishing late, say): its verdict and those after it
+        store.put_qc_values(ids[40], "rawtools", {**rows[40], "DateAcquired": None, MS1: 1.0})
+        assert "recomputed" in record_sync(store, ids[40])
+        ids += [add(i, row) for i, row in enumerate(rows[60:70], start=60)]
+        incremental = stored(store, pid)
+        recompute_sync(store, pid)
+        assert stored(store, pid) == incremental
+        assert any(r["metric"] == MS1 for r in incremental[str(ids[40])]["detail"]["reasons"])  # 1.0 is far below
+    finally:
+        store.close()
