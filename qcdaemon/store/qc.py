@@ -41,6 +41,11 @@ def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _number(v: Any) -> float | None:
+    """A decoded JSON value as TRY_CAST(value AS DOUBLE) gives it: numbers as floats, else None."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 # database file -> version of its QC configuration (see QcQueries.qc_config_version): one process
 # holds a DuckDB file, and every write of the configuration goes through the methods below
 _CONFIG_VERSIONS: dict[str, int] = {}
@@ -113,6 +118,11 @@ class QcQueries(StoreBase):
             where.append(f"name IN ({', '.join('?' * len(names))})")
             params.extend(names)
         fast = set(numeric)
+        if run_ids is not None and len(set(run_ids)) <= 64:  # a verdict's few runs: JSON decoded here, one lean query
+            few = self.con.execute(f"SELECT run_id, source, name, value FROM qc_values WHERE {' AND '.join(where)}"
+                                   " ORDER BY run_id, source, ord", params).fetchall()
+            return [(r[0], r[1], r[2], _number(v) if r[2] in fast else v)
+                    for r in few for v in [None if r[3] is None else json.loads(r[3])]]
         marks = ", ".join("?" * len(fast)) if fast else "NULL"
         rows = self.con.execute(
             f"SELECT run_id, source, name, CASE WHEN name IN ({marks}) THEN NULL ELSE value END,"
