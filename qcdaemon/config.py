@@ -7,21 +7,61 @@ naming the key, so a typo stops start-up instead of being silently ignored.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
+from qcdaemon.config_alerts import (
+    ALERT_CONDITIONS,
+    AlertChannelConfig,
+    AlertRuleConfig,
+    AlertsConfig,
+    build_alerts,
+    parse_clock_range,
+    parse_working_hours,
+    validate_alerts,
+)
+from qcdaemon.config_qc import QcMetricConfig, QcPipelineConfig, build_qc
+from qcdaemon.config_toml import build, tables
+from qcdaemon.config_watch import WatchConfig, validate_watches
 from qcdaemon.core.net import is_loopback
 from qcdaemon.core.paths import DataPaths
 from qcdaemon.errors import ConfigError
 from qcdaemon.remotecfg import Executors, split_executor_keys
 from qcdaemon.search.params import SearchParams
+
+__all__ = [  # the alerts' and the QC section's types live in their own modules; importable from here
+    "ALERT_CONDITIONS",
+    "DEFAULT_RAWTOOLS_ARGS",
+    "AlertChannelConfig",
+    "AlertRuleConfig",
+    "AlertsConfig",
+    "Config",
+    "EngineConfig",
+    "LogConfig",
+    "MaxQuantConfig",
+    "MetricsConfig",
+    "PathsConfig",
+    "QcMetricConfig",
+    "QcPipelineConfig",
+    "SchedulerConfig",
+    "SearchConfig",
+    "ServerConfig",
+    "StoreConfig",
+    "ToolConfig",
+    "WatchConfig",
+    "config_from_dict",
+    "default_data_dir",
+    "default_log_dir",
+    "load_config",
+    "parse_clock_range",
+    "parse_working_hours",
+    "transport_problem",
+]
 
 APP = "qcdaemon"
 Mode = Literal["foreground", "service"]
@@ -127,21 +167,6 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
-class WatchConfig:
-    path: str
-    pipeline: str
-    owner: str
-    patterns: tuple[str, ...] = ("*.raw",)
-    recursive: bool = True
-    polling: bool = False
-    settle_seconds: float = 60.0
-    poll_interval: float = 5.0
-    timezone: str = ""  # the instrument PC's IANA timezone (RAW times are its wall clock); "": this host's
-    working_hours: tuple[str, ...] = ()  # e.g. ["mon-fri 07:00-19:00"]; empty = always (silence alerts)
-    follow_symlinks: bool = False  # a symbolic link in the folder is rejected unless this is true (issue 12)
-
-
-@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | console | json
@@ -151,53 +176,6 @@ class LogConfig:
 class SchedulerConfig:
     sweep_minutes: float = 5.0
     checkpoint_hour: int = 3
-
-
-@dataclass(frozen=True)
-class AlertChannelConfig:
-    """One place alerts are sent to: an apprise URL, given inline or (with its secrets) in a file or
-    an environment variable; never logged."""
-
-    name: str
-    url: str = ""
-    url_file: str = ""
-    url_env: str = ""
-    quiet_hours: str = ""  # "22:00-07:00" (daemon host's local time): held, then one digest
-
-
-ALERT_CONDITIONS = ("verdict", "outliers", "stage_failed", "silence", "stalled", "unreachable", "disk_space",
-                    "daemon_crash", "queue_stuck")
-
-
-@dataclass(frozen=True)
-class AlertRuleConfig:
-    name: str
-    condition: str
-    channels: tuple[str, ...] = ()
-    scope: str = "all"  # all | project | pipeline
-    project: str = ""  # scope = "project": the project slug
-    pipeline: str = ""  # scope = "pipeline": "project-slug/pipeline-slug" or a pipeline uuid
-    severity: str = "fail"  # verdict, outliers: "fail", or "warn" (warn or fail)
-    outliers: int = 1  # outliers: at least K outliers ...
-    runs: int = 1  # ... in each of the N most recent runs (1..5)
-    stage: str = ""  # stage_failed: one stage (native, rawtools, maxquant); "" = any
-    minutes: float = 0.0  # silence / stalled / unreachable / queue_stuck limit; 0 = the condition's default
-    min_free_gb: float = 5.0  # disk_space
-    repeat_minutes: float = 0.0  # 0 = [alerts] repeat_minutes
-
-
-@dataclass(frozen=True)
-class AlertsConfig:
-    check_seconds: float = 30.0
-    group_seconds: float = 60.0
-    repeat_minutes: float = 240.0
-    retry_seconds: float = 30.0
-    retry_max_minutes: float = 60.0
-    give_up_hours: float = 48.0
-    failing_after: int = 3
-    base_url: str = ""
-    channel: tuple[AlertChannelConfig, ...] = ()
-    rule: tuple[AlertRuleConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,6 +199,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     executors: Executors = field(default_factory=Executors)  # where stages run (qcdaemon/remotecfg.py)
+    qc: tuple[QcPipelineConfig, ...] = ()  # [[qc]]: per-pipeline QC settings (qcdaemon.config_qc)
 
     @property
     def data_dir(self) -> Path:
@@ -242,56 +221,6 @@ class Config:
 
 # --------------------------------------------------------------------------------------------
 # Loading and validation
-
-
-def _coerce(key: str, value: Any, ftype: Any) -> Any:
-    """Check one value against the dataclass field type, converting lists to tuples."""
-    t = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
-    if t.startswith("tuple[str"):
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
-        return tuple(value)
-    if t == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if t == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-        return value
-    if t == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if t == "str":
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported value {value!r}")  # pragma: no cover
-
-
-def _build(cls: type, table: Any, prefix: str) -> Any:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{prefix}: expected a table")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        name = f"{prefix}.{key}"
-        f = fields.get(key)
-        if f is None:
-            known = ", ".join(sorted(fields))
-            raise ConfigError(f"{name}: unknown key (known keys: {known})")
-        sub = _SUBTABLES.get((cls, key))
-        kwargs[key] = _build(sub, value, name) if sub else _coerce(name, value, f.type)
-    missing = [
-        n for n, f in fields.items()
-        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{prefix}.{missing[0]}: required key missing")
-    return cls(**kwargs)
 
 
 _SUBTABLES: dict[tuple[type, str], type] = {
@@ -349,57 +278,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of debug, info, warning, error")
     if cfg.log.format not in ("auto", "console", "json"):
         raise ConfigError(f"log.format: {cfg.log.format!r} is not one of auto, console, json")
-    for i, w in enumerate(cfg.watch):
-        key = f"watch[{i}]"
-        if not w.path:
-            raise ConfigError(f"{key}.path: must not be empty")
-        if not _is_absolute(w.path):
-            raise ConfigError(f"{key}.path: {w.path!r} must be an absolute path (a service has no useful working folder)")
-        if not w.pipeline:
-            raise ConfigError(f"{key}.pipeline: must name 'project-slug/pipeline-slug' or a pipeline uuid")
-        if "@" not in w.owner:
-            raise ConfigError(f"{key}.owner: must be the e-mail of an existing user")
-        if w.settle_seconds < 0:
-            raise ConfigError(f"{key}.settle_seconds: must not be negative")
-        if w.poll_interval <= 0:
-            raise ConfigError(f"{key}.poll_interval: must be positive")
-        if not w.patterns:
-            raise ConfigError(f"{key}.patterns: must name at least one pattern")
-        if w.timezone:
-            try:
-                ZoneInfo(w.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ConfigError(f"{key}.timezone: {w.timezone!r} is not an IANA timezone such as 'Europe/Berlin'") from None
-    _check_overlaps(cfg.watch)
-    _validate_alerts(cfg)
+    validate_watches(cfg.watch)
+    validate_alerts(cfg.alerts)
 
-
-def _is_absolute(path: str) -> bool:
-    from pathlib import PureWindowsPath
-
-    return Path(path).expanduser().is_absolute() or PureWindowsPath(path).is_absolute()
-
-
-def _norm(path: str) -> str:
-    return os.path.normcase(os.path.abspath(os.path.expanduser(path))).rstrip("\\/") + os.sep
-
-
-def _check_overlaps(watches: tuple[WatchConfig, ...]) -> None:
-    """One folder feeds one pipeline: the same folder twice, or a folder inside a recursively
-    watched one, would send one file to whichever entry sees it first."""
-    for i, a in enumerate(watches):
-        for j, b in enumerate(watches):
-            if i >= j:
-                continue
-            na, nb = _norm(a.path), _norm(b.path)
-            if na == nb:
-                raise ConfigError(f"watch[{j}].path: {b.path} is also watch[{i}]; one folder feeds one pipeline")
-            for (outer, oi, inner, ii) in ((a, i, b, j), (b, j, a, i)):
-                if outer.recursive and _norm(inner.path).startswith(_norm(outer.path)):
-                    raise ConfigError(
-                        f"watch[{ii}].path: {inner.path} lies inside watch[{oi}] ({outer.path}), which is recursive;"
-                        " set recursive = false there or watch separate folders"
-                    )
 
 
 def transport_problem(cfg: Config) -> str | None:
@@ -438,132 +319,18 @@ def config_from_dict(data: dict[str, Any], *, mode: Mode = "foreground", source:
     kwargs: dict[str, Any] = {"executors": executors}
     for key, value in data.items():
         if key == "watch":
-            if isinstance(value, dict):
-                value = [value]
-            if not isinstance(value, list):
-                raise ConfigError("watch: expected [[watch]] tables")
-            kwargs["watch"] = tuple(_build(WatchConfig, v, f"watch[{i}]") for i, v in enumerate(value))
+            kwargs["watch"] = tuple(build(WatchConfig, v, f"watch[{i}]") for i, v in enumerate(tables(value, "watch")))
         elif key == "alerts":
-            kwargs["alerts"] = _build_alerts(value)
+            kwargs["alerts"] = build_alerts(value)
+        elif key == "qc":
+            kwargs["qc"] = build_qc(value)
         elif key in sections:
-            kwargs[key] = _build(sections[key], value, key)
+            kwargs[key] = build(sections[key], value, key, _SUBTABLES)
         else:
-            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted([*sections, 'watch', 'alerts']))})")
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted([*sections, 'watch', 'alerts', 'qc']))})")
     cfg = Config(**kwargs, mode=mode, source=source)
     _validate(cfg)
     return cfg
 
 
 # --------------------------------------------------------------------------------------------
-# Alerts ([alerts], [[alerts.channel]], [[alerts.rule]])
-
-
-def _build_alerts(table: Any) -> AlertsConfig:
-    if not isinstance(table, dict):
-        raise ConfigError("alerts: expected a table")
-    rest = dict(table)
-    lists: dict[str, Any] = {}
-    for key, cls in (("channel", AlertChannelConfig), ("rule", AlertRuleConfig)):
-        value = rest.pop(key, [])
-        if isinstance(value, dict):
-            value = [value]
-        if not isinstance(value, list):
-            raise ConfigError(f"alerts.{key}: expected [[alerts.{key}]] tables")
-        lists[key] = tuple(_build(cls, v, f"alerts.{key}[{i}]") for i, v in enumerate(value))
-    return dataclasses.replace(_build(AlertsConfig, rest, "alerts"), **lists)
-
-
-def parse_clock_range(text: str) -> tuple[int, int]:
-    """``"HH:MM-HH:MM"`` -> (start, end) in minutes after midnight (end may be before start: over midnight)."""
-    import re
-
-    m = re.fullmatch(r"\s*([01]?\d|2[0-4]):([0-5]\d)\s*-\s*([01]?\d|2[0-4]):([0-5]\d)\s*", text)
-    if not m:
-        raise ValueError(f"{text!r} is not a time range like '22:00-07:00'")
-    start, end = int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])
-    if start > 1440 or end > 1440 or start == end:
-        raise ValueError(f"{text!r} is not a time range like '22:00-07:00'")
-    return start, end
-
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def parse_working_hours(entry: str) -> tuple[frozenset[int], int, int]:
-    """``"mon-fri 07:00-19:00"`` / ``"sat,sun 09:00-13:00"`` / ``"07:00-19:00"`` (every day) ->
-    (weekdays 0=Monday.., start minute, end minute)."""
-    parts = entry.split()
-    if len(parts) == 1:
-        days = frozenset(range(7))
-    elif len(parts) == 2:
-        found: set[int] = set()
-        for piece in parts[0].lower().split(","):
-            a, _, b = piece.partition("-")
-            if a not in WEEKDAYS or (b and b not in WEEKDAYS):
-                raise ValueError(f"{entry!r}: days are mon..sun, e.g. 'mon-fri 07:00-19:00'")
-            i, j = WEEKDAYS.index(a), WEEKDAYS.index(b or a)
-            found.update(range(i, j + 1) if i <= j else [*range(i, 7), *range(j + 1)])
-        days = frozenset(found)
-    else:
-        raise ValueError(f"{entry!r} is not like 'mon-fri 07:00-19:00'")
-    start, end = parse_clock_range(parts[-1])
-    return days, start, end
-
-
-def _validate_alerts(cfg: Config) -> None:
-    for i, w in enumerate(cfg.watch):
-        for entry in w.working_hours:
-            try:
-                parse_working_hours(entry)
-            except ValueError as exc:
-                raise ConfigError(f"watch[{i}].working_hours: {exc}") from None
-    a = cfg.alerts
-    for key in ("check_seconds", "retry_seconds", "retry_max_minutes", "give_up_hours", "repeat_minutes"):
-        if getattr(a, key) <= 0:
-            raise ConfigError(f"alerts.{key}: must be positive")
-    if a.group_seconds < 0:
-        raise ConfigError("alerts.group_seconds: must not be negative")
-    if a.failing_after < 1:
-        raise ConfigError("alerts.failing_after: must be at least 1")
-    names: set[str] = set()
-    for i, ch in enumerate(a.channel):
-        key = f"alerts.channel[{i}]"
-        if not ch.name or ch.name in names:
-            raise ConfigError(f"{key}.name: must be given and unique")
-        names.add(ch.name)
-        if sum(bool(x) for x in (ch.url, ch.url_file, ch.url_env)) != 1:
-            raise ConfigError(f"{key}.url: give exactly one of url, url_file, url_env")
-        if ch.quiet_hours:
-            try:
-                parse_clock_range(ch.quiet_hours)
-            except ValueError as exc:
-                raise ConfigError(f"{key}.quiet_hours: {exc}") from None
-    rules: set[str] = set()
-    for i, r in enumerate(a.rule):
-        key = f"alerts.rule[{i}]"
-        if not r.name or r.name in rules:
-            raise ConfigError(f"{key}.name: must be given and unique")
-        rules.add(r.name)
-        if r.condition not in ALERT_CONDITIONS:
-            raise ConfigError(f"{key}.condition: {r.condition!r} is not one of {', '.join(ALERT_CONDITIONS)}")
-        if not r.channels:
-            raise ConfigError(f"{key}.channels: name at least one [[alerts.channel]]")
-        for c in r.channels:
-            if c not in names:
-                raise ConfigError(f"{key}.channels: no [[alerts.channel]] is named {c!r}")
-        if r.scope not in ("all", "project", "pipeline"):
-            raise ConfigError(f"{key}.scope: must be all, project or pipeline")
-        if r.scope == "project" and not r.project:
-            raise ConfigError(f"{key}.project: scope = \"project\" needs the project slug")
-        if r.scope == "pipeline" and not r.pipeline:
-            raise ConfigError(f"{key}.pipeline: scope = \"pipeline\" needs 'project-slug/pipeline-slug' or a uuid")
-        if r.severity not in ("fail", "warn"):
-            raise ConfigError(f"{key}.severity: must be fail or warn")
-        if r.outliers < 1:
-            raise ConfigError(f"{key}.outliers: must be at least 1")
-        if not 1 <= r.runs <= 5:
-            raise ConfigError(f"{key}.runs: must be between 1 and 5 (as Panorama)")
-        if r.minutes < 0 or r.repeat_minutes < 0:
-            raise ConfigError(f"{key}.minutes: must not be negative")
-        if r.min_free_gb < 0:
-            raise ConfigError(f"{key}.min_free_gb: must not be negative")

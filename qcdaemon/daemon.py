@@ -32,6 +32,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from qcdaemon import __version__
 from qcdaemon.alerts import AlertsComponent
 from qcdaemon.config import Config, transport_problem
+from qcdaemon.config_qc import qc_warnings
 from qcdaemon.core.files import write_private
 from qcdaemon.core.sdnotify import sd_notify, watchdog_interval
 from qcdaemon.core.security import load_or_create_key
@@ -40,6 +41,7 @@ from qcdaemon.engine.workers import Engine
 from qcdaemon.errors import ConfigError, PortUnavailable, StoreBusy
 from qcdaemon.log import configure_logging
 from qcdaemon.server import create_app, is_loopback, serve, serve_admin, url_of
+from qcdaemon.service.qcconfig import apply_qc_config
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.watcher import FolderWatcher
@@ -128,6 +130,10 @@ class Daemon:
         svc = QcService(store, cfg, await asyncio.to_thread(load_or_create_key, cfg.files.secret_key))
         ingest = Ingest(svc, cfg)
         await stack.enter_async_context(_running(ingest.resolve, ingest.stop))
+        for warning in qc_warnings(cfg.qc):
+            log.warning("qc_config_unknown_metric", detail=warning)
+        for applied in await apply_qc_config(store, cfg):  # [[qc]]: the file wins for what it names
+            log.info("qc_config_applied", **applied)
         # uploads cut off by a crash leave .part files; none can be in flight before the server starts
         await asyncio.to_thread(shutil.rmtree, cfg.files.incoming, True)
         # bind before any work is taken: a busy port stops start-up at once

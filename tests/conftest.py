@@ -503,6 +503,7 @@ def config_fields(cls: type = Config, prefix: str = "") -> list[str]:
         (c.EngineConfig, "maxquant"): c.MaxQuantConfig, (c.EngineConfig, "search"): c.SearchConfig,
         (Config, "alerts"): c.AlertsConfig, (c.AlertsConfig, "channel"): c.AlertChannelConfig,
         (c.AlertsConfig, "rule"): c.AlertRuleConfig, (Config, "metrics"): c.MetricsConfig,
+        (Config, "qc"): c.QcPipelineConfig,
     }
     out: list[str] = []
     for f in dataclasses.fields(cls):

@@ -80,6 +80,7 @@ def test_full_config_round_trips(tmp_path: Path) -> None:
     named |= {f"watch.{k}" for k in data["watch"][0]}
     named |= {f for f in config_fields() if f.startswith("alerts.")}  # round-tripped in tests/alerts/test_alerts_unit.py
     named |= {f"engine.maxquant.{k}" for k in remotecfg.field_names}  # round-tripped in tests/remote/test_remotecfg.py
+    named |= {f for f in config_fields() if f.startswith("qc.")}  # round-tripped in tests/test_config_qc.py
     assert named == set(config_fields())
     path = tmp_path / "qcdaemon.toml"
     path.write_text(to_toml(data))
@@ -187,7 +188,7 @@ def test_config_example_loads_and_documents_every_field() -> None:
     missing = [f for f in config_fields() if f.rsplit(".", 1)[-1] not in keys]
     assert not missing, f"config.example.toml does not document: {missing}"
     for section in ("server", "paths", "store", "engine", "engine.rawtools", "engine.maxquant", "watch", "log",
-                    "scheduler", "alerts", "alerts.channel", "alerts.rule", "metrics"):
+                    "scheduler", "alerts", "alerts.channel", "alerts.rule", "metrics", "qc"):
         assert re.search(rf"^[#\s]*\[\[?{re.escape(section)}\]?\]", text, flags=re.M), section
 
 

@@ -23,6 +23,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Everything ``run`` checks at start-up short of starting: the file, the transport, and each
     [[watch]]'s pipeline and owner (in the store read-only, or asked of the running daemon)."""
     from qcdaemon.config import transport_problem
+    from qcdaemon.config_qc import qc_warnings
 
     cfg = cli_config(args)
     problems = [p for p in [transport_problem(cfg)] if p]
@@ -40,6 +41,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         elif t["pipeline_found"] and not t["owner_sees"]:
             warnings.append(f"watch[{i}].owner: {t['owner']} is not a member of the pipeline's project; the "
                             "daemon makes them one at start")
+    problems += qc_pipeline_problems(cfg)  # [[qc]] (issue 9)
+    warnings += qc_warnings(cfg.qc)
     for warning in warnings:
         print(f"qcdaemon: warning: {warning}", file=sys.stderr)
     if problems:
@@ -48,6 +51,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     print(f"configuration OK ({cfg.source or 'embedded defaults'}); data in {cfg.data_dir}")
     return 0
+
+
+def qc_pipeline_problems(cfg: Config) -> list[str]:
+    """Each [[qc]] names an existing pipeline (read-only from the store; when the daemon holds it, the
+    daemon checks at its next start)."""
+    from qcdaemon.config import WatchConfig
+    from qcdaemon.system.doctor.store import read_watch_targets
+
+    found = read_watch_targets(cfg.db_path, [WatchConfig("", q.pipeline, "") for q in cfg.qc]) if cfg.qc else None
+    return [f"qc[{i}].pipeline: no pipeline {q.pipeline!r} (use project-slug/pipeline-slug or a uuid; see qcdaemon "
+            "list pipelines)" for i, (q, t) in enumerate(zip(cfg.qc, found or [], strict=False)) if not t["pipeline_found"]]
 
 
 def watch_targets(cfg: Config) -> list[dict[str, Any]]:

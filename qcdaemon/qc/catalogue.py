@@ -34,7 +34,7 @@ from typing import Any
 
 from qcdaemon.search.catalogue import CATALOGUE as SEARCH_CATALOGUE
 
-__all__ = ["DEFAULTS", "Catalogue", "Direction", "MetricInfo", "Scale", "Sentinel", "as_number"]
+__all__ = ["DEFAULTS", "METRIC_FIELDS", "NEED_REASONS", "Catalogue", "Direction", "MetricInfo", "Scale", "Sentinel", "as_number", "is_known"]
 
 
 class Direction(StrEnum):
@@ -68,6 +68,7 @@ NEEDS_SEARCH = "search"  # RawTools searched the run (SearchParameters not None/
 NEEDS_MS3 = "ms3"  # the run has MS3 scans (NumMs3Scans > 0)
 _REASONS = {NEEDS_SEARCH: "no search ran (SearchParameters is None)",
             NEEDS_MS3: "run without MS3 scans"}
+NEED_REASONS: Mapping[str, str] = _REASONS  # why a column is "not computed" when its condition is unmet
 
 
 def as_number(v: Any) -> float | None:
@@ -277,6 +278,12 @@ _SEARCH_ENTRIES = tuple(
 )
 DEFAULTS: dict[str, MetricInfo] = {e.column: e for e in (*_ENTRIES, *_SEARCH_ENTRIES)}
 _FIELDS = {f.name for f in fields(MetricInfo)} - {"column"}
+METRIC_FIELDS = frozenset(_FIELDS)  # what a pipeline may override of a metric's entry
+
+
+def is_known(column: str) -> bool:
+    """Whether the shipped catalogue describes ``column`` (by name or by pattern)."""
+    return column in DEFAULTS or any(pattern.match(column) for pattern, _ in _PATTERNS)
 
 
 def default_info(column: str) -> MetricInfo:

@@ -47,20 +47,22 @@ are computed only from at least :data:`MIN_POINTS` usable values (Panorama warns
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
 
 import numpy as np
+
+from .rulespec import D4, KINDS, WESTGARD_DEFAULT, WESTGARD_RULES, RuleSpec, parse_rule, parse_rules
 
 __all__ = [
     "CUSUMV_MEAN",
     "CUSUMV_SD",
     "D4",
+    "KINDS",
     "MAD_SCALE",
     "MIN_POINTS",
+    "WESTGARD_DEFAULT",
     "WESTGARD_RULES",
     "Baseline",
     "RuleResult",
@@ -68,17 +70,13 @@ __all__ = [
     "Severity",
     "baseline",
     "evaluate",
+    "parse_rule",
     "parse_rules",
 ]
 
 MIN_POINTS = 5
 MAD_SCALE = 1.4826  # 1/Φ⁻¹(3/4): MAD -> σ for normal data
-D4 = 3.267  # Montgomery, Appendix VI, n = 2
 CUSUMV_MEAN, CUSUMV_SD = 0.822, 0.349  # Hawkins 1981: E and SD of √|Z| for Z ~ N(0, 1)
-WESTGARD_RULES = ("1-2s", "1-3s", "2-2s", "R-4s", "4-1s", "10-x")
-WESTGARD_DEFAULT = ("1-3s", "2-2s", "R-4s", "4-1s", "10-x")  # 1-2s is the warning rule
-KINDS = ("levey_jennings", "robust", "moving_range", "cusum_mean", "cusum_var", "westgard",
-         "cutoff", "percent", "plot_only", "off")
 
 
 class Severity(IntEnum):
@@ -118,122 +116,6 @@ def baseline(ys: Sequence[float] | np.ndarray, min_points: int = MIN_POINTS) -> 
     return Baseline(int(a.size), float(np.mean(a)), float(np.std(a, ddof=1)), med,
                     float(np.median(np.abs(a - med))), mr)
 
-
-@dataclass(frozen=True)
-class RuleSpec:
-    """One configured rule of a metric (see the module docstring for each kind)."""
-
-    kind: str
-    warn: float | None = None  # SD multiples (LJ, robust) or percent (percent)
-    fail: float | None = None
-    k: float = 0.5  # CUSUM reference value
-    h: float = 5.0  # CUSUM decision interval
-    factor: float = D4  # moving range UCL factor
-    rules: tuple[str, ...] = WESTGARD_DEFAULT
-    min: float | None = None
-    max: float | None = None
-    warn_min: float | None = None
-    warn_max: float | None = None
-
-    @property
-    def judges(self) -> bool:
-        return self.kind not in ("plot_only", "off")
-
-    @property
-    def needs_baseline(self) -> bool:
-        return self.kind not in ("cutoff", "plot_only", "off")
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rule": self.kind}
-        if self.kind in ("levey_jennings", "robust", "percent"):
-            out |= {"warn": self.warn, "fail": self.fail}
-        elif self.kind in ("cusum_mean", "cusum_var"):
-            out |= {"k": self.k, "h": self.h}
-        elif self.kind == "moving_range":
-            out["factor"] = self.factor
-        elif self.kind == "westgard":
-            out["rules"] = list(self.rules)
-        elif self.kind == "cutoff":
-            out |= {"min": self.min, "max": self.max, "warn_min": self.warn_min,
-                    "warn_max": self.warn_max}
-        return out
-
-
-_DEFAULT_SD = {"warn": 2.0, "fail": 3.0}
-_ALLOWED = {
-    "levey_jennings": {"warn", "fail"}, "robust": {"warn", "fail"}, "percent": {"warn", "fail"},
-    "moving_range": {"factor"}, "cusum_mean": {"k", "h"}, "cusum_var": {"k", "h"},
-    "westgard": {"rules"}, "cutoff": {"min", "max", "warn_min", "warn_max"},
-    "plot_only": set(), "off": set(),
-}
-
-
-def _num(name: str, v: Any, *, positive: bool = True) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, not {v!r}")
-    if positive and v <= 0:
-        raise ValueError(f"{name} must be greater than 0, not {v!r}")
-    return float(v)
-
-
-def parse_rule(obj: Mapping[str, Any] | str) -> RuleSpec:
-    """A rule from its JSON/TOML form: ``{"rule": "levey_jennings", "warn": 2, "fail": 3}``, or a
-    bare kind name. Raises ValueError naming the problem."""
-    if isinstance(obj, str):
-        obj = {"rule": obj}
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"a rule is an object with a 'rule' key, not {obj!r}")
-    kind = obj.get("rule")
-    if kind not in _ALLOWED:
-        raise ValueError(f"unknown rule {kind!r}; known: {', '.join(KINDS)}")
-    extra = set(obj) - {"rule"} - _ALLOWED[kind]
-    if extra:
-        raise ValueError(f"rule {kind}: unknown field(s) {sorted(extra)}; "
-                         f"allowed: {sorted(_ALLOWED[kind]) or 'none'}")
-    kw: dict[str, Any] = {}
-    if kind in ("levey_jennings", "robust"):
-        kw["warn"] = _num("warn", obj.get("warn", _DEFAULT_SD["warn"]))
-        kw["fail"] = _num("fail", obj.get("fail", _DEFAULT_SD["fail"]))
-    elif kind == "percent":
-        kw["warn"] = _num("warn", obj.get("warn"))
-        kw["fail"] = _num("fail", obj.get("fail"))
-        if kw["warn"] is None and kw["fail"] is None:
-            raise ValueError("rule percent: give warn and/or fail (percent)")
-    elif kind in ("cusum_mean", "cusum_var"):
-        kw["k"] = _num("k", obj.get("k", 0.5), positive=False)
-        kw["h"] = _num("h", obj.get("h", 5.0))
-        if kw["k"] < 0:
-            raise ValueError("k must not be negative")
-    elif kind == "moving_range":
-        kw["factor"] = _num("factor", obj.get("factor", D4))
-    elif kind == "westgard":
-        rules = obj.get("rules", list(WESTGARD_DEFAULT))
-        if not isinstance(rules, (list, tuple)) or not rules or any(r not in WESTGARD_RULES for r in rules):
-            raise ValueError(f"rule westgard: rules must be a non-empty subset of {list(WESTGARD_RULES)}")
-        kw["rules"] = tuple(dict.fromkeys(rules))
-    elif kind == "cutoff":
-        for key in ("min", "max", "warn_min", "warn_max"):
-            kw[key] = _num(key, obj.get(key), positive=False)
-        if all(v is None for v in kw.values()):
-            raise ValueError("rule cutoff: give at least one of min, max, warn_min, warn_max")
-    if kind in ("levey_jennings", "robust", "percent") and kw["warn"] and kw["fail"] \
-            and kw["warn"] > kw["fail"]:
-        raise ValueError(f"rule {kind}: warn ({kw['warn']}) must not exceed fail ({kw['fail']})")
-    return RuleSpec(kind, **kw)
-
-
-def parse_rules(obj: Any) -> tuple[RuleSpec, ...]:
-    """A metric's rules: a list of rules, one rule, or ``"plot_only"`` / ``"off"``."""
-    if isinstance(obj, (str, Mapping)):
-        obj = [obj]
-    if not isinstance(obj, (list, tuple)) or not obj:
-        raise ValueError("rules must be a non-empty list")
-    specs = tuple(parse_rule(o) for o in obj)
-    if len(specs) > 1 and any(not s.judges for s in specs):
-        raise ValueError("plot_only and off stand alone, not with other rules")
-    return specs
 
 
 # -- evaluation ------------------------------------------------------------------------------
@@ -300,22 +182,9 @@ def evaluate(spec: RuleSpec, y: np.ndarray, base: Baseline | None, side: int,
     """Apply one rule to a segment's values ``y`` (computing scale; ``raw`` the values in the
     metric's units, for cutoffs and percent). None when the rule needs a baseline it lacks (no
     guide set, fewer than 5 usable values, or zero spread)."""
-    n = y.size
     raw = y if raw is None else raw
-    none = np.zeros(n, dtype=np.int8)
     if spec.kind == "cutoff":
-        sev = none.copy()
-        what: list[str | None] = [None] * n
-        for level, lo, hi in ((Severity.WARN, spec.warn_min, spec.warn_max),
-                              (Severity.FAIL, spec.min, spec.max)):
-            if lo is not None:
-                for i in np.flatnonzero(raw < lo):
-                    sev[i], what[i] = level, f"below {'warn_min' if level == 1 else 'min'} {lo:g}"
-            if hi is not None:
-                for i in np.flatnonzero(raw > hi):
-                    sev[i], what[i] = level, f"above {'warn_max' if level == 1 else 'max'} {hi:g}"
-        return RuleResult(sev, what, None, {"min": spec.min, "max": spec.max,
-                                            "warn_min": spec.warn_min, "warn_max": spec.warn_max})
+        return _cutoff(spec, raw)
     if base is None:
         return None
     if spec.kind == "levey_jennings":
@@ -324,55 +193,82 @@ def evaluate(spec: RuleSpec, y: np.ndarray, base: Baseline | None, side: int,
         s = base.sigma_robust
         return _by_sd(y, base.median, s, spec, side, "median", "1.4826·MAD") if s > 0 else None
     if spec.kind == "percent":
-        m = 10.0 ** base.mean if log else base.mean
-        if m == 0:
-            return None
-        pct = 100.0 * (raw - m) / abs(m)
-        sev = none.copy()
-        what = [None] * n
-        for level, p in ((Severity.WARN, spec.warn), (Severity.FAIL, spec.fail)):
-            if p is not None:
-                for i in np.flatnonzero(_side_mask(pct, p, side)):
-                    sev[i], what[i] = level, f"more than {p:g} % from the guide-set mean"
-        return RuleResult(sev, what, pct, {"center": base.mean, "percent_warn": spec.warn,
-                                           "percent_fail": spec.fail})
+        return _percent(spec, raw, base, side, log)
     if spec.kind == "moving_range":
-        if not base.mr_mean:
-            return None
-        d = np.diff(y, prepend=np.nan)  # first value of a segment has no moving range
-        mr = np.abs(d)
-        ucl = spec.factor * base.mr_mean
-        bad = np.nan_to_num(mr, nan=0.0) > ucl
-        if side:
-            bad &= np.nan_to_num(d, nan=0.0) * side > 0  # a jump towards the good side is no fault
-        sev = np.where(bad, Severity.FAIL, Severity.NONE).astype(np.int8)
-        what = [f"moving range above {spec.factor:g} × mean MR" if b else None for b in bad]
-        return RuleResult(sev, what, mr, {"center": base.mr_mean, "ucl": ucl, "lcl": 0.0})
+        return _moving_range(spec, y, base, side)
     if base.sd <= 0:
         return None
     z = (y - base.mean) / base.sd
     if spec.kind in ("cusum_mean", "cusum_var"):
-        w = z if spec.kind == "cusum_mean" else (np.sqrt(np.abs(z)) - CUSUMV_MEAN) / CUSUMV_SD
-        cpos = _tabular_cusum(w - spec.k)
-        cneg = _tabular_cusum(-w - spec.k)
-        hit_pos, hit_neg = cpos > spec.h, cneg > spec.h
-        if spec.kind == "cusum_var":
-            hit_neg[:] = False  # decreased variability is never a fault
-        elif side > 0:
-            hit_neg[:] = False
-        elif side < 0:
-            hit_pos[:] = False
-        sev = np.where(hit_pos | hit_neg, Severity.FAIL, Severity.NONE).astype(np.int8)
-        word = "mean" if spec.kind == "cusum_mean" else "variability"
-        what = [f"CUSUM⁺ ({word} up) above h = {spec.h:g}" if p else
-                f"CUSUM⁻ ({word} down) above h = {spec.h:g}" if q else None
-                for p, q in zip(hit_pos, hit_neg, strict=True)]
-        stat = np.where(hit_neg & ~hit_pos, cneg, cpos)
-        return RuleResult(sev, what, stat, {"h": spec.h, "k": spec.k},
-                          {"cusum_pos": cpos, "cusum_neg": cneg})
+        return _cusum(spec, z, side)
     if spec.kind == "westgard":
         return _westgard(z, spec.rules, side)
     raise ValueError(f"rule {spec.kind} has no evaluation")
+
+
+def _cutoff(spec: RuleSpec, raw: np.ndarray) -> RuleResult:
+    n = raw.size
+    sev = np.zeros(n, dtype=np.int8)
+    what: list[str | None] = [None] * n
+    for level, lo, hi in ((Severity.WARN, spec.warn_min, spec.warn_max),
+                          (Severity.FAIL, spec.min, spec.max)):
+        if lo is not None:
+            for i in np.flatnonzero(raw < lo):
+                sev[i], what[i] = level, f"below {'warn_min' if level == 1 else 'min'} {lo:g}"
+        if hi is not None:
+            for i in np.flatnonzero(raw > hi):
+                sev[i], what[i] = level, f"above {'warn_max' if level == 1 else 'max'} {hi:g}"
+    return RuleResult(sev, what, None, {"min": spec.min, "max": spec.max,
+                                        "warn_min": spec.warn_min, "warn_max": spec.warn_max})
+
+
+def _percent(spec: RuleSpec, raw: np.ndarray, base: Baseline, side: int, log: bool) -> RuleResult | None:
+    m = 10.0 ** base.mean if log else base.mean
+    if m == 0:
+        return None
+    pct = 100.0 * (raw - m) / abs(m)
+    sev = np.zeros(raw.size, dtype=np.int8)
+    what: list[str | None] = [None] * raw.size
+    for level, p in ((Severity.WARN, spec.warn), (Severity.FAIL, spec.fail)):
+        if p is not None:
+            for i in np.flatnonzero(_side_mask(pct, p, side)):
+                sev[i], what[i] = level, f"more than {p:g} % from the guide-set mean"
+    return RuleResult(sev, what, pct, {"center": base.mean, "percent_warn": spec.warn,
+                                       "percent_fail": spec.fail})
+
+
+def _moving_range(spec: RuleSpec, y: np.ndarray, base: Baseline, side: int) -> RuleResult | None:
+    if not base.mr_mean:
+        return None
+    d = np.diff(y, prepend=np.nan)  # first value of a segment has no moving range
+    mr = np.abs(d)
+    ucl = spec.factor * base.mr_mean
+    bad = np.nan_to_num(mr, nan=0.0) > ucl
+    if side:
+        bad &= np.nan_to_num(d, nan=0.0) * side > 0  # a jump towards the good side is no fault
+    sev = np.where(bad, Severity.FAIL, Severity.NONE).astype(np.int8)
+    what: list[str | None] = [f"moving range above {spec.factor:g} × mean MR" if b else None for b in bad]
+    return RuleResult(sev, what, mr, {"center": base.mr_mean, "ucl": ucl, "lcl": 0.0})
+
+
+def _cusum(spec: RuleSpec, z: np.ndarray, side: int) -> RuleResult:
+    w = z if spec.kind == "cusum_mean" else (np.sqrt(np.abs(z)) - CUSUMV_MEAN) / CUSUMV_SD
+    cpos = _tabular_cusum(w - spec.k)
+    cneg = _tabular_cusum(-w - spec.k)
+    hit_pos, hit_neg = cpos > spec.h, cneg > spec.h
+    if spec.kind == "cusum_var":
+        hit_neg[:] = False  # decreased variability is never a fault
+    elif side > 0:
+        hit_neg[:] = False
+    elif side < 0:
+        hit_pos[:] = False
+    sev = np.where(hit_pos | hit_neg, Severity.FAIL, Severity.NONE).astype(np.int8)
+    word = "mean" if spec.kind == "cusum_mean" else "variability"
+    what: list[str | None] = [f"CUSUM⁺ ({word} up) above h = {spec.h:g}" if p else
+                              f"CUSUM⁻ ({word} down) above h = {spec.h:g}" if q else None
+                              for p, q in zip(hit_pos, hit_neg, strict=True)]
+    stat = np.where(hit_neg & ~hit_pos, cneg, cpos)
+    return RuleResult(sev, what, stat, {"h": spec.h, "k": spec.k}, {"cusum_pos": cpos, "cusum_neg": cneg})
 
 
 def _westgard(z: np.ndarray, rules: Sequence[str], side: int) -> RuleResult:

@@ -52,6 +52,7 @@ class Store(AuthQueries, RunQueries, QcQueries, AlertQueries, RemoteQueries):
             raise
         self.path = path
         self.migrate()
+        self.qc_config_changed()  # what a cache derived from this file's QC configuration before is stale
         for f in (path, path.with_name(path.name + ".wal")):
             if f.exists() and f.stat().st_mode & 0o077:
                 os.chmod(f, 0o600)

@@ -424,4 +424,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE stages ADD COLUMN IF NOT EXISTS worker VARCHAR;
         """,
     ),
+    (
+        # Per-pipeline QC settings written from the config file's [[qc]] tables carry the file's path:
+        # the daemon replaces them at each start, drops those the file no longer names, and the API
+        # refuses to change them (qcdaemon.service.qcconfig).  NULL: set through the API or the CLI.
+        "qc_settings_config_file",
+        """
+        ALTER TABLE qc_metric_settings ADD COLUMN IF NOT EXISTS config_file VARCHAR;
+        ALTER TABLE qc_pipeline_settings ADD COLUMN IF NOT EXISTS config_file VARCHAR;
+        """,
+    ),
 ]

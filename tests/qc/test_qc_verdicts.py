@@ -234,3 +234,9 @@ def test_instrument_status():
                             offline_after=dt.timedelta(hours=24))
     assert off["status"] == "OFFLINE" and "30.0 h" in off["reason"]
     assert instrument_status(latest, None)["status"] == "NO_DATA"
+
+
+def test_a_pipeline_without_runs_has_no_verdicts_and_an_empty_chart() -> None:
+    assert evaluate_pipeline([], NO_AUTO).verdicts == {}
+    out = chart([], NO_AUTO, MS1)
+    assert out["points"] == [] and out["limits"] == []
