@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import resource
 import shutil
@@ -49,10 +50,12 @@ NO_SCANS = DATA / "raw-outside" / "galaxyp_maxquant_thermo.raw"  # its run heade
 # RawTools 2.0.7's QcDataTable.csv for the same file (an independent reader): TotalScans = 78
 GOOD_TOTAL_SCANS = 78.0
 
-SEEDS = (1, 2, 3)
+# QCD_CHAOS_SEEDS="4,5" tries other seeds (or fewer, where the CI time is short)
+SEEDS = tuple(int(x) for x in os.environ.get("QCD_CHAOS_SEEDS", "1,2,3").split(","))
 FILES = 200  # dropped into the watched folders
 UPLOADS = 20  # through POST /api/upload/raw
 KILLS = 30
+GUARD = "times (the daemon stopped or died while it ran)"
 BAD_SHARE = 0.1  # of the files are the no-scans file
 DROP_SECONDS = 40.0  # the files arrive over this long (while the daemon runs, is killed, restarts)
 KILL_AFTER = (0.0, 2.0)  # seconds after the daemon answers at which the kill comes (seeded, uniform)
@@ -300,9 +303,12 @@ def test_sigkill_at_random_moments_loses_doubles_and_leaves_nothing(tmp_path: Pa
         problems = _consistency(db)
         source_of = {str(t): s for _, t, s in plan}
         source_of.update({str(r[3]): uploads.sources[int(r[1][7:9])] for r in runs if r[2] == "upload"})
-        wrong = [(r[1], r[4], r[5]) for r in runs
-                 if (r[4] == "done") != (source_of[str(r[3])] == GOOD)
-                 or (r[4] == "failed" and "holds no scans" not in (r[5] or ""))]
+        # a stage interrupted 5 times fails by the crash-loop guard (store/queue.py), whatever the file:
+        # kills that keep landing while one stage runs look to the daemon like a file that kills it
+        guarded = [r[1] for r in runs if r[4] == "failed" and GUARD in (r[5] or "")]
+        wrong = [(r[1], r[4], r[5]) for r in runs if r[1] not in guarded
+                 and ((r[4] == "done") != (source_of[str(r[3])] == GOOD)
+                      or (r[4] == "failed" and "holds no scans" not in (r[5] or "")))]
         scans = db.execute("SELECT CAST(value AS DOUBLE), count(*) FROM qc_values WHERE source = 'native'"
                            " AND name = 'TotalScans' GROUP BY ALL").fetchall()
         reruns = db.execute("SELECT count(*) FROM stages WHERE attempts > 1").fetchone()[0]  # type: ignore[index]
@@ -311,7 +317,8 @@ def test_sigkill_at_random_moments_loses_doubles_and_leaves_nothing(tmp_path: Pa
     done = sum(r[4] == "done" for r in runs)
     print(f"\nkill chaos seed {seed}: files {FILES} dropped + {UPLOADS} uploads ({len(uploads.created)} answered 201,"
           f" {len(uploads.cut)} cut by a kill), runs {len(runs)} ({done} done, {len(runs) - done} failed),"
-          f" kills {kills['kills']} ({kills['during_startup']} during start-up), stages re-run {reruns},"
+          f" kills {kills['kills']} ({kills['during_startup']} during start-up), stages re-run {reruns}"
+          f" ({len(guarded)} failed by the crash-loop guard),"
           f" lost {len(lost)}, doubled {len(doubled)}, orphans {len(orphans)}, inconsistencies {len(problems)},"
           f" {time.monotonic() - started:.0f} s ({_cpu_seconds() - cpu:.0f} CPU s in child processes)")
     assert kills["kills"] >= KILLS
@@ -320,6 +327,7 @@ def test_sigkill_at_random_moments_loses_doubles_and_leaves_nothing(tmp_path: Pa
     assert orphans == [], orphans
     assert problems == [], problems
     assert wrong == [], wrong  # the good file done, the no-scans file failed for that reason
+    assert len(guarded) <= KILLS // 5  # each guard failure took 5 of the kills
     assert len(runs) == FILES + len(uploads.created) + sum(per_upload[n] for n in uploads.cut)
     assert scans == [(GOOD_TOTAL_SCANS, done)]  # one TotalScans per done run, RawTools' figure
 
