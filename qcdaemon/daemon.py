@@ -37,6 +37,7 @@ from qcdaemon.core.files import write_private
 from qcdaemon.core.sdnotify import sd_notify, watchdog_interval
 from qcdaemon.core.security import load_or_create_key
 from qcdaemon.engine.ingest import Ingest
+from qcdaemon.engine.reconcile import reconcile
 from qcdaemon.engine.workers import Engine
 from qcdaemon.errors import ConfigError, PortUnavailable, StoreBusy
 from qcdaemon.log import configure_logging
@@ -136,9 +137,12 @@ class Daemon:
             log.info("qc_config_applied", **applied)
         # uploads cut off by a crash leave .part files; none can be in flight before the server starts
         await asyncio.to_thread(shutil.rmtree, cfg.files.incoming, True)
+        # what a kill left (upload files without a run, ...) is cleared before the server takes uploads:
+        # afterwards, an upload's file waits a moment in inputs/ for its run (issue 12, kill chaos)
+        await reconcile(store, cfg)
         # bind before any work is taken: a busy port stops start-up at once
         await stack.enter_async_context(serve(create_app(svc, cfg, status=self._status), cfg))
-        self.engine = await stack.enter_async_context(Engine(svc, cfg))
+        self.engine = await stack.enter_async_context(Engine(svc, cfg, reconciled=True))
         secret = secrets.token_hex(32)
         self.admin_url = await stack.enter_async_context(serve_admin(svc, secret))
         await stack.enter_async_context(_announced(cfg, secret, self.admin_url))

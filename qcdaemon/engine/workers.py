@@ -38,11 +38,13 @@ class Engine:
     :meth:`force`); an exit by an exception (a later part of start-up failed) stops at once.
     """
 
-    def __init__(self, svc: QcService, cfg: Config, *, error_pause: float = ERROR_PAUSE_SECONDS) -> None:
+    def __init__(self, svc: QcService, cfg: Config, *, error_pause: float = ERROR_PAUSE_SECONDS,
+                 reconciled: bool = False) -> None:
         self.svc = svc
         self.store = svc.store
         self.cfg = cfg
         self.error_pause = error_pause
+        self.reconciled = reconciled  # the daemon reconciles before its server takes uploads
         self.events = {s: asyncio.Event() for s in STAGES}
         self.cancels: dict[tuple[int, str], asyncio.Event] = {}
         self.shutdown_cancels: set[tuple[int, str]] = set()
@@ -75,7 +77,8 @@ class Engine:
 
     async def start(self) -> None:
         await asyncio.to_thread(kill_stale, self.pid_dir)  # tools a killed daemon left behind
-        await reconcile(self.store, self.cfg)  # files, work folders and ledger rows a kill left (issue 12)
+        if not self.reconciled:
+            await reconcile(self.store, self.cfg)  # files, work folders and ledger rows a kill left (issue 12)
         requeued = await self.store.call(Store.requeue_interrupted)
         for run_id, stage, state in requeued:
             event = "stage_requeued_after_restart" if state == "queued" else "stage_failed_after_restarts"

@@ -132,7 +132,7 @@ async def status(request: web.Request) -> web.Response:
     info: dict[str, Any] = {
         "version": __version__,
         "uptime_seconds": round(time.time() - state["started"], 1),
-        "queue": await svc.store.call(Store.queue_depth),
+        "queue": await svc.store.call(Store.queue_depth, projects),
         "last_error": await svc.store.call(Store.last_error, projects),
         "watched_folders": [],
     }
@@ -140,6 +140,8 @@ async def status(request: web.Request) -> web.Response:
         info["data_dir"] = str(request.app[CONFIG].data_dir)
     if state["status"] is not None:
         info.update(await state["status"]())
+        if projects is not None:  # the engine's count is of every project's stages: a non-admin gets theirs
+            info["running_stages"] = info["queue"]["running"]
     info["alert_channels"] = await alert_ops.channel_status(svc.store, request.app[CONFIG], details=bool(user["is_admin"]))
     if not user["is_admin"]:  # only the folders that feed pipelines the user can see
         visible = {p["slug"] for p in await svc.store.call(Store.visible_projects, user)}

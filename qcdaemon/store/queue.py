@@ -158,8 +158,19 @@ class QueueQueries(StoreBase):
             self._refresh_run(run_id)
         return [s["stage"] for s in self.stages(run_id) if s["state"] == "running"]
 
-    def queue_depth(self) -> dict[str, int]:
-        rows = self.rows("SELECT state, count(*) AS n FROM stages WHERE state IN ('queued', 'running') GROUP BY state")
+    def queue_depth(self, project_ids: Sequence[int] | None = None) -> dict[str, int]:
+        """Queued and running stages (of runs in ``project_ids`` when given; none for an empty list)."""
+        if project_ids is None:
+            rows = self.rows("SELECT state, count(*) AS n FROM stages WHERE state IN ('queued', 'running') GROUP BY state")
+        elif not project_ids:
+            rows = []
+        else:
+            rows = self.rows(
+                "SELECT s.state, count(*) AS n FROM stages s JOIN runs r ON r.id = s.run_id"
+                " JOIN pipelines pl ON pl.id = r.pipeline_id WHERE s.state IN ('queued', 'running')"
+                f" AND pl.project_id IN ({', '.join('?' * len(project_ids))}) GROUP BY s.state",
+                list(project_ids),
+            )
         out = {"queued": 0, "running": 0}
         out.update({r["state"]: int(r["n"]) for r in rows})
         return out

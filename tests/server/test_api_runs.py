@@ -16,7 +16,10 @@ from conftest import (
     World,
 )
 
+from qcdaemon.server.app import create_app
 from qcdaemon.store import Store
+
+NOBODY = "nobody@elsewhere.org"
 
 
 async def add_runs(world: World, n: int, pipeline: str = OTHER_PIPELINE, owner: str = OTHER) -> list[str]:
@@ -99,3 +102,34 @@ async def test_status_reports_only_failures_the_user_may_see(api: Api, world: Wo
         assert (last["run_key"] if last else None) == expected, who
         if expected:
             assert last["stage"] == "native" and "boom" in last["error"]
+
+
+async def test_status_queue_counts_only_the_projects_the_user_sees(world: World, aiohttp_client) -> None:
+    async def engine_status() -> dict:  # what the daemon adds: its engine runs 7 stages of all projects
+        return {"watched_folders": [], "running_stages": 7, "stopping": False}
+
+    api = Api(await aiohttp_client(create_app(world.svc, world.cfg, status=engine_status)), world)
+    world.users[NOBODY] = await world.svc.add_user(NOBODY, "nobody-pass-1")  # in no project at all
+    everyone = (ADMIN, DEMO_USER, MEMBER, OTHER, NOBODY)
+    for who in everyone:  # the seeded world has nothing queued
+        assert (await api.ok("/api/status", method="GET", who=who))["queue"] == {"queued": 0, "running": 0}, who
+    # the other lab: 3 runs, each with its native stage queued; one of them running
+    other = await add_runs(world, 3)
+    await world.store.call(Store.execute, "UPDATE stages SET state = 'running' WHERE run_id = ? AND stage = 'native'",
+                           [int(other[0][2:])])
+    # the demo project's lab pipeline: 2 runs, native queued
+    await add_runs(world, 2, LAB_PIPELINE, DEMO_USER)
+    queued = {s["stage"] for s in await world.store.call(Store.stages, int(other[1][2:])) if s["state"] == "queued"}
+    assert queued == {"native"}  # one queued stage per new run in this configuration
+    expected = {
+        ADMIN: {"queued": 4, "running": 1},  # every project
+        OTHER: {"queued": 2, "running": 1},  # the other lab's only
+        DEMO_USER: {"queued": 2, "running": 0},  # the demo project's only
+        MEMBER: {"queued": 2, "running": 0},  # a member of the demo project sees what its creator sees
+        NOBODY: {"queued": 0, "running": 0},  # no project: nothing
+    }
+    for who in everyone:
+        status = await api.ok("/api/status", method="GET", who=who)
+        assert status["queue"] == expected[who], who
+        # the engine's count is of every project: only an admin gets it, a user gets their running stages
+        assert status["running_stages"] == (7 if who == ADMIN else expected[who]["running"]), who
