@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 
 class StoreBase:
@@ -35,6 +36,15 @@ class StoreBase:
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         self.con.execute(sql, list(params))
+
+    def insert_arrow(self, table: str, batch: pa.Table) -> None:
+        """One INSERT of a whole Arrow batch (columns in the table's order), not row by row."""
+        name = f"_batch_{table}"
+        self.con.register(name, batch)
+        try:
+            self.con.execute(f"INSERT INTO {table} SELECT * FROM {name}")
+        finally:
+            self.con.unregister(name)
 
     def next_id(self, seq: str) -> int:
         return int(self.scalar(f"SELECT nextval('{seq}')"))

@@ -17,12 +17,13 @@ from qcdaemon.core.clock import utcnow
 from qcdaemon.errors import StoreBusy
 from qcdaemon.store.alerts import AlertQueries
 from qcdaemon.store.auth import AuthQueries
+from qcdaemon.store.proteins import ProteinQueries
 from qcdaemon.store.qc import QcQueries
 from qcdaemon.store.runs import RunQueries
 from qcdaemon.store.schema import MIGRATIONS
 
 
-class Store(AuthQueries, RunQueries, QcQueries, AlertQueries):
+class Store(AuthQueries, RunQueries, ProteinQueries, QcQueries, AlertQueries):
     """All of qcdaemon's persistent state in one DuckDB file."""
 
     def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:
