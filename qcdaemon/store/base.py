@@ -38,13 +38,18 @@ class StoreBase:
         self.con.execute(sql, list(params))
 
     def insert_arrow(self, table: str, batch: pa.Table) -> None:
-        """One INSERT of a whole Arrow batch (columns in the table's order), not row by row."""
-        name = f"_batch_{table}"
-        self.con.register(name, batch)
+        """One INSERT of a whole Arrow batch (columns in the table's order), not row by row.  The
+        batch is found by DuckDB's replacement scan of this frame's local variable (no view is
+        registered and dropped: two statements fewer, a third of the cost of a small insert)."""
+        _qcd_arrow_batch = batch  # read by name by the statement below
         try:
-            self.con.execute(f"INSERT INTO {table} SELECT * FROM {name}")
-        finally:
-            self.con.unregister(name)
+            self.con.execute(f"INSERT INTO {table} SELECT * FROM _qcd_arrow_batch")
+        except duckdb.CatalogException:  # a wrapped connection: this frame is not the caller DuckDB sees
+            self.con.register("_qcd_arrow_view", batch)
+            try:
+                self.con.execute(f"INSERT INTO {table} SELECT * FROM _qcd_arrow_view")
+            finally:
+                self.con.unregister("_qcd_arrow_view")
 
     def next_id(self, seq: str) -> int:
         return int(self.scalar(f"SELECT nextval('{seq}')"))

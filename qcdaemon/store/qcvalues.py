@@ -34,25 +34,33 @@ class QcValueQueries(StoreBase):
             self._replace_qc_values(run_id, source, values)
 
     def _replace_qc_values(self, run_id: int, source: str, values: dict[str, Any]) -> None:
-        n = len(values)
-        batch = pa.table({
-            "run_id": pa.array([run_id] * n, pa.int32()),
-            "source": pa.array([source] * n, pa.string()),
-            "ord": pa.array(range(n), pa.int32()),
-            "name": pa.array(list(values), pa.string()),
-            "value": pa.array([json.dumps(v, default=json_default, allow_nan=False) for v in values.values()],
-                              pa.string()),
-        })
-        self.execute("DELETE FROM qc_values WHERE run_id = ? AND source = ?", [run_id, source])
+        """The source's values as one Arrow batch, then the run's merged cells.  A run's first
+        source needs no read: no cell means no value of any source (a run whose cells are gone has
+        no values left to delete)."""
+        names = list(values)
+        texts = [json.dumps(v, default=json_default, allow_nan=False) for v in values.values()]
+        n = len(names)
+        had_cells = self.scalar("DELETE FROM qc_cells WHERE run_id = ?", [run_id])
+        if had_cells:
+            self.execute("DELETE FROM qc_values WHERE run_id = ? AND source = ?", [run_id, source])
         if n:
-            self.insert_arrow("qc_values", batch)
-        self._refresh_cells(run_id)
-
-    def _refresh_cells(self, run_id: int) -> None:
-        """Re-merge the run's values into ``qc_cells`` (migration 4 says how; same SQL, one run)."""
-        self.execute("DELETE FROM qc_cells WHERE run_id = ?", [run_id])
-        self.execute(_CELLS_SQL, [run_id])
-
+            self.insert_arrow("qc_values", pa.table({
+                "run_id": pa.array([run_id] * n, pa.int32()), "source": pa.array([source] * n, pa.string()),
+                "ord": pa.array(range(n), pa.int32()), "name": pa.array(names, pa.string()),
+                "value": pa.array(texts, pa.string()),
+            }))
+        rows = [(source, name, text, i) for i, (name, text) in enumerate(zip(names, texts, strict=True))]
+        if had_cells:
+            rows += self.con.execute("SELECT source, name, value, ord FROM qc_values WHERE run_id = ? AND source <> ?",
+                                     [run_id, source]).fetchall()
+        cells = merge_cells(rows)
+        if cells:
+            self.insert_arrow("qc_cells", pa.table({
+                "run_id": pa.array([run_id] * len(cells), pa.int32()),
+                "name": pa.array(list(cells), pa.string()),
+                "value": pa.array([c[0] for c in cells.values()], pa.string()),
+                "okey": pa.array([c[1] for c in cells.values()], pa.int64()),
+            }))
 
     def qc_values(self, run_ids: Sequence[int]) -> list[QcValue]:
         """(run_id, source, name, value) for the runs, in each source's column order."""
@@ -135,14 +143,31 @@ class QcValueQueries(StoreBase):
         return qcdata.assemble_json(list(columns) if columns is not None else order, arrays, n)
 
 
-_CELLS_SQL = (
-    "INSERT INTO qc_cells SELECT run_id, name, arg_max(value, (CASE source WHEN 'native' THEN 1"
-    " WHEN 'rawtools' THEN CASE WHEN value <> 'null' THEN 2 ELSE 0 END ELSE 3 END, source)), min(okey)"
-    " FROM (SELECT run_id, name, source, coalesce(value, 'null') AS value,"
-    " CASE source WHEN 'native' THEN 0 WHEN 'rawtools' THEN 1"
-    " ELSE 2 + dense_rank() OVER (PARTITION BY run_id ORDER BY source) END * 10000000 + ord AS okey"
-    " FROM qc_values WHERE run_id = ?) GROUP BY run_id, name"
-)
+def merge_cells(rows: Sequence[tuple[str, str, str | None, int]]) -> dict[str, tuple[str, int]]:
+    """One run's values, (source, name, JSON text, position in its source), merged as migration 4
+    (``qc_cells``) does in SQL: per name the value of the source ranked highest, (another source
+    over native over RawTools' nulls; RawTools' non-null values over native's; among the other
+    sources the alphabetically last), and the key that orders the columns (the smallest of
+    native 0, RawTools 1, the other sources 2 + their rank by name, times 10^7, plus the position).
+    Same answer as ``qcdata.merge_run_values``; tests hold the two equal."""
+    rank = {s: i for i, s in enumerate(sorted({r[0] for r in rows}), start=1)}
+    best: dict[str, tuple[tuple[int, str], str, int]] = {}
+    for source, name, value, ord_ in rows:
+        text = "null" if value is None else value
+        if source == "native":
+            prio, base = 1, 0
+        elif source == "rawtools":
+            prio, base = (2 if text != "null" else 0), 1
+        else:
+            prio, base = 3, 2 + rank[source]
+        okey = base * 10_000_000 + ord_
+        got = best.get(name)
+        if got is None:
+            best[name] = ((prio, source), text, okey)
+        else:
+            win = (prio, source) > got[0]
+            best[name] = ((prio, source) if win else got[0], text if win else got[1], min(okey, got[2]))
+    return {name: (b[1], b[2]) for name, b in best.items()}
 
 
 def _value_arrays(cells: pa.Table, n: int) -> tuple[list[str], dict[str, str], list[str]]:

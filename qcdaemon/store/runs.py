@@ -47,17 +47,19 @@ class RunQueries(QueueQueries, LedgerQueries):
                 " acquired_at, flagged, use_downstream, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, true, ?)",
                 [rid, pipeline_id, name, stored_path, source, size, sha256, owner_id, now, acquired_at, state],
             )
-            for seq, stage in enumerate(stages, start=1):
-                name, skip = (stage, None) if isinstance(stage, str) else stage
+            if stages:  # one statement for all of them
+                rows = [(stage, None) if isinstance(stage, str) else stage for stage in stages]
                 self.execute(
-                    "INSERT INTO stages (run_id, stage, seq, state, queued_at, ended_at, error)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [rid, name, seq, "skipped" if skip else "queued", now, now if skip else None, skip],
+                    "INSERT INTO stages (run_id, stage, seq, state, queued_at, ended_at, error) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows)),
+                    [v for seq, (stage, skip) in enumerate(rows, start=1)
+                     for v in (rid, stage, seq, "skipped" if skip else "queued", now, now if skip else None, skip)],
                 )
-            if stages:
                 self._refresh_run(rid)
             if ledger is not None:
-                self._ledger_insert(ledger, state=str(self.scalar("SELECT state FROM runs WHERE id = ?", [rid])), run_id=rid)
+                if stages:
+                    state = str(self.scalar("SELECT state FROM runs WHERE id = ?", [rid]))
+                self._ledger_insert(ledger, state=state, run_id=rid)
         return self.run(rid)
 
     def run(self, run_id: int) -> RunRow:
