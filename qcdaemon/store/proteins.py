@@ -165,7 +165,8 @@ class ProteinQueries(QcValueQueries):
             "WITH sel AS (SELECT unnest(?::INTEGER[]) AS run_id, unnest(?::VARCHAR[]) AS raw_file)"
             f" SELECT g.run_id, g.idx, s.raw_file, g.majority_ids, {fetch} FROM protein_groups g"
             " JOIN sel s ON s.run_id = g.run_id"
-            " WHERE g.majority_ids IN (SELECT unnest(?::VARCHAR[])) ORDER BY g.run_id, g.idx",
+            # a filter in the scan (an IN over a subquery is a semi-join: every row's columns read first)
+            " WHERE list_contains(?::VARCHAR[], g.majority_ids) ORDER BY g.run_id, g.idx",
             params=[[int(r) for r, _ in runs], [str(f) for _, f in runs], [str(n) for n in names]],
         ).to_arrow_table()
         if matched.num_rows == 0:
