@@ -484,6 +484,36 @@ def measure_upload(d: Daemon, root: Path, gib: float, pipeline_uuid: str) -> dic
             "upload_vs_copy": copy_s / up_s, "upload_rss_growth": peak - rss0}
 
 
+def targets(out: dict[str, Any]) -> list[str]:
+    """Issue 13's "Done when", each target against the measured figure: met, or missed by how much."""
+    n = out["runs"]
+    lines: list[str] = []
+
+    def check(what: str, value: float, target: float, unit: str, *, at_least: bool = False) -> None:
+        ok = value >= target if at_least else value <= target
+        factor = (target / value if at_least else value / target) if value else float("inf")
+        lines.append(f"  {'met   ' if ok else 'MISSED'} {what}: {value:,.2f} {unit} (target {'>=' if at_least else '<='}"
+                     f" {target:,.2f}{'' if ok else f'; {factor:.1f}x off'})")
+
+    limit = 100.0 if n <= 1000 else 500.0
+    for r in out.get("routes", []):
+        check(f"{r['route']} p50", r["p50_ms"], 200.0 if n > 1000 and r["route"].startswith("qc-data") else limit, "ms")
+        if "vs_original" in r:
+            check(f"{r['route']} vs the original's path", r["vs_original"], 20.0, "x", at_least=True)
+        if "vs_pyarrow" in r:
+            check(f"{r['route']} vs a plain pyarrow scan", r["vs_pyarrow"], 3.0, "x", at_least=True)
+    for k, v in out.get("small_during_heavy", {}).items():
+        check(f"{k} during a heavy request (max)", v["max_ms"], 50.0, "ms")
+    if "rss_after" in out:
+        check("daemon RSS after the heavy requests", out["rss_after"] / 2**20, 300.0, "MiB")
+    check("ingest with protein groups", out["ingest_mq_runs_per_s"], 50.0, "runs/s", at_least=True)
+    check("database size", out["db_mb_per_run"], 0.5, "MB/run")
+    if "upload_vs_copy" in out:
+        check("upload throughput vs a plain copy", out["upload_vs_copy"], 0.5, "x", at_least=True)
+        check("upload RSS growth", out["upload_rss_growth"] / 2**20, 64.0, "MiB")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
@@ -492,7 +522,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--upload-gib", type=float, default=2.0, help="0 skips the upload measurement")
     ap.add_argument("--keep", type=Path, help="build in (and keep) this folder; reused when it holds N runs")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    ap.add_argument("--report", type=Path, help="only print the targets of an earlier results file")
     args = ap.parse_args(argv)
+    if args.report is not None:
+        print("\n".join(targets(json.loads(args.report.read_text()))))
+        return 0
     began = time.monotonic()
     root = args.keep or Path(tempfile.mkdtemp(prefix="qcd-bench-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -539,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"bench-{args.runs}.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
         print(f"results: {args.out / f'bench-{args.runs}.json'}")
+        print("targets (issue 13):\n" + "\n".join(targets(out)))
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
