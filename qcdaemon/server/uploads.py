@@ -32,7 +32,7 @@ from qcdaemon.server.middleware import check_csrf
 from qcdaemon.store import Store
 from qcdaemon.store.rows import PipelineRow
 
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # bytes asked of the multipart reader at a time
 BATCH = 8 << 20  # bytes buffered per write: bounds the upload's memory, amortises the thread hop
 RESERVE = 1 << 30
 T = TypeVar("T")
@@ -263,19 +263,32 @@ async def upload_raw(request: web.Request) -> web.Response:
 
 
 async def _stream(part: BodyPartReader, sink: _Sink) -> None:
-    """Copy the part to the sink in batches of ``BATCH`` bytes: one executor hop (write + hash, both
-    off the loop) per batch instead of one per network chunk."""
+    """Copy the part to the sink in batches of ``BATCH`` bytes, one executor hop (write + hash, both
+    off the loop and without the GIL) per batch; the next batch is read from the network while the
+    previous one is written, so parsing and writing overlap (at most two batches in memory)."""
     loop = asyncio.get_running_loop()
     pending: list[bytes] = []
     size = 0
-    while chunk := await _parsed(part.read_chunk(CHUNK)):
-        pending.append(chunk)
-        size += len(chunk)
-        if size >= BATCH:
+    inflight: asyncio.Future[None] | None = None
+    try:
+        while chunk := await _parsed(part.read_chunk(CHUNK)):
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= BATCH:
+                if inflight is not None:
+                    await asyncio.shield(inflight)  # a cancelled upload still waits for its write (finally)
+                inflight = loop.run_in_executor(None, sink.write, b"".join(pending))
+                pending, size = [], 0
+        if inflight is not None:
+            await asyncio.shield(inflight)
+        inflight = None
+        if pending:
             await loop.run_in_executor(None, sink.write, b"".join(pending))
-            pending, size = [], 0
-    if pending:
-        await loop.run_in_executor(None, sink.write, b"".join(pending))
+    finally:
+        if inflight is not None:  # a failure while a write runs: it ends before the sink is discarded
+            await asyncio.wait([inflight])
+            if not inflight.cancelled():
+                inflight.exception()  # retrieved: the error already raised is the one reported
 
 
 def _check_space(data_dir: Path, content_length: int | None, reserve: int = RESERVE) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ from queue import SimpleQueue
 from typing import Concatenate, ParamSpec, TypeVar
 
 from qcdaemon.config import StoreConfig
+from qcdaemon.store import memory
 from qcdaemon.store.database import Store
 
 __all__ = ["AsyncStore", "Store"]
@@ -48,6 +50,7 @@ class AsyncStore:
             self._views.put(v)
         self._readers = views
         self._read_pool = ThreadPoolExecutor(max(1, readers), thread_name_prefix="duckdb-read")
+        self._trim: asyncio.Future[None] | None = None  # the last release of memory (kept: not collected mid-run)
         self.path = path
 
     async def call(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -58,7 +61,12 @@ class AsyncStore:
     async def read(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the read-only ``fn(store, *args, **kwargs)`` on a reader thread with its own cursor."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._read_pool, functools.partial(self._on_reader, fn, *args, **kwargs))
+        start = time.monotonic()
+        out = await loop.run_in_executor(self._read_pool, functools.partial(self._on_reader, fn, *args, **kwargs))
+        if time.monotonic() - start >= memory.SLOW_READ_S or (isinstance(out, bytes) and len(out) >= memory.BIG_ANSWER):
+            # after the answer is handed on: a heavy read's freed memory goes back to the system
+            self._trim = loop.run_in_executor(self._read_pool, memory.release)
+        return out
 
     def _on_reader(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         view = self._views.get()

@@ -18,13 +18,21 @@ from qcdaemon.errors import StoreBusy
 from qcdaemon.store.alerts import AlertQueries
 from qcdaemon.store.auth import AuthQueries
 from qcdaemon.store.base import DataVersion
+from qcdaemon.store.proteins import ProteinQueries
 from qcdaemon.store.qc import QcQueries
 from qcdaemon.store.remote import RemoteQueries
 from qcdaemon.store.runs import RunQueries
 from qcdaemon.store.schema import MIGRATIONS
 
+#: WAL size at which DuckDB checkpoints (its default is 16 MB, about 20 MaxQuant runs).  Each
+#: checkpoint rewrites the row groups that grew since the last one, so with runs arriving one by
+#: one a larger threshold rewrites each row group fewer times: measured on 250 runs with protein
+#: groups, 64 MB costs 20-25 % less CPU per run than 16 MB and gives a 25 % smaller file.  The WAL
+#: stays crash-safe either way; start-up replays at most this much.
+CHECKPOINT_THRESHOLD = "64MB"
 
-class Store(AuthQueries, RunQueries, QcQueries, AlertQueries, RemoteQueries):
+
+class Store(AuthQueries, RunQueries, ProteinQueries, QcQueries, AlertQueries, RemoteQueries):
     """All of qcdaemon's persistent state in one DuckDB file."""
 
     def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:
@@ -37,6 +45,7 @@ class Store(AuthQueries, RunQueries, QcQueries, AlertQueries, RemoteQueries):
                 config={
                     "threads": cfg.threads,
                     "memory_limit": cfg.memory_limit,
+                    "checkpoint_threshold": CHECKPOINT_THRESHOLD,
                     "autoinstall_known_extensions": False,
                     "autoload_known_extensions": False,
                 },

@@ -228,3 +228,28 @@ def test_qc_data_json_fills_verdicts_per_run(world: tuple[Store, int]) -> None:
     assert fast["Verdict"] == [None, "fail", None, None]
     assert fast["Verdict reasons"] == [None, "TotalScans above 3 SD", None, None]
     assert fast["RunKey"][1] == f"rf{runs[1]['id']}"
+
+
+def test_cells_merged_at_ingest_are_those_the_migration_builds(world: tuple[Store, int], tmp_path: Path) -> None:
+    """``qc_cells`` as the writes keep it (merged in Python, a run's first source without a read)
+    equals migration 4's SQL rebuild over ``qc_values``, also after a source is written again
+    and after one is written with no values."""
+    store, _ = world
+    extra = store.create_run(store.selected_runs(world[1], None)[0]["pipeline_id"], "again.raw", source="watch",
+                             owner_id=None, state="done")["id"]
+    store.put_qc_values(extra, "zeta", {"A": 1, "B": None, "TotalScans": 3})
+    store.put_qc_values(extra, "rawtools", {"B": 2, "TotalScans": None, "C": "x"})
+    store.put_qc_values(extra, "native", {"TotalScans": 4, "D": [1, 2]})
+    store.put_qc_values(extra, "zeta", {"TotalScans": 5, "E": 1.5})  # written again: A is gone
+    store.put_qc_values(extra, "alpha", {})
+    kept = store.rows("SELECT run_id, name, value, okey FROM qc_cells ORDER BY run_id, name")
+    rebuild = next(sql for name, sql in MIGRATIONS if name == "qc_cells")
+    store.con.execute("BEGIN TRANSACTION")
+    try:
+        store.con.execute(rebuild)
+        rebuilt = store.rows("SELECT run_id, name, value, okey FROM qc_cells ORDER BY run_id, name")
+    finally:
+        store.con.execute("ROLLBACK")
+    assert kept == rebuilt
+    mine = {r["name"]: r["value"] for r in kept if r["run_id"] == extra}
+    assert mine == {"TotalScans": "5", "B": "2", "C": '"x"', "D": "[1, 2]", "E": "1.5"}

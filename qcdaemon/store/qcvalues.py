@@ -1,0 +1,213 @@
+"""QC values: each source's values of a run, their merge into ``qc_cells`` at ingest, and the
+``/api/qc-data`` answer built from the merged cells in SQL and Arrow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from qcdaemon.qc import qcdata
+from qcdaemon.store.base import StoreBase
+from qcdaemon.store.rows import QcValue
+
+_FALSY_JSON = frozenset({"null", '""', "0", "0.0", "-0.0", "false", "[]", "{}"})
+
+
+def json_default(v: Any) -> Any:
+    if isinstance(v, (dt.datetime, dt.date)):
+        return v.isoformat()
+    raise TypeError(f"not JSON-able: {type(v).__name__}")
+
+
+
+class QcValueQueries(StoreBase):
+    # -- QC values --------------------------------------------------------------------------
+
+    def put_qc_values(self, run_id: int, source: str, values: dict[str, Any]) -> None:
+        """Replace the run's values from one source (idempotent: a re-run stage overwrites)."""
+        with self.transaction():
+            self._replace_qc_values(run_id, source, values)
+
+    def _replace_qc_values(self, run_id: int, source: str, values: dict[str, Any]) -> None:
+        """The source's values as one Arrow batch, then the run's merged cells.  A run's first
+        source needs no read: no cell means no value of any source (a run whose cells are gone has
+        no values left to delete)."""
+        names = list(values)
+        texts = [json.dumps(v, default=json_default, allow_nan=False) for v in values.values()]
+        n = len(names)
+        had_cells = self.scalar("DELETE FROM qc_cells WHERE run_id = ?", [run_id])
+        if had_cells:
+            self.execute("DELETE FROM qc_values WHERE run_id = ? AND source = ?", [run_id, source])
+        if n:
+            self.insert_arrow("qc_values", pa.table({
+                "run_id": pa.array([run_id] * n, pa.int32()), "source": pa.array([source] * n, pa.string()),
+                "ord": pa.array(range(n), pa.int32()), "name": pa.array(names, pa.string()),
+                "value": pa.array(texts, pa.string()),
+            }))
+        rows = [(source, name, text, i) for i, (name, text) in enumerate(zip(names, texts, strict=True))]
+        if had_cells:
+            rows += self.con.execute("SELECT source, name, value, ord FROM qc_values WHERE run_id = ? AND source <> ?",
+                                     [run_id, source]).fetchall()
+        cells = merge_cells(rows)
+        if cells:
+            self.insert_arrow("qc_cells", pa.table({
+                "run_id": pa.array([run_id] * len(cells), pa.int32()),
+                "name": pa.array(list(cells), pa.string()),
+                "value": pa.array([c[0] for c in cells.values()], pa.string()),
+                "okey": pa.array([c[1] for c in cells.values()], pa.int64()),
+            }))
+
+    def qc_values(self, run_ids: Sequence[int]) -> list[QcValue]:
+        """(run_id, source, name, value) for the runs, in each source's column order."""
+        if not run_ids:
+            return []
+        marks = ", ".join("?" * len(run_ids))
+        rows = self.con.execute(
+            f"SELECT run_id, source, name, value FROM qc_values WHERE run_id IN ({marks})"
+            " ORDER BY run_id, source, ord",
+            list(run_ids),
+        ).fetchall()
+        return [(r[0], r[1], r[2], json.loads(r[3]) if r[3] is not None else None) for r in rows]
+
+    def qc_data_json(self, pipeline_id: int, data_range: int | None, columns: Sequence[str] | None,
+                     verdicts: Mapping[int, tuple[str, str]] | None = None) -> bytes:
+        """The ``/api/qc-data`` answer as JSON, built in SQL: the run selection, the merge of each
+        run's sources (``qcdata.merge_run_values``' precedence), the run metadata and calendar
+        columns, and one JSON array per column by ``string_agg`` over the stored JSON texts (no
+        value is parsed or re-encoded in Python).  Same answer as ``qcdata.build_qc_data``;
+        ``verdicts`` (run id -> verdict, reasons) fill ``Verdict`` and ``Verdict reasons``."""
+        limit = "" if data_range is None else f"LIMIT {min(max(int(data_range), 0), 2**62)}"
+        sel = (
+            "sel AS (SELECT r.*, row_number() OVER (ORDER BY coalesce(r.acquired_at, r.created_at), r.id) AS pos"
+            " FROM (SELECT id, name, stored_path, acquired_at, created_at, flagged, use_downstream, state, owner_id"
+            " FROM runs WHERE pipeline_id = ? AND superseded_by IS NULL"  # as selected_runs (issue 11)
+            f" ORDER BY coalesce(acquired_at, created_at) DESC, id DESC {limit}) r)"
+        )
+        quoted = "'\"' || {} || '\"'"
+        year = "lpad(CAST(year(s.acquired_at) AS VARCHAR), 4, '0')"
+        meta_cells = {
+            "RawFile": "to_json(CASE WHEN lower(s.name) LIKE '%.raw' THEN left(s.name, length(s.name) - 4)"
+                       " ELSE s.name END)",
+            "Index": "CAST(s.pos AS VARCHAR)",
+            "DateAcquired": "coalesce(CAST(epoch_us(s.acquired_at) * 1000 AS VARCHAR), 'null')",
+            "RunKey": "'\"rf' || s.id || '\"'",
+            "Flagged": "CASE WHEN s.flagged THEN 'true' ELSE 'false' END",
+            "Use Downstream": "CASE WHEN s.use_downstream IS NULL THEN 'null' WHEN s.use_downstream THEN 'true'"
+                              " ELSE 'false' END",
+            "Uploader": "coalesce(to_json(u.email), 'null')",
+            "State": "coalesce(to_json(s.state), 'null')",
+            "MetricsEngine": "CASE e.engine WHEN 2 THEN '\"rawtools\"' WHEN 1 THEN '\"native\"' ELSE 'null' END",
+            # spec 3.1 item 4: Date, Day (day of year), Week (ISO week, calendar year), Month, Year
+            "Date": quoted.format("strftime(s.acquired_at, '%Y-%m-%d')"),
+            "Day": quoted.format(f"{year} || '-' || lpad(CAST(dayofyear(s.acquired_at) AS VARCHAR), 3, '0')"),
+            "Week": quoted.format(f"{year} || '-' || lpad(CAST(week(s.acquired_at) AS VARCHAR), 2, '0')"),
+            "Month": quoted.format("strftime(s.acquired_at, '%Y-%m')"),
+            "Year": quoted.format(year),
+        }
+        calendar = {"Date", "Day", "Week", "Month", "Year"}
+        select = ", ".join(
+            f"coalesce({cell}, 'null')" if name in calendar else cell for name, cell in meta_cells.items()
+        )
+        with self.transaction():  # one snapshot for both queries
+            meta = self.con.sql(
+                f"WITH {sel}, eng AS (SELECT q.run_id, max(CASE q.source WHEN 'rawtools' THEN 2 WHEN 'native' THEN 1"
+                " END) AS engine FROM qc_values q WHERE q.run_id IN (SELECT id FROM sel) GROUP BY q.run_id)"
+                f" SELECT s.stored_path, s.id, {select}"
+                " FROM sel s LEFT JOIN users u ON u.id = s.owner_id LEFT JOIN eng e ON e.run_id = s.id ORDER BY s.pos",
+                params=[pipeline_id],
+            ).to_arrow_table()
+            n = meta.num_rows
+            if n == 0:
+                return b"{}"
+            cells = self.con.sql(
+                f"WITH {sel} SELECT c.name, s.pos, c.value, c.okey FROM qc_cells c JOIN sel s ON s.id = c.run_id",
+                params=[pipeline_id],
+            ).to_arrow_table()
+        names, arrays, raw_path = _value_arrays(cells, n)
+        paths = meta.column(0).to_pylist()
+        if verdicts is not None:  # one pair per run (a verdict is per run, not per cell)
+            got = [verdicts.get(rid) for rid in meta.column(1).to_pylist()]
+            arrays["Verdict"] = ",".join(json.dumps(v[0]) if v else "null" for v in got)
+            arrays["Verdict reasons"] = ",".join(json.dumps(v[1]) if v else "null" for v in got)
+        whole = pa.array([0, n], pa.int32())
+        for i, name in enumerate(meta_cells, start=2):  # each run-metadata column joined in one call
+            arrays[name] = pc.binary_join(pa.ListArray.from_arrays(whole, meta.column(i).combine_chunks()), ",")[0].as_py()
+        arrays["RawFilePath"] = ",".join(  # RawTools' own folder, else the stored file's
+            t if t not in _FALSY_JSON else json.dumps(qcdata.dirname(paths[i])) for i, t in enumerate(raw_path))
+        order = qcdata.column_order(names)
+        return qcdata.assemble_json(list(columns) if columns is not None else order, arrays, n)
+
+
+def merge_cells(rows: Sequence[tuple[str, str, str | None, int]]) -> dict[str, tuple[str, int]]:
+    """One run's values, (source, name, JSON text, position in its source), merged as migration 4
+    (``qc_cells``) does in SQL: per name the value of the source ranked highest, (another source
+    over native over RawTools' nulls; RawTools' non-null values over native's; among the other
+    sources the alphabetically last), and the key that orders the columns (the smallest of
+    native 0, RawTools 1, the other sources 2 + their rank by name, times 10^7, plus the position).
+    Same answer as ``qcdata.merge_run_values``; tests hold the two equal."""
+    rank = {s: i for i, s in enumerate(sorted({r[0] for r in rows}), start=1)}
+    best: dict[str, tuple[tuple[int, str], str, int]] = {}
+    for source, name, value, ord_ in rows:
+        text = "null" if value is None else value
+        if source == "native":
+            prio, base = 1, 0
+        elif source == "rawtools":
+            prio, base = (2 if text != "null" else 0), 1
+        else:
+            prio, base = 3, 2 + rank[source]
+        okey = base * 10_000_000 + ord_
+        got = best.get(name)
+        if got is None:
+            best[name] = ((prio, source), text, okey)
+        else:
+            win = (prio, source) > got[0]
+            best[name] = ((prio, source) if win else got[0], text if win else got[1], min(okey, got[2]))
+    return {name: (b[1], b[2]) for name, b in best.items()}
+
+
+def _value_arrays(cells: pa.Table, n: int) -> tuple[list[str], dict[str, str], list[str]]:
+    """From merged cells (name, pos 1..n, JSON text, order key): the value names in first-seen
+    order, each name's JSON array body, and the RawFilePath cells per run.  Vectorised in Arrow:
+    cells are laid out by (name, pos), each name's run of cells joined by one ``binary_join``."""
+    if cells.num_rows == 0:
+        return [], {}, ["null"] * n
+    enc = pc.dictionary_encode(cells["name"]).combine_chunks()
+    k = pc.cast(enc.indices, pa.int64())
+    names: list[str] = enc.dictionary.to_pylist()
+    pos0 = pc.subtract(pc.cast(cells["pos"].combine_chunks(), pa.int64()), 1)
+    order = pc.sort_indices(pc.add(pc.multiply(k, n), pos0))
+    values = pc.take(cells["value"].combine_chunks(), order)
+    counts = [0] * len(names)
+    vc = pc.value_counts(k)
+    for key, count in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
+        counts[key] = count
+    offsets = [0]
+    for c in counts:
+        offsets.append(offsets[-1] + c)
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values), ",").to_pylist()
+    first = pa.table({"k": k, "c": pc.add(pc.multiply(pc.cast(cells["pos"], pa.int64()), 1 << 32),
+                                          cells["okey"])}).group_by("k").aggregate([("c", "min")])
+    rank = dict(zip(first["k"].to_pylist(), first["c_min"].to_pylist(), strict=True))
+    arrays: dict[str, str] = {}
+    raw_path = ["null"] * n
+    sorted_pos: list[int] | None = None
+    for i, name in enumerate(names):
+        if counts[i] == n and name != "RawFilePath":
+            arrays[name] = joined[i]
+            continue
+        if sorted_pos is None:
+            sorted_pos = pc.take(pos0, order).to_pylist()
+        filled = ["null"] * n
+        lo, hi = offsets[i], offsets[i + 1]
+        for p, t in zip(sorted_pos[lo:hi], values.slice(lo, hi - lo).to_pylist(), strict=True):
+            filled[p] = t
+        if name == "RawFilePath":
+            raw_path = filled
+        else:
+            arrays[name] = ",".join(filled)
+    return [names[i] for i in sorted(range(len(names)), key=rank.__getitem__)], arrays, raw_path
