@@ -18,13 +18,14 @@ from qcdaemon.errors import StoreBusy
 from qcdaemon.store.alerts import AlertQueries
 from qcdaemon.store.auth import AuthQueries
 from qcdaemon.store.base import DataVersion
+from qcdaemon.store.changes import ChangeQueries
 from qcdaemon.store.qc import QcQueries
 from qcdaemon.store.remote import RemoteQueries
 from qcdaemon.store.runs import RunQueries
 from qcdaemon.store.schema import MIGRATIONS
 
 
-class Store(AuthQueries, RunQueries, QcQueries, AlertQueries, RemoteQueries):
+class Store(ChangeQueries, AuthQueries, RunQueries, QcQueries, AlertQueries, RemoteQueries):
     """All of qcdaemon's persistent state in one DuckDB file."""
 
     def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:

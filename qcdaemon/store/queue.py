@@ -236,7 +236,8 @@ class QueueQueries(StoreBase):
             state = "done"
         failed = [f"{s['stage']}: {s['error'] or 'failed'}" for s in rows if s["state"] == "failed"]
         error = "; ".join(failed) if failed and state in ("done", "failed") else None
-        self.execute("UPDATE runs SET state = ?, error = ? WHERE id = ?", [state, error, run_id])
+        self.execute("UPDATE runs SET state = ?, error = ?, change_seq = nextval('seq_changes') WHERE id = ?"
+                     " AND (state IS DISTINCT FROM ? OR error IS DISTINCT FROM ?)", [state, error, run_id, state, error])
         self.execute("UPDATE files SET state = ?, updated_at = ? WHERE run_id = ?", [state, utcnow(), run_id])
 
     def queue_by_pipeline(self) -> dict[int, dict[str, int]]:

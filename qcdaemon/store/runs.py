@@ -96,7 +96,8 @@ class RunQueries(QueueQueries, LedgerQueries):
             now = utcnow()
             self.execute(
                 "INSERT INTO runs (id, pipeline_id, name, stored_path, source, size, sha256, owner_id, created_at,"
-                " acquired_at, flagged, use_downstream, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, true, ?)",
+                " acquired_at, flagged, use_downstream, state, change_seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, true, ?, nextval('seq_changes'))",
                 [rid, pipeline_id, name, stored_path, source, size, sha256, owner_id, now, acquired_at, state],
             )
             for seq, stage in enumerate(stages, start=1):
@@ -161,7 +162,8 @@ class RunQueries(QueueQueries, LedgerQueries):
             return
         cols = ", ".join(f"{k} = ?" for k in fields)
         marks = ", ".join("?" * len(run_ids))
-        self.execute(f"UPDATE runs SET {cols} WHERE id IN ({marks})", [*fields.values(), *run_ids])
+        self.execute(f"UPDATE runs SET {cols}, change_seq = nextval('seq_changes') WHERE id IN ({marks})",
+                     [*fields.values(), *run_ids])
 
     def pipeline_uploaders(self, pipeline_id: int) -> list[str]:
         rows = self.rows(
@@ -203,6 +205,7 @@ class RunQueries(QueueQueries, LedgerQueries):
         if n:
             self._insert_arrow("qc_values", batch)
         self._refresh_cells(run_id)
+        self.execute("UPDATE runs SET change_seq = nextval('seq_changes') WHERE id = ?", [run_id])  # the cursor
 
     def _refresh_cells(self, run_id: int) -> None:
         """Re-merge the run's values into ``qc_cells`` (migration 4 says how; same SQL, one run)."""
