@@ -20,6 +20,7 @@ import platformdirs
 from qcdaemon.core.net import is_loopback
 from qcdaemon.core.paths import DataPaths
 from qcdaemon.errors import ConfigError
+from qcdaemon.hubcfg import HubConfig, split_hub
 from qcdaemon.remotecfg import Executors, split_executor_keys
 from qcdaemon.search.params import SearchParams
 
@@ -221,6 +222,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     executors: Executors = field(default_factory=Executors)  # where stages run (qcdaemon/remotecfg.py)
+    hub: HubConfig = field(default_factory=HubConfig)  # the instrument daemons pulled from (qcdaemon/hubcfg.py)
 
     @property
     def data_dir(self) -> Path:
@@ -435,7 +437,8 @@ def config_from_dict(data: dict[str, Any], *, mode: Mode = "foreground", source:
         "log": LogConfig, "scheduler": SchedulerConfig, "metrics": MetricsConfig,
     }
     data, executors = split_executor_keys(data)
-    kwargs: dict[str, Any] = {"executors": executors}
+    data, hub = split_hub(data)
+    kwargs: dict[str, Any] = {"executors": executors, "hub": hub}
     for key, value in data.items():
         if key == "watch":
             if isinstance(value, dict):

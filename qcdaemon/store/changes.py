@@ -98,23 +98,25 @@ class ChangeQueries(AuthQueries, RunQueries):
         return int(self.scalar("SELECT coalesce(max(cursor), 0) FROM hub_cursors WHERE source = ?", [source]))
 
     def hub_apply(self, source: str, runs: Sequence[Mapping[str, Any]], cursor: int,
-                  pipeline_map: Mapping[str, str], workdir: str) -> int:
+                  pipeline_map: Mapping[str, str], workdir: str) -> dict[str, Any]:
         """Upsert the pulled ``runs`` of ``source`` (by origin and run key there) into the hub's
         pipelines and store ``cursor`` as that source's, all in one transaction: a crash before
         the commit leaves the old cursor and none of the batch, after it both.  ``pipeline_map``
         maps ``project/pipeline`` of the source to one of the hub's (default: the same names,
-        created when missing).  Returns how many runs were new."""
+        created when missing).  Returns how many runs were new and the hub pipelines touched."""
         new = 0
+        touched: set[int] = set()
         with self.transaction():
             for r in runs:
                 pid = self._hub_pipeline(str(r["project"]), str(r["pipeline"]), r, pipeline_map, workdir)
                 new += self._hub_upsert(source, pid, r)
+                touched.add(pid)
             self.execute(
                 "INSERT INTO hub_cursors VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE"
                 " SET cursor = excluded.cursor, pulled_at = excluded.pulled_at",
                 [source, int(cursor), utcnow()],
             )
-        return new
+        return {"new": new, "pipelines": sorted(touched)}
 
     def _hub_pipeline(self, project: str, pipeline: str, r: Mapping[str, Any],
                       pipeline_map: Mapping[str, str], workdir: str) -> int:

@@ -197,7 +197,7 @@ class QueueQueries(StoreBase):
         where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         runs = self.rows(
             "SELECT r.id, 'rf' || r.id AS run_key, r.name, r.state, r.error, r.source, r.created_at, r.acquired_at,"
-            " r.flagged, r.use_downstream, r.metrics_engine,"
+            " r.flagged, r.use_downstream, r.metrics_engine, r.origin, r.origin_key,"
             " CASE WHEN r.superseded_by IS NULL THEN NULL ELSE 'rf' || r.superseded_by END AS superseded_by,"
             " u.email AS owner, p.slug AS project, pl.slug AS pipeline"
             " FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id JOIN projects p ON p.id = pl.project_id"
