@@ -80,6 +80,7 @@ def test_full_config_round_trips(tmp_path: Path) -> None:
     named |= {f"watch.{k}" for k in data["watch"][0]}
     named |= {f for f in config_fields() if f.startswith("alerts.")}  # round-tripped in tests/alerts/test_alerts_unit.py
     named |= {f"engine.maxquant.{k}" for k in remotecfg.field_names}  # round-tripped in tests/remote/test_remotecfg.py
+    named |= {f for f in config_fields() if f.startswith("hub.")}  # parsed in tests/store/test_hub_store.py
     assert named == set(config_fields())
     path = tmp_path / "qcdaemon.toml"
     path.write_text(to_toml(data))
