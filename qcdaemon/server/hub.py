@@ -12,6 +12,7 @@ judge the pulled runs as its own.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
 
 log = structlog.get_logger("qcdaemon.hub")
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")  # as qcdaemon's slugify makes them
 
 
 class SourceError(Exception):
@@ -56,6 +58,9 @@ class HubPuller:
                     except (aiohttp.ClientError, TimeoutError, SourceError, OSError) as exc:
                         self.status[src.name] = {"ok": False, "new_runs": 0}
                         log.warning("hub_source_unreachable", source=src.name, url=src.url, error=str(exc))
+                    except Exception as exc:  # a page the store refused (e.g. a bad value): the next pull tries again
+                        self.status[src.name] = {"ok": False, "new_runs": 0}
+                        log.error("hub_page_refused", source=src.name, url=src.url, error=f"{type(exc).__name__}: {exc}")
             if self._first:  # a hub killed after a commit and before its verdicts: judge everything once
                 rows = await self.svc.store.read(Store.rows, "SELECT DISTINCT pipeline_id FROM runs WHERE origin IS NOT NULL")
                 touched |= {int(r["pipeline_id"]) for r in rows}
@@ -107,6 +112,9 @@ def _checked(url: str, page: Any, cursor: int) -> dict[str, Any]:
         if not isinstance(r, Mapping) or not all(isinstance(r.get(k), str) for k in ("run_key", "name", "project",
                                                                                         "pipeline", "state")):
             raise SourceError(f"{url}: a run without its key, name, project, pipeline or state")
-        if not isinstance(r.get("values", {}), Mapping):
-            raise SourceError(f"{url}: run {r['run_key']}: values are not a table")
+        if not (_SLUG.fullmatch(r["project"]) and _SLUG.fullmatch(r["pipeline"])):
+            raise SourceError(f"{url}: run {r['run_key'][:40]!r}: a project or pipeline that is not a slug")
+        values = r.get("values", {})
+        if not isinstance(values, Mapping) or not all(isinstance(v, Mapping) for v in values.values()):
+            raise SourceError(f"{url}: run {r['run_key'][:40]!r}: values are not a table per source")
     return dict(page)
