@@ -5,6 +5,7 @@ instance could."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -66,6 +67,10 @@ async def test_pull_takes_every_visible_run_once(world_factory: Callable[..., Aw
     assert counts == {"all": len(keys), "other": len(other)} and again == {"all": 0, "other": 0}
     assert await _origins(hub) == sorted([("all", k) for k in keys] + [("other", k) for k in other])
     assert puller.status == {"all": {"ok": True, "new_runs": 0}, "other": {"ok": True, "new_runs": 0}}
+    # the hub judged them: the verdicts its [alerts] verdict and outlier rules read cover every pulled run
+    pulled = {r["id"] for r in await hub.store.read(Store.rows, "SELECT id FROM runs WHERE origin IS NOT NULL")}
+    judged = {v["run_id"] for v in await hub.store.call(Store.verdicts_since, dt.datetime(2000, 1, 1))}
+    assert pulled and pulled <= judged
 
 
 def _page(**run: Any) -> web.Response:
