@@ -31,6 +31,7 @@ from qcdaemon.config_watch import WatchConfig, validate_watches
 from qcdaemon.core.net import is_loopback
 from qcdaemon.core.paths import DataPaths
 from qcdaemon.errors import ConfigError
+from qcdaemon.hubcfg import HubConfig, split_hub
 from qcdaemon.remotecfg import Executors, split_executor_keys
 from qcdaemon.search.params import SearchParams
 
@@ -200,6 +201,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     executors: Executors = field(default_factory=Executors)  # where stages run (qcdaemon/remotecfg.py)
     qc: tuple[QcPipelineConfig, ...] = ()  # [[qc]]: per-pipeline QC settings (qcdaemon.config_qc)
+    hub: HubConfig = field(default_factory=HubConfig)  # the instrument daemons pulled from (qcdaemon/hubcfg.py)
 
     @property
     def data_dir(self) -> Path:
@@ -316,7 +318,8 @@ def config_from_dict(data: dict[str, Any], *, mode: Mode = "foreground", source:
         "log": LogConfig, "scheduler": SchedulerConfig, "metrics": MetricsConfig,
     }
     data, executors = split_executor_keys(data)
-    kwargs: dict[str, Any] = {"executors": executors}
+    data, hub = split_hub(data)
+    kwargs: dict[str, Any] = {"executors": executors, "hub": hub}
     for key, value in data.items():
         if key == "watch":
             kwargs["watch"] = tuple(build(WatchConfig, v, f"watch[{i}]") for i, v in enumerate(tables(value, "watch")))

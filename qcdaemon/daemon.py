@@ -42,6 +42,7 @@ from qcdaemon.engine.workers import Engine
 from qcdaemon.errors import ConfigError, PortUnavailable, StoreBusy
 from qcdaemon.log import configure_logging
 from qcdaemon.server import create_app, is_loopback, serve, serve_admin, url_of
+from qcdaemon.server.hub import HubPuller
 from qcdaemon.service.qcconfig import apply_qc_config
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import AsyncStore, Store
@@ -86,6 +87,7 @@ class Daemon:
         self.engine: Engine | None = None
         self.watcher: FolderWatcher | None = None
         self.admin_url: str | None = None
+        self.hub: HubPuller | None = None
         self.ready = asyncio.Event()  # set once everything runs (after READY=1)
 
     def request_stop(self) -> None:
@@ -165,6 +167,10 @@ class Daemon:
         sched.add_job(watcher.sweep, "interval", minutes=self.cfg.scheduler.sweep_minutes, id="sweep")
         sched.add_job(functools.partial(svc.store.call, Store.checkpoint), "cron", hour=self.cfg.scheduler.checkpoint_hour, id="checkpoint")
         sched.add_job(functools.partial(svc.store.call, Store.purge_sessions), "interval", hours=6, id="purge_sessions")
+        if self.cfg.hub.enabled:  # the lab-wide view: pull from the instrument daemons (issue 17)
+            self.hub = HubPuller(svc, self.cfg)
+            sched.add_job(self.hub.pull_all, "interval", seconds=self.cfg.hub.interval_seconds, id="hub_pull",
+                          next_run_time=dt.datetime.now(dt.UTC))
         return sched
 
     async def _status(self) -> dict[str, Any]:
@@ -172,6 +178,7 @@ class Daemon:
             "watched_folders": [_iso_times(w) for w in self.watcher.status()] if self.watcher else [],
             "running_stages": self.engine.busy() if self.engine else 0,
             "stopping": self.stop_event.is_set(),
+            **({"hub_sources": self.hub.status} if self.hub else {}),
         }
 
 

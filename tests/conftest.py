@@ -494,7 +494,7 @@ def free_port() -> int:
 def config_fields(cls: type = Config, prefix: str = "") -> list[str]:
     """Dotted names of every leaf field of the configuration dataclasses (for the docs test)."""
     from qcdaemon import config as c
-    from qcdaemon import remotecfg
+    from qcdaemon import hubcfg, remotecfg
 
     subs = {
         (Config, "server"): c.ServerConfig, (Config, "paths"): c.PathsConfig, (Config, "store"): c.StoreConfig,
@@ -511,6 +511,10 @@ def config_fields(cls: type = Config, prefix: str = "") -> list[str]:
             continue  # set by the loader, not keys of the file
         if cls is Config and f.name == "executors":  # the executor keys of [engine.<stage>] (remotecfg)
             out += [f"engine.maxquant.{name}" for name in remotecfg.field_names]
+            continue
+        if cls is Config and f.name == "hub":  # [hub] and [[hub.source]] (qcdaemon/hubcfg.py)
+            out += [f"hub.{g.name}" for g in dataclasses.fields(hubcfg.HubConfig) if g.name != "sources"]
+            out += [f"hub.source.{g.name}" for g in dataclasses.fields(hubcfg.HubSource)]
             continue
         sub = subs.get((cls, f.name))
         if sub is not None:

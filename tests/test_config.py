@@ -81,6 +81,7 @@ def test_full_config_round_trips(tmp_path: Path) -> None:
     named |= {f for f in config_fields() if f.startswith("alerts.")}  # round-tripped in tests/alerts/test_alerts_unit.py
     named |= {f"engine.maxquant.{k}" for k in remotecfg.field_names}  # round-tripped in tests/remote/test_remotecfg.py
     named |= {f for f in config_fields() if f.startswith("qc.")}  # round-tripped in tests/test_config_qc.py
+    named |= {f for f in config_fields() if f.startswith("hub.")}  # parsed in tests/store/test_hub_store.py
     assert named == set(config_fields())
     path = tmp_path / "qcdaemon.toml"
     path.write_text(to_toml(data))

@@ -165,6 +165,19 @@ async def runs(request: web.Request) -> web.Response:
     return json_response(data)
 
 
+async def changes(request: web.Request) -> web.Response:
+    """Runs changed after a cursor, with their values (docs/api.md, "Change cursor"): what a hub pulls."""
+    body = await read_body(request) if request.method == "POST" else None
+    user = require_user(request)
+    since = body.int_or_none("since") if body else _query_int(request, "since")
+    limit = body.int_or_none("limit") if body else _query_int(request, "limit")
+    if (since is not None and since < 0) or (limit is not None and limit < 1):
+        raise BadRequest("since: expected an integer >= 0; limit: expected an integer >= 1")
+    store = request.app[SERVICE].store
+    projects = None if user["is_admin"] else [p["id"] for p in await store.read(Store.visible_projects, user)]
+    return json_response(await store.read(Store.changes_since, since or 0, min(limit or 200, 1000), projects))
+
+
 def _query_int(request: web.Request, name: str) -> int | None:
     """A non-negative integer query parameter (400 naming it when it is not one)."""
     value = request.query.get(name, "").strip()
@@ -247,4 +260,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/runs", runs)
     app.router.add_post("/api/runs", runs)
     app.router.add_post("/api/runs/delete", run_delete)
+    app.router.add_get("/api/changes", changes)
+    app.router.add_post("/api/changes", changes)
     app.router.add_get("/api/rejected", rejected)

@@ -18,6 +18,7 @@ from qcdaemon.errors import StoreBusy
 from qcdaemon.store.alerts import AlertQueries
 from qcdaemon.store.auth import AuthQueries
 from qcdaemon.store.base import DataVersion
+from qcdaemon.store.changes import ChangeQueries
 from qcdaemon.store.proteins import ProteinQueries
 from qcdaemon.store.qc import QcQueries
 from qcdaemon.store.remote import RemoteQueries
@@ -32,7 +33,7 @@ from qcdaemon.store.schema import MIGRATIONS
 CHECKPOINT_THRESHOLD = "64MB"
 
 
-class Store(AuthQueries, RunQueries, ProteinQueries, QcQueries, AlertQueries, RemoteQueries):
+class Store(ChangeQueries, AuthQueries, RunQueries, ProteinQueries, QcQueries, AlertQueries, RemoteQueries):
     """All of qcdaemon's persistent state in one DuckDB file."""
 
     def __init__(self, path: Path, cfg: StoreConfig | None = None) -> None:

@@ -61,6 +61,8 @@ class QcValueQueries(StoreBase):
                 "value": pa.array([c[0] for c in cells.values()], pa.string()),
                 "okey": pa.array([c[1] for c in cells.values()], pa.int64()),
             }))
+        # the change cursor (store/changes.py); through ``execute``, so it also bumps the data version
+        self.execute("UPDATE runs SET change_seq = nextval('seq_changes') WHERE id = ?", [run_id])
 
     def qc_values(self, run_ids: Sequence[int]) -> list[QcValue]:
         """(run_id, source, name, value) for the runs, in each source's column order."""

@@ -208,7 +208,7 @@ class QueueQueries(StoreBase):
         where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         runs = self.rows(
             "SELECT r.id, 'rf' || r.id AS run_key, r.name, r.state, r.error, r.source, r.created_at, r.acquired_at,"
-            " r.flagged, r.use_downstream, r.metrics_engine,"
+            " r.flagged, r.use_downstream, r.metrics_engine, r.origin, r.origin_key,"
             " CASE WHEN r.superseded_by IS NULL THEN NULL ELSE 'rf' || r.superseded_by END AS superseded_by,"
             " u.email AS owner, p.slug AS project, pl.slug AS pipeline"
             " FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id JOIN projects p ON p.id = pl.project_id"
@@ -247,7 +247,8 @@ class QueueQueries(StoreBase):
             state = "done"
         failed = [f"{s['stage']}: {s['error'] or 'failed'}" for s in rows if s["state"] == "failed"]
         error = "; ".join(failed) if failed and state in ("done", "failed") else None
-        self.execute("UPDATE runs SET state = ?, error = ? WHERE id = ?", [state, error, run_id])
+        self.execute("UPDATE runs SET state = ?, error = ?, change_seq = nextval('seq_changes') WHERE id = ?"
+                     " AND (state IS DISTINCT FROM ? OR error IS DISTINCT FROM ?)", [state, error, run_id, state, error])
         self.execute("UPDATE files SET state = ?, updated_at = ? WHERE run_id = ?", [state, utcnow(), run_id])
 
     def queue_by_pipeline(self) -> dict[int, dict[str, int]]:

@@ -110,6 +110,8 @@ class RunOverview(TypedDict):
     pipeline: str
     stages: list[StageRow]
     superseded_by: NotRequired[str | None]  # the run key of the later, complete version of the file
+    origin: NotRequired[str | None]  # a run a hub pulled: the [[hub.source]] name it came from
+    origin_key: NotRequired[str | None]  # ... and its run key there
 
 
 class TokenRow(TypedDict):

@@ -44,7 +44,8 @@ class RunQueries(QueueQueries, LedgerQueries):
             now = utcnow()
             self.execute(
                 "INSERT INTO runs (id, pipeline_id, name, stored_path, source, size, sha256, owner_id, created_at,"
-                " acquired_at, flagged, use_downstream, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, true, ?)",
+                " acquired_at, flagged, use_downstream, state, change_seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, true, ?, nextval('seq_changes'))",
                 [rid, pipeline_id, name, stored_path, source, size, sha256, owner_id, now, acquired_at, state],
             )
             if stages:  # one statement for all of them
@@ -111,7 +112,8 @@ class RunQueries(QueueQueries, LedgerQueries):
             return
         cols = ", ".join(f"{k} = ?" for k in fields)
         marks = ", ".join("?" * len(run_ids))
-        self.execute(f"UPDATE runs SET {cols} WHERE id IN ({marks})", [*fields.values(), *run_ids])
+        self.execute(f"UPDATE runs SET {cols}, change_seq = nextval('seq_changes') WHERE id IN ({marks})",
+                     [*fields.values(), *run_ids])
 
     def pipeline_uploaders(self, pipeline_id: int) -> list[str]:
         rows = self.rows(

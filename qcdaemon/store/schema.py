@@ -434,4 +434,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE qc_pipeline_settings ADD COLUMN IF NOT EXISTS config_file VARCHAR;
         """,
     ),
+    (
+        # The change cursor (issue 17, the lab-wide view): every write of a run or of its QC values
+        # gives the run the next number of ``seq_changes``, in the writing transaction; one writer
+        # thread commits in that order, so a reader never sees a number before a smaller one.  A
+        # hub pulls by it (GET /api/changes) and keeps, per run it pulled, where it came from
+        # (``origin``: the source's name, ``origin_key``: the run's key there) and, per source, the
+        # cursor of the last batch it committed.
+        "change cursor and hub origin",
+        """
+        CREATE SEQUENCE IF NOT EXISTS seq_changes START 1;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS change_seq BIGINT;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS origin VARCHAR;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS origin_key VARCHAR;
+        UPDATE runs SET change_seq = nextval('seq_changes') WHERE change_seq IS NULL;
+        CREATE TABLE IF NOT EXISTS hub_cursors (
+            source VARCHAR PRIMARY KEY,
+            cursor BIGINT NOT NULL,
+            pulled_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]
