@@ -24,6 +24,32 @@ def json_default(v: Any) -> Any:
     raise TypeError(f"not JSON-able: {type(v).__name__}")
 
 
+_QUOTED = "'\"' || {} || '\"'"
+_YEAR = "lpad(CAST(year(s.acquired_at) AS VARCHAR), 4, '0')"
+_META_CELLS = {  # the run-metadata columns of /api/qc-data, each as a JSON text in SQL
+    "RawFile": "to_json(CASE WHEN lower(s.name) LIKE '%.raw' THEN left(s.name, length(s.name) - 4)"
+               " ELSE s.name END)",
+    "Index": "CAST(s.pos AS VARCHAR)",
+    "DateAcquired": "coalesce(CAST(epoch_us(s.acquired_at) * 1000 AS VARCHAR), 'null')",
+    "RunKey": "'\"rf' || s.id || '\"'",
+    "Flagged": "CASE WHEN s.flagged THEN 'true' ELSE 'false' END",
+    "Use Downstream": "CASE WHEN s.use_downstream IS NULL THEN 'null' WHEN s.use_downstream THEN 'true'"
+                      " ELSE 'false' END",
+    "Uploader": "coalesce(to_json(u.email), 'null')",
+    "State": "coalesce(to_json(s.state), 'null')",
+    "MetricsEngine": "CASE e.engine WHEN 2 THEN '\"rawtools\"' WHEN 1 THEN '\"native\"' ELSE 'null' END",
+    # spec 3.1 item 4: Date, Day (day of year), Week (ISO week, calendar year), Month, Year
+    "Date": _QUOTED.format("strftime(s.acquired_at, '%Y-%m-%d')"),
+    "Day": _QUOTED.format(f"{_YEAR} || '-' || lpad(CAST(dayofyear(s.acquired_at) AS VARCHAR), 3, '0')"),
+    "Week": _QUOTED.format(f"{_YEAR} || '-' || lpad(CAST(week(s.acquired_at) AS VARCHAR), 2, '0')"),
+    "Month": _QUOTED.format("strftime(s.acquired_at, '%Y-%m')"),
+    "Year": _QUOTED.format(_YEAR),
+}
+_CALENDAR = {"Date", "Day", "Week", "Month", "Year"}
+_META_SELECT = ", ".join(
+    f"coalesce({cell}, 'null')" if name in _CALENDAR else cell for name, cell in _META_CELLS.items()
+)
+
 
 class QcValueQueries(StoreBase):
     # -- QC values --------------------------------------------------------------------------
@@ -90,36 +116,11 @@ class QcValueQueries(StoreBase):
             " FROM runs WHERE pipeline_id = ? AND superseded_by IS NULL"  # as selected_runs (issue 11)
             f" ORDER BY coalesce(acquired_at, created_at) DESC, id DESC {limit}) r)"
         )
-        quoted = "'\"' || {} || '\"'"
-        year = "lpad(CAST(year(s.acquired_at) AS VARCHAR), 4, '0')"
-        meta_cells = {
-            "RawFile": "to_json(CASE WHEN lower(s.name) LIKE '%.raw' THEN left(s.name, length(s.name) - 4)"
-                       " ELSE s.name END)",
-            "Index": "CAST(s.pos AS VARCHAR)",
-            "DateAcquired": "coalesce(CAST(epoch_us(s.acquired_at) * 1000 AS VARCHAR), 'null')",
-            "RunKey": "'\"rf' || s.id || '\"'",
-            "Flagged": "CASE WHEN s.flagged THEN 'true' ELSE 'false' END",
-            "Use Downstream": "CASE WHEN s.use_downstream IS NULL THEN 'null' WHEN s.use_downstream THEN 'true'"
-                              " ELSE 'false' END",
-            "Uploader": "coalesce(to_json(u.email), 'null')",
-            "State": "coalesce(to_json(s.state), 'null')",
-            "MetricsEngine": "CASE e.engine WHEN 2 THEN '\"rawtools\"' WHEN 1 THEN '\"native\"' ELSE 'null' END",
-            # spec 3.1 item 4: Date, Day (day of year), Week (ISO week, calendar year), Month, Year
-            "Date": quoted.format("strftime(s.acquired_at, '%Y-%m-%d')"),
-            "Day": quoted.format(f"{year} || '-' || lpad(CAST(dayofyear(s.acquired_at) AS VARCHAR), 3, '0')"),
-            "Week": quoted.format(f"{year} || '-' || lpad(CAST(week(s.acquired_at) AS VARCHAR), 2, '0')"),
-            "Month": quoted.format("strftime(s.acquired_at, '%Y-%m')"),
-            "Year": quoted.format(year),
-        }
-        calendar = {"Date", "Day", "Week", "Month", "Year"}
-        select = ", ".join(
-            f"coalesce({cell}, 'null')" if name in calendar else cell for name, cell in meta_cells.items()
-        )
         with self.transaction():  # one snapshot for both queries
             meta = self.con.sql(
                 f"WITH {sel}, eng AS (SELECT q.run_id, max(CASE q.source WHEN 'rawtools' THEN 2 WHEN 'native' THEN 1"
                 " END) AS engine FROM qc_values q WHERE q.run_id IN (SELECT id FROM sel) GROUP BY q.run_id)"
-                f" SELECT s.stored_path, s.id, {select}"
+                f" SELECT s.stored_path, s.id, {_META_SELECT}"
                 " FROM sel s LEFT JOIN users u ON u.id = s.owner_id LEFT JOIN eng e ON e.run_id = s.id ORDER BY s.pos",
                 params=[pipeline_id],
             ).to_arrow_table()
@@ -137,7 +138,7 @@ class QcValueQueries(StoreBase):
             arrays["Verdict"] = ",".join(json.dumps(v[0]) if v else "null" for v in got)
             arrays["Verdict reasons"] = ",".join(json.dumps(v[1]) if v else "null" for v in got)
         whole = pa.array([0, n], pa.int32())
-        for i, name in enumerate(meta_cells, start=2):  # each run-metadata column joined in one call
+        for i, name in enumerate(_META_CELLS, start=2):  # each run-metadata column joined in one call
             arrays[name] = pc.binary_join(pa.ListArray.from_arrays(whole, meta.column(i).combine_chunks()), ",")[0].as_py()
         arrays["RawFilePath"] = ",".join(  # RawTools' own folder, else the stored file's
             t if t not in _FALSY_JSON else json.dumps(qcdata.dirname(paths[i])) for i, t in enumerate(raw_path))
