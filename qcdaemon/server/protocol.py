@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import structlog
@@ -27,6 +28,8 @@ log = structlog.get_logger("qcdaemon.server")
 
 MAX_DETAIL = 300
 _TICK = 0.5
+# a request line (RFC 9112 section 3: method SP request-target SP HTTP-version CRLF), its method
+_REQUEST_LINE = re.compile(rb"(?:\A|\n)([A-Z]{3,10}) [^ \r\n]+ HTTP/\d\.\d\r?\n")
 
 
 def _detail(status: int, message: str | None) -> str:
@@ -108,7 +111,13 @@ class JsonErrorHandler(RequestHandler):
         idle = self._current_request is None and not self._messages
         if idle and data and self._qcd_head_since is None and self._qcd_header_timeout > 0:
             self._qcd_head_since = self._loop.time()
-        if idle and data and self._qcd_method is None:
+        heads = _REQUEST_LINE.findall(data, 0, 65536)
+        if heads:
+            # the last head begun in this chunk, also one pipelined behind another or arriving while
+            # the last request is still being finished, so that a HEAD the parser refuses is not
+            # answered with a body (the client would read it as the start of the next answer)
+            self._qcd_method = heads[-1]
+        elif idle and data and self._qcd_method is None:
             self._qcd_method = data[:16].split(b" ", 1)[0]
         super().data_received(data)
         if self._messages or self._current_request is not None:

@@ -213,3 +213,28 @@ async def test_a_refused_head_request_gets_no_body(live):
     writer.close()
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0] and body == b"", got
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.002])  # pipelined in one write, or behind an answer in progress
+async def test_a_refused_head_behind_another_request_gets_no_body(live, pause):
+    """A HEAD the parser refuses on a kept-alive connection (seen in the heavy fuzz: the client read
+    the error's JSON as data after the answer) is answered without a body, like a lone one."""
+    import asyncio
+
+    _world, port, _token = live
+    first = f"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    head = (f"HEAD /api/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Encoding: zstd\r\n"
+            "Content-Length: 5\r\n\r\nabcde").encode()
+    for _ in range(10):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(first if pause else first + head)
+        if pause:
+            await asyncio.sleep(pause)
+            writer.write(head)
+        got = await asyncio.wait_for(reader.read(), 20)
+        writer.close()
+        answers = got.split(b"HTTP/1.")
+        last = b"HTTP/1." + answers[-1]
+        status_line, _, body = last.partition(b"\r\n\r\n")
+        assert b" 400 " in status_line.split(b"\r\n")[0], got
+        assert body == b"", got  # no JSON after a HEAD's answer

@@ -23,6 +23,7 @@ import gzip
 import json
 import logging
 import os
+import posixpath
 import random
 import string
 import time
@@ -300,7 +301,7 @@ async def _fuzz(world: Any, seeds: list[int], cases: int, tmp_path: Any) -> dict
                 if ctype.startswith("text/html") and _is_page(path):
                     return  # a browser page answering a refused form with itself
                 if ctype.startswith("text/html") and status == 404 and method == "GET" \
-                        and not path.startswith(("/api/", "/static/")):
+                        and not posixpath.normpath(path.split("?")[0]).startswith(("/api/", "/static/")):
                     return  # a browser navigation to an unknown page gets the HTML 404 page (issue 15)
                 if not ctype.startswith("application/json"):
                     failures.append(f"{what}: not JSON ({ctype}): {content[:200]!r}")
