@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from receivers import Webhook
+from test_alerts_unit import Clock as UnitClock
 
 from qcdaemon.alerts import AlertsComponent
 from qcdaemon.config import config_from_dict
@@ -22,15 +23,8 @@ from qcdaemon.store import AsyncStore, Store
 from qcdaemon.watcher import FolderWatcher
 
 
-class Clock:
-    def __init__(self, start: dt.datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += dt.timedelta(**kw)
+class Clock(UnitClock):
+    """The alerts' injected clock, also as the watcher's nanosecond clock."""
 
     def ns(self) -> int:
         return int(self.now.replace(tzinfo=dt.UTC).timestamp() * 1e9)
