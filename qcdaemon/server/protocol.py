@@ -28,8 +28,19 @@ log = structlog.get_logger("qcdaemon.server")
 
 MAX_DETAIL = 300
 _TICK = 0.5
-# a request line (RFC 9112 section 3: method SP request-target SP HTTP-version CRLF), its method
-_REQUEST_LINE = re.compile(rb"(?:\A|\n)([A-Z]{3,10}) [^ \r\n]+ HTTP/\d\.\d\r?\n")
+_METHOD = re.compile(rb"[A-Z]{3,10}")
+
+
+def _last_head_method(data: bytes) -> bytes | None:
+    """The method of the last request line (RFC 9112 section 3: method SP request-target SP
+    HTTP-version) begun in the chunk's first 64 KiB, if any.  Found from the version backwards with
+    ``bytes.rfind``: no per-byte scan of upload bodies, which pass through here too."""
+    end = data.rfind(b" HTTP/1.", 0, 65536)
+    if end < 0:
+        return None
+    method, _, target = data[data.rfind(b"\n", 0, end) + 1:end].partition(b" ")
+    ok = _METHOD.fullmatch(method) and target and b" " not in target and b"\r" not in target
+    return method if ok else None
 
 
 def _detail(status: int, message: str | None) -> str:
@@ -111,12 +122,12 @@ class JsonErrorHandler(RequestHandler):
         idle = self._current_request is None and not self._messages
         if idle and data and self._qcd_head_since is None and self._qcd_header_timeout > 0:
             self._qcd_head_since = self._loop.time()
-        heads = _REQUEST_LINE.findall(data, 0, 65536)
-        if heads:
+        method = _last_head_method(data)
+        if method is not None:
             # the last head begun in this chunk, also one pipelined behind another or arriving while
             # the last request is still being finished, so that a HEAD the parser refuses is not
             # answered with a body (the client would read it as the start of the next answer)
-            self._qcd_method = heads[-1]
+            self._qcd_method = method
         elif idle and data and self._qcd_method is None:
             self._qcd_method = data[:16].split(b" ", 1)[0]
         super().data_received(data)
