@@ -36,11 +36,13 @@ def _last_head_method(data: bytes) -> bytes | None:
     HTTP-version) begun in the chunk's first 64 KiB, if any.  Found from the version backwards with
     ``bytes.rfind``: no per-byte scan of upload bodies, which pass through here too."""
     end = data.rfind(b" HTTP/1.", 0, 65536)
-    if end < 0:
-        return None
-    method, _, target = data[data.rfind(b"\n", 0, end) + 1:end].partition(b" ")
-    ok = _METHOD.fullmatch(method) and target and b" " not in target and b"\r" not in target
-    return method if ok else None
+    while end >= 0:  # a header or body may hold the text too: go on back to a real request line
+        start = data.rfind(b"\n", 0, end) + 1
+        method, _, target = data[start:end].partition(b" ")
+        if _METHOD.fullmatch(method) and target and b" " not in target and b"\r" not in target:
+            return method
+        end = data.rfind(b" HTTP/1.", 0, start)
+    return None
 
 
 def _detail(status: int, message: str | None) -> str:
