@@ -131,7 +131,11 @@ class JsonErrorHandler(RequestHandler):
             # answered with a body (the client would read it as the start of the next answer)
             self._qcd_method = method
         elif idle and data and self._qcd_method is None:
-            self._qcd_method = data[:16].split(b" ", 1)[0]
+            token = data[:16].split(b" ", 1)[0]
+            if _METHOD.fullmatch(token) or (len(token) == len(data) and token.isupper()):
+                self._qcd_method = token  # a head begun here (or a method cut by the chunk's end)
+            # else: the rest of a body whose request was already answered (a HEAD's, say): an error
+            # in it belongs to that request's method, kept in _qcd_last_method
         super().data_received(data)
         if self._messages or self._current_request is not None:
             self._qcd_head_since = None  # a complete head arrived
