@@ -121,7 +121,10 @@
     over.addEventListener("pointermove", ev => {
       if (!poly) return;
       const r = over.getBoundingClientRect();
-      poly.push([ev.clientX - r.left, ev.clientY - r.top]);
+      // A busy browser delivers one pointermove per frame; the moves it merged into it (a corner
+      // of a quick stroke among them) come from getCoalescedEvents, so the polygon keeps them.
+      const moves = ev.getCoalescedEvents ? ev.getCoalescedEvents() : [];
+      for (const m of moves.length ? moves : [ev]) poly.push([m.clientX - r.left, m.clientY - r.top]);
       line.setAttribute("points", poly.map(p => p.join(",")).join(" "));
     });
     const end = ev => {
