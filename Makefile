@@ -6,7 +6,7 @@ CONFIG ?=
 DEMO_USER ?= user@email.com
 CONFIG_ARG = $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: run test check lint coverage install install-test bootstrap-demo bench bench-10k clean
+.PHONY: run test test-all check lint coverage install install-test bootstrap-demo bench bench-10k clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,16 @@ bootstrap-demo: install
 	$(BIN)/qcdaemon bootstrap-demo --user $(DEMO_USER) $(CONFIG_ARG)
 
 ## Run the whole test suite (per-test timeout, strict markers, warnings as errors: see pyproject.toml).
+## Tests run in parallel worker processes (pytest-xdist; TEST_WORKERS=0 runs them in this process).
+TEST_WORKERS ?= auto
+TEST_ARGS = -n $(TEST_WORKERS) --maxprocesses 4 --dist worksteal
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(TEST_ARGS)
+
+## The suite plus the heavy harnesses (`pytest -m heavy`: the 20,000-case fuzz, the 200,000-group
+## parse, the kill chaos, the Dask cluster), in one pool so the long ones overlap the rest.
+test-all: install-test
+	$(BIN)/python -m pytest $(TEST_ARGS) -m 'heavy or not heavy'
 
 ## The static checks: ruff, mypy (0 errors on qcdaemon/), the import contracts.
 lint: install-test
@@ -46,9 +54,8 @@ lint: install-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## Everything CI checks: the static checks, then the test suite.  `make check test` (what .ci/run
-## does) runs the suite once: make builds each target once per invocation.
-check: lint test
+## Everything CI checks: the static checks, then every test (`make test`'s and the heavy ones).
+check: lint test-all
 
 ## Coverage of the engine and the use cases, measured in-process (the tests that drive them in
 ## this process; a daemon subprocess's lines are not counted).

@@ -60,7 +60,7 @@ async def test_no_credentials_is_401(api: Api, method: str, route: str) -> None:
 
 @pytest.mark.parametrize("header", [
     "Token " + "0" * 40,  # well-formed, unknown
-    "Token " + secrets.token_hex(20),
+    pytest.param("Token " + secrets.token_hex(20), id="Token random-40-hex"),  # a fixed id: xdist workers must collect the same names
     "Token abc",
     "Token ",
     "Basic dXNlckBlbWFpbC5jb206cHc=",
