@@ -37,7 +37,7 @@ class AlertChannelConfig:
 
 
 ALERT_CONDITIONS = ("verdict", "outliers", "stage_failed", "silence", "stalled", "unreachable", "disk_space",
-                    "daemon_crash", "queue_stuck")
+                    "daemon_crash", "queue_stuck", "hub_unreachable")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class AlertRuleConfig:
     outliers: int = 1  # outliers: at least K outliers ...
     runs: int = 1  # ... in each of the N most recent runs (1..5)
     stage: str = ""  # stage_failed: one stage (native, rawtools, maxquant); "" = any
-    minutes: float = 0.0  # silence / stalled / unreachable / queue_stuck limit; 0 = the condition's default
+    minutes: float = 0.0  # silence / stalled / (hub_)unreachable / queue_stuck limit; 0 = the default
     min_free_gb: float = 5.0  # disk_space
     repeat_minutes: float = 0.0  # 0 = [alerts] repeat_minutes
 

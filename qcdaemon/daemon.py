@@ -151,7 +151,8 @@ class Daemon:
         watcher = self.watcher = FolderWatcher(cfg.watch, ingest.on_event)
         scheduler = self._scheduler(svc, watcher)
         # before the watcher starts: the alerts listen to its growth observations from the first one
-        await stack.enter_async_context(AlertsComponent(store, cfg, watcher=watcher, scheduler=scheduler))
+        await stack.enter_async_context(AlertsComponent(store, cfg, watcher=watcher, scheduler=scheduler,
+                                                        hub=self.hub))
         await stack.enter_async_context(_running(watcher.start, watcher.stop))
         pending = sum(w.get("pending", 0) for w in watcher.status())
         if pending >= 5:

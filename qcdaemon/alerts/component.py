@@ -2,7 +2,8 @@
 
 It runs every check on a scheduler job (:meth:`AlertsComponent.check`): those on runs, stages and
 the queue (:mod:`qcdaemon.alerts.runchecks`) and those on watched folders and volumes, fed with the
-watcher's growth observations (:mod:`qcdaemon.alerts.watchchecks`); then the lifecycle's tick
+watcher's growth observations (:mod:`qcdaemon.alerts.watchchecks`), and a hub's on its sources
+(:mod:`qcdaemon.alerts.hubchecks`); then the lifecycle's tick
 queues the messages that are due, and the outbox worker sends them. ``daemon_crash``: a marker file
 in the data dir that a clean stop removes.
 
@@ -23,8 +24,9 @@ from typing import Any
 import structlog
 
 from qcdaemon.alerts.conditions import to_local
-from qcdaemon.alerts.context import AlertContext, SchedulerLike, WatcherLike, base_url
+from qcdaemon.alerts.context import AlertContext, HubLike, SchedulerLike, WatcherLike, base_url
 from qcdaemon.alerts.delivery import Outbox, Sender, apprise_send
+from qcdaemon.alerts.hubchecks import HubChecks
 from qcdaemon.alerts.manager import AlertManager, Clock, Finding
 from qcdaemon.alerts.runchecks import RunChecks
 from qcdaemon.alerts.watchchecks import WatchChecks
@@ -37,7 +39,8 @@ log = structlog.get_logger("qcdaemon.alerts")
 
 class AlertsComponent:
     def __init__(self, store: AsyncStore, cfg: Config, *, watcher: WatcherLike | None = None,
-                 scheduler: SchedulerLike | None = None, clock: Clock = utcnow, sender: Sender = apprise_send) -> None:
+                 scheduler: SchedulerLike | None = None, clock: Clock = utcnow, sender: Sender = apprise_send,
+                 hub: HubLike | None = None) -> None:
         self.cfg = cfg
         self.scheduler = scheduler
         self.clock = clock
@@ -46,6 +49,7 @@ class AlertsComponent:
         self.ctx = AlertContext(store, cfg, self.manager, clock, base_url(cfg))
         self.runs = RunChecks(self.ctx)
         self.watches = WatchChecks(self.ctx, watcher)
+        self.hub = HubChecks(self.ctx, hub)  # a hub's sources (issue 17)
         self._task: asyncio.Task[None] | None = None
         self._check_lock = asyncio.Lock()
         self.crashed_before = False
@@ -105,7 +109,7 @@ class AlertsComponent:
         if self._check_lock.locked():
             return
         async with self._check_lock:
-            for step in (*self.runs.steps(), *self.watches.steps()):
+            for step in (*self.runs.steps(), *self.watches.steps(), *self.hub.steps()):
                 try:
                     await step()
                 except Exception:

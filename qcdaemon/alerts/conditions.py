@@ -22,12 +22,13 @@ DEFAULT_MINUTES = {
     "stalled": 30.0,  # SprayQc: a RAW file that has not grown for 30 minutes
     "unreachable": 10.0,
     "queue_stuck": 120.0,
+    "hub_unreachable": 30.0,  # a [[hub.source]] the hub cannot pull from
 }
 EVENT_CONDITIONS = frozenset({"verdict", "stage_failed"})
 """Conditions made of occurrences (failed runs): counted, summarised, resolved by a later success.
 The others are states that hold or not at each check."""
 
-GLOBAL_CONDITIONS = frozenset({"daemon_crash", "queue_stuck"})
+GLOBAL_CONDITIONS = frozenset({"daemon_crash", "queue_stuck", "hub_unreachable"})
 
 
 def limit_minutes(rule: AlertRuleConfig) -> float:

@@ -23,6 +23,12 @@ class WatcherLike(Protocol):
     def add_file_listener(self, listener: Any) -> None: ...
 
 
+class HubLike(Protocol):
+    """The hub's puller: per source, ``{"ok": bool | None, "error": str, ...}`` after each pull."""
+
+    status: dict[str, dict[str, Any]]
+
+
 class SchedulerLike(Protocol):
     def add_job(self, func: Any, trigger: str, **kwargs: Any) -> Any: ...
 

@@ -60,7 +60,7 @@ def run_job(job: dict[str, Any], files: dict[str, tuple[bytes, str]] | None = No
         if not Path(job["cwd"]).is_dir():  # made by the daemon: missing here, the share is not (or no longer) mounted
             return {"worker": worker, "outcome": "not_started", "exit_code": None,
                     "error": f"the work folder {job['cwd']} is not there on the worker (is the share mounted?)"}
-        outcome, code = _run(job, Event(job["cancel"]))
+        outcome, code = _run(job, Event(job["cancel"]), get_worker())
         out: dict[str, Any] = {"worker": worker, "outcome": outcome, "exit_code": code}
         if root is not None:
             out["files"] = _pack(root, job, int(job["output_max_bytes"]))
@@ -111,8 +111,11 @@ def _pack(root: Path, job: dict[str, Any], limit: int) -> dict[str, tuple[bytes,
     return out
 
 
-def _run(job: dict[str, Any], cancel: Any) -> tuple[str, int | None]:
-    """Start the command in its own session at low priority; "exited", "timeout" or "cancel"."""
+def _run(job: dict[str, Any], cancel: Any, worker: Any = None) -> tuple[str, int | None]:
+    """Start the command in its own session at low priority; "exited", "timeout", "cancel", or
+    "worker_closing" when the worker shuts down under the job (it lost its scheduler, say): the
+    result could reach no one, and a job submitted again elsewhere must not race a leftover tool
+    writing into the same share."""
     log_dir, name = Path(job["log_dir"]), job.get("name", "tool")
     log_dir.mkdir(exist_ok=True)  # in the work folder; never the share's own folders
     argv = list(job["argv"])
@@ -129,7 +132,8 @@ def _run(job: dict[str, Any], cancel: Any) -> tuple[str, int | None]:
         while True:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 return "exited", proc.wait(timeout=POLL_SECONDS)
-            stop = "timeout" if time.monotonic() > deadline else "cancel" if _is_set(cancel) else None
+            stop = ("timeout" if time.monotonic() > deadline else "cancel" if _is_set(cancel)
+                    else "worker_closing" if _closing(worker) else None)
             if stop:
                 _stop(proc, float(job.get("grace", 5.0)))
                 return stop, proc.returncode
@@ -140,6 +144,12 @@ def _is_set(event: Any) -> bool:
         return bool(event.is_set())
     except Exception:  # the scheduler is away for a moment: the deadline still applies
         return False
+
+
+def _closing(worker: Any) -> bool:
+    """The worker is closing or closed (not when it retires gracefully: then its jobs finish)."""
+    status = getattr(getattr(worker, "status", None), "name", "running")
+    return status in ("closing", "closed", "failed")
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:

@@ -39,7 +39,8 @@ class HubPuller:
         self.cfg = cfg
         self.hub = cfg.hub
         self.workdir = str(cfg.data_dir / "hub")
-        # per source: reachable at the last pull (None before the first); the reason is logged only
+        # per source: reachable at the last pull (None before the first), and when not, the error
+        # (read by the hub_unreachable alert and /api/status)
         self.status: dict[str, dict[str, Any]] = {s.name: {"ok": None, "new_runs": 0} for s in self.hub.sources}
         self._lock = asyncio.Lock()
         self._first = True
@@ -56,10 +57,10 @@ class HubPuller:
                         counts[src.name] = await self.pull(session, src, touched)
                         self.status[src.name] = {"ok": True, "new_runs": counts[src.name]}
                     except (aiohttp.ClientError, TimeoutError, SourceError, OSError) as exc:
-                        self.status[src.name] = {"ok": False, "new_runs": 0}
+                        self.status[src.name] = {"ok": False, "new_runs": 0, "error": str(exc) or type(exc).__name__}
                         log.warning("hub_source_unreachable", source=src.name, url=src.url, error=str(exc))
                     except Exception as exc:  # a page the store refused (e.g. a bad value): the next pull tries again
-                        self.status[src.name] = {"ok": False, "new_runs": 0}
+                        self.status[src.name] = {"ok": False, "new_runs": 0, "error": f"{type(exc).__name__}: {exc}"}
                         log.error("hub_page_refused", source=src.name, url=src.url, error=f"{type(exc).__name__}: {exc}")
             if self._first:  # a hub killed after a commit and before its verdicts: judge everything once
                 rows = await self.svc.store.read(Store.rows, "SELECT DISTINCT pipeline_id FROM runs WHERE origin IS NOT NULL")

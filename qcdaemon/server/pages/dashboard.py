@@ -5,6 +5,7 @@ so every number on screen can be had by a script too."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -77,12 +78,23 @@ async def run_page(request: web.Request) -> web.StreamResponse:
         took = None
         if s.get("started_at") and s.get("ended_at"):
             took = round((s["ended_at"] - s["started_at"]).total_seconds(), 1)
-        stages.append(s | {"took": took})
+        stages.append(s | {"took": took, "where": ran_on(s)})
     states = {s["state"] for s in run["stages"]}
     context = {"title": f"{run['name']} ({run['run_key']})", "run": run, "pl": pl, "stages": stages,
                "may_retry": may_change and bool(states & RETRYABLE) and "running" not in states,
                "may_cancel": may_change and bool(states & CANCELLABLE)}
     return render(request, "run.html", context)
+
+
+def ran_on(stage: Mapping[str, Any]) -> str:
+    """Where the stage's (last) attempt ran: the Dask worker and job key of a remote stage (issue
+    17), "local" for one the daemon ran itself, "not started" before its first attempt."""
+    worker, key = stage.get("worker"), stage.get("remote_key")
+    if key:
+        return f"Dask worker {worker}, job {key}" if worker else f"Dask job {key} (worker not known yet)"
+    if worker:
+        return f"Dask worker {worker}"
+    return "local" if stage.get("started_at") else "not started"
 
 
 async def _pipeline_info(request: web.Request, user: UserRow, run: dict[str, Any]) -> dict[str, Any]:
