@@ -117,7 +117,8 @@ class HubPuller:
             offset, first = 0, True
             while True:
                 page = await self._get(session, src, token, "/api/changes/run",
-                                       {"run_key": key, "part": part, "offset": str(offset)})
+                                       {"run_key": key, "part": part, "offset": str(offset),
+                                        "limit": str(self.hub.data_batch)})
                 if page is None:
                     return set()
                 prints.add(str(page.get("data", "")))

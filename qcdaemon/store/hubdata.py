@@ -134,8 +134,12 @@ class HubDataQueries(RunQueries, ProteinQueries):
                          " WHERE h.data_pending AND r.origin = ? ORDER BY r.id", [source])
 
     def hub_data_applied(self, run_id: int, fingerprint: str) -> None:
-        self.execute("UPDATE hub_runs SET data_applied = ?, data_pending = false WHERE run_id = ?",
-                     [fingerprint, int(run_id)])
+        """The run's data is held as of ``fingerprint``; the run's next change number tells a hub
+        pulling from this one (its fingerprint is this one, having no stages) that it is complete."""
+        with self.transaction():
+            self.execute("UPDATE hub_runs SET data_applied = ?, data_pending = false WHERE run_id = ?",
+                         [fingerprint, int(run_id)])
+            self.execute("UPDATE runs SET change_seq = nextval('seq_changes') WHERE id = ?", [int(run_id)])
 
     def hub_put_groups(self, run_id: int, rows: Sequence[Mapping[str, Any]]) -> int:
         """Add a page of pulled groups, each at its origin's position + 1 (the run's groups were
