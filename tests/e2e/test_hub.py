@@ -207,7 +207,9 @@ def test_hub_pulls_both_instruments_exactly_once_across_kills(tmp_path: Path) ->
         assert {r["pipeline"] for r in runs if r["origin"] == "orbi-a"} == {"exploris"}
         assert {r["pipeline"] for r in runs if r["origin"] == "orbi-b"} == {"exploris-b"}
         # the values came along, and the hub judged the runs itself
-        qc = hub.api("/api/qc-data", {"project": "lab-qc", "pipeline": "exploris"})
+        # the hub judges after a pull's pages and the runs' data: wait for its verdicts
+        qc = wait_for(lambda: (q := hub.api("/api/qc-data", SCOPE)) and all(v is not None for v in q["Verdict"]) and q,
+                      30, "the hub's verdicts")
         src = a.qc_data()
         assert sorted(qc["RawFile"]) == sorted(src["RawFile"]) == ["a0", "a1"]
         metrics = [c for c, v in src.items() if v and all(isinstance(x, float) for x in v)]
