@@ -12,6 +12,8 @@ import pyarrow as pa
 import pytest
 from conftest import REPO
 
+from qcdaemon.config import config_from_dict
+from qcdaemon.errors import ConfigError
 from qcdaemon.store import Store
 from qcdaemon.tools.maxquant_parse import parse_protein_groups
 
@@ -139,3 +141,12 @@ def test_a_judgement_given_on_the_hub_stays(pair: Any) -> None:
     assert hub.run(h)["flagged"] is True
     own = hub.changes_since(0, 10, None)["runs"][0]
     assert own["flagged"] is True and own["origin_flagged"] is False  # both shown in the hub's feed
+
+
+def test_data_batch_config() -> None:
+    src = {"name": "orbi-1", "url": "http://10.0.0.5:8000", "token": "t"}
+    assert config_from_dict({"hub": {"source": [src]}}).hub.data_batch == 500
+    assert config_from_dict({"hub": {"data_batch": 50, "source": [src]}}).hub.data_batch == 50
+    for bad in (0, 1001, "x", True):
+        with pytest.raises(ConfigError, match="hub.data_batch"):
+            config_from_dict({"hub": {"data_batch": bad, "source": [src]}})
