@@ -6,6 +6,7 @@
     interval_seconds = 30          # how often each source is asked for what changed
     timeout_seconds = 30           # one HTTP request to a source
     batch = 200                    # runs per page of GET /api/changes
+    data_batch = 500               # protein groups or PSMs per page of GET /api/changes/run
 
     [[hub.source]]
     name = "orbitrap-1"            # the origin each pulled run keeps
@@ -44,6 +45,7 @@ class HubConfig:
     interval_seconds: float = 30.0
     timeout_seconds: float = 30.0
     batch: int = 200
+    data_batch: int = 500
 
     @property
     def enabled(self) -> bool:
@@ -70,13 +72,16 @@ def split_hub(data: dict[str, Any]) -> tuple[dict[str, Any], HubConfig]:
         raise ConfigError("hub.source: expected [[hub.source]] tables")
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
-        if key not in ("interval_seconds", "timeout_seconds", "batch"):
-            raise ConfigError(f"hub.{key}: unknown key (known: interval_seconds, timeout_seconds, batch, source)")
+        if key not in ("interval_seconds", "timeout_seconds", "batch", "data_batch"):
+            raise ConfigError(f"hub.{key}: unknown key (known: interval_seconds, timeout_seconds, batch, data_batch,"
+                              " source)")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"hub.{key}: expected a positive number, got {value!r}")
-        kwargs[key] = int(value) if key == "batch" else float(value)
+        kwargs[key] = int(value) if key in ("batch", "data_batch") else float(value)
     if kwargs.get("batch", 1) > 1000:
         raise ConfigError("hub.batch: at most 1000")
+    if kwargs.get("data_batch", 1) > 1000:  # the source answers at most 1000 groups (5000 PSMs) a page
+        raise ConfigError("hub.data_batch: at most 1000")
     sources = tuple(_source(i, s) for i, s in enumerate(raw))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):

@@ -10,12 +10,12 @@ from aiohttp import web
 
 from qcdaemon import __version__
 from qcdaemon.alerts import ops as alert_ops
-from qcdaemon.errors import BadRequest, QcdaemonError
+from qcdaemon.errors import BadRequest, NotFound, QcdaemonError
 from qcdaemon.server.body import Body, read_body, scope
 from qcdaemon.server.jsonout import json_bytes_response, json_response
 from qcdaemon.server.keys import CONFIG, SERVICE, STATE, Handler
 from qcdaemon.server.middleware import require_user
-from qcdaemon.store import Store
+from qcdaemon.store import Store, hubdata
 
 
 async def projects(request: web.Request) -> web.Response:
@@ -178,6 +178,27 @@ async def changes(request: web.Request) -> web.Response:
     return json_response(await store.read(Store.changes_since, since or 0, min(limit or 200, 1000), projects))
 
 
+async def change_run_data(request: web.Request) -> web.Response:
+    """One page of a run's protein groups, PSMs or chromatograms (docs/api.md, "Change cursor"):
+    what a hub fetches for a run whose data fingerprint changed.  Scoped like ``/api/changes``."""
+    user = require_user(request)
+    key = request.query.get("run_key", "").strip()
+    part = request.query.get("part", "")
+    if not re.fullmatch(r"rf[0-9]{1,18}", key):
+        raise BadRequest(f"run_key: expected a run key like rf12, got {key[:40]!r}")
+    if part not in hubdata.PARTS:
+        raise BadRequest(f"part: expected one of {', '.join(hubdata.PARTS)}, got {part[:40]!r}")
+    offset, limit = _query_int(request, "offset") or 0, _query_int(request, "limit")
+    store = request.app[SERVICE].store
+    run_id = int(key[2:])
+    project = await store.read(Store.run_project, run_id)
+    visible = user["is_admin"] or project in {p["id"] for p in await store.read(Store.visible_projects, user)}
+    if project is None or not visible:
+        raise NotFound(f"run {key} does not exist")
+    page = await store.read(Store.run_data_page, run_id, part, offset, limit or hubdata.MAX_PAGE[part])
+    return json_response({"run_key": key, **page})
+
+
 def _query_int(request: web.Request, name: str) -> int | None:
     """A non-negative integer query parameter (400 naming it when it is not one)."""
     value = request.query.get(name, "").strip()
@@ -262,4 +283,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/runs/delete", run_delete)
     app.router.add_get("/api/changes", changes)
     app.router.add_post("/api/changes", changes)
+    app.router.add_get("/api/changes/run", change_run_data)
     app.router.add_get("/api/rejected", rejected)

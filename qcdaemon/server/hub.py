@@ -7,6 +7,12 @@ the last committed page, and a page applied twice changes nothing (runs are upse
 run key).  An unreachable source is logged and asked again next time; the others go on.  After a
 pull the hub recomputes the QC verdicts of the pipelines it touched, so its dashboard and alerts
 judge the pulled runs as its own.
+
+A page's runs whose per-run data changed (their data fingerprint, ``Store.hub_apply``) are marked
+pending in the same transaction; after the page the hub fetches each pending run's protein groups,
+PSMs and chromatograms page by page (``GET /api/changes/run``) and marks it done only when every
+page came with the same fingerprint.  A pull killed half-way leaves the run pending: the next pull
+fetches it again from the start (each part replaces the run's rows), so it never holds a mixture.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import structlog
 from qcdaemon.config import Config
 from qcdaemon.hubcfg import HubSource
 from qcdaemon.service.qcservice import QcService
-from qcdaemon.store import Store
+from qcdaemon.store import Store, hubdata
 
 log = structlog.get_logger("qcdaemon.hub")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")  # as qcdaemon's slugify makes them
@@ -76,17 +82,81 @@ class HubPuller:
         cursor = await self.svc.store.read(Store.hub_cursor, src.name)
         mapping = dict(src.pipelines)
         new = 0
+        await self._fetch_pending(session, src, token)  # left by a pull that was cut short
         while True:
             page = await self._page(session, src, token, cursor)
-            if page["runs"]:
+            if page["runs"] or page["deleted"]:
                 result = await self.svc.store.call(Store.hub_apply, src.name, page["runs"], page["next"], mapping,
-                                                   self.workdir)
+                                                   self.workdir, page["deleted"])
                 new += result["new"]
                 touched.update(result["pipelines"])
-                log.info("hub_pulled", source=src.name, runs=len(page["runs"]), new=result["new"], cursor=page["next"])
+                log.info("hub_pulled", source=src.name, runs=len(page["runs"]), new=result["new"],
+                         deleted=result["deleted"], cursor=page["next"])
+                await self._fetch_pending(session, src, token)
             cursor = page["next"]
-            if not page["more"] or not page["runs"]:
+            if not page["more"] or not (page["runs"] or page["deleted"]):
                 return new
+
+    async def _fetch_pending(self, session: aiohttp.ClientSession, src: HubSource, token: str) -> None:
+        for run in await self.svc.store.read(Store.hub_pending, src.name):
+            prints = await self._fetch_run(session, src, token, int(run["id"]), str(run["origin_key"]))
+            if len(prints) == 1:  # every page of every part of one state of the run
+                await self.svc.store.call(Store.hub_data_applied, int(run["id"]), prints.pop())
+                log.info("hub_run_data", source=src.name, run_key=run["origin_key"])
+            elif prints:
+                log.info("hub_run_data_moved", source=src.name, run_key=run["origin_key"])  # again next pull
+
+    async def _fetch_run(self, session: aiohttp.ClientSession, src: HubSource, token: str, run_id: int,
+                         key: str) -> set[str]:
+        """Fetch and store the run's parts; returns the fingerprints the pages came with (none: the
+        run is gone at the source, its tombstone will come)."""
+        prints: set[str] = set()
+        store = self.svc.store
+        psm_pages: list[Any] = []
+        chroms: dict[str, Any] = {}
+        for part in hubdata.PARTS:
+            offset, first = 0, True
+            while True:
+                page = await self._get(session, src, token, "/api/changes/run",
+                                       {"run_key": key, "part": part, "offset": str(offset),
+                                        "limit": str(self.hub.data_batch)})
+                if page is None:
+                    return set()
+                prints.add(str(page.get("data", "")))
+                rows = page.get("rows")
+                if part == "protein_groups" and isinstance(rows, list):
+                    if first:
+                        await store.call(Store.put_protein_groups, run_id, [])
+                    await store.call(Store.hub_put_groups, run_id, rows)
+                elif part == "psms" and isinstance(rows, Mapping):
+                    psm_pages.append(rows)
+                elif isinstance(rows, Mapping):
+                    chroms.update(rows)
+                else:
+                    raise SourceError(f"{src.url}: run {key}: a {part} page without its rows")
+                first = False
+                nxt = page.get("next")
+                if not page.get("more") or not isinstance(nxt, int) or nxt <= offset:
+                    break
+                offset = nxt
+        await store.call(Store.hub_put_psms, run_id, psm_pages)
+        await store.call(Store.hub_put_chromatograms, run_id, chroms)
+        return prints
+
+    async def _get(self, session: aiohttp.ClientSession, src: HubSource, token: str, path: str,
+                   params: Mapping[str, str]) -> Any:
+        """A JSON answer of the source (None for a 404: the run is not there any more)."""
+        url = f"{src.url}{path}"
+        async with session.get(url, params=dict(params), headers={"Authorization": f"Token {token}"}) as resp:
+            if resp.status == 404:
+                return None
+            if resp.status != 200:
+                text = (await resp.text(errors="replace"))[:200]
+                raise SourceError(f"{url}: HTTP {resp.status}: {text}")
+            try:
+                return await resp.json()
+            except (ValueError, aiohttp.ContentTypeError) as exc:
+                raise SourceError(f"{url}: not a JSON answer ({exc})") from None
 
     async def _page(self, session: aiohttp.ClientSession, src: HubSource, token: str, cursor: int) -> dict[str, Any]:
         url = f"{src.url}/api/changes"
@@ -109,6 +179,10 @@ def _checked(url: str, page: Any, cursor: int) -> dict[str, Any]:
     nxt, more = page.get("next"), page.get("more")
     if isinstance(nxt, bool) or not isinstance(nxt, int) or nxt < cursor or not isinstance(more, bool):
         raise SourceError(f"{url}: a change page with a bad cursor ({nxt!r} after {cursor})")
+    deleted = page.get("deleted", [])  # a source before tombstones sends none
+    if not isinstance(deleted, list) or not all(isinstance(d, Mapping) and isinstance(d.get("run_key"), str)
+                                                for d in deleted):
+        raise SourceError(f"{url}: deletions without their run keys")
     for r in page["runs"]:
         if not isinstance(r, Mapping) or not all(isinstance(r.get(k), str) for k in ("run_key", "name", "project",
                                                                                         "pipeline", "state")):
@@ -118,4 +192,4 @@ def _checked(url: str, page: Any, cursor: int) -> dict[str, Any]:
         values = r.get("values", {})
         if not isinstance(values, Mapping) or not all(isinstance(v, Mapping) for v in values.values()):
             raise SourceError(f"{url}: run {r['run_key'][:40]!r}: values are not a table per source")
-    return dict(page)
+    return {**page, "deleted": deleted}

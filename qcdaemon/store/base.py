@@ -102,13 +102,23 @@ class Tx:
         self.version = version
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self.con.execute("BEGIN TRANSACTION")
+        # inside another transaction on this connection: joins it (the outer one commits or rolls back)
+        self.nested = id(self.con) in _OPEN
+        if not self.nested:
+            self.con.execute("BEGIN TRANSACTION")
+            _OPEN.add(id(self.con))
         self.at = self.version.value
         return self.con
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if self.nested:
+            return  # an exception goes on to the outer transaction, which rolls back
         try:
             self.con.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
+            _OPEN.discard(id(self.con))
             if self.version.value != self.at:  # it wrote: the writes are visible to readers only now
                 self.version.bump()
+
+
+_OPEN: set[int] = set()  # connections with a transaction open (each is used by one thread only)

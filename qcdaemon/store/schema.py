@@ -455,4 +455,30 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # The hub's second half (issue 17): a run deleted here leaves a tombstone with the next change
+        # number, so a hub pulling by the cursor deletes its copy (``deleted_runs``, scoped by the
+        # project the run was in); per pulled run, the hub keeps the fingerprint of the per-run data
+        # (protein groups, PSMs, chromatograms) it wants and the one it holds, and the judgement
+        # (flag, accept/reject) last pulled from the origin apart from its own (NULL: follows the origin).
+        "hub data, deletions and judgements",
+        """
+        CREATE TABLE IF NOT EXISTS deleted_runs (
+            change_seq BIGINT NOT NULL,
+            run_key VARCHAR NOT NULL,
+            project_id INTEGER,
+            deleted_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS hub_runs (
+            run_id INTEGER PRIMARY KEY,
+            data_wanted VARCHAR,
+            data_applied VARCHAR,
+            data_pending BOOLEAN NOT NULL DEFAULT false,
+            origin_flagged BOOLEAN,
+            origin_use_downstream BOOLEAN,
+            hub_flagged BOOLEAN,
+            hub_use_downstream BOOLEAN
+        );
+        """,
+    ),
 ]

@@ -45,7 +45,7 @@ async def test_full_pull_lists_every_run_once_with_identity_and_values(api: Api,
         assert sa001["values"][source][name] == value
     # nothing new: an empty page that keeps the cursor
     page = await api.ok(f"/api/changes?since={cursor}", method="GET", who=ADMIN)
-    assert page == {"runs": [], "next": cursor, "more": False}
+    assert page == {"runs": [], "deleted": [], "next": cursor, "more": False}
 
 
 async def test_a_change_after_the_cursor_brings_the_run_again(api: Api, world: World) -> None:
@@ -104,3 +104,32 @@ async def test_pulling_during_writes_misses_no_final_state(api: Api, world: Worl
         assert (r["flagged"], r["state"]) == (row["flagged"], row["state"])
         if r["name"].startswith("w-"):
             assert r["values"]["native"] == {"n": int(r["name"][2:-4])}
+
+
+async def test_run_data_pages_are_the_runs_data_scoped_like_the_feed(api: Api, world: World) -> None:
+    key = world.runs["sa001"]
+    rid = int(key[2:])
+    names = await world.store.read(Store.protein_names, [rid], False, False)
+    assert len(names) > 7
+    got: list[dict[str, Any]] = []
+    offset, more = 0, True
+    while more:  # pages of seven, in the stored order
+        page = await api.ok(f"/api/changes/run?run_key={key}&part=protein_groups&offset={offset}&limit=7",
+                            method="GET", who=ADMIN)
+        assert len(page["rows"]) <= 7 and page["run_key"] == key and page["part"] == "protein_groups"
+        got += page["rows"]
+        offset, more = page["next"], page["more"]
+    assert [g["idx"] for g in got] == sorted(g["idx"] for g in got)
+    assert sorted(g["majority_ids"] for g in got) == sorted(n["majority_ids"] for n in names)
+    chroms = await api.ok(f"/api/changes/run?run_key={key}&part=chromatograms", method="GET", who=DEMO_USER)
+    stored = await world.store.read(Store.chromatograms, rid)
+    assert set(chroms["rows"]) == set(stored) and chroms["more"] is False
+    # another project's member sees no such run; no token, no answer; bad parameters are 400
+    r = await api.call(f"/api/changes/run?run_key={key}&part=psms", method="GET", who=OTHER)
+    assert r.status == 404 and "detail" in r.data
+    assert (await api.call(f"/api/changes/run?run_key={key}&part=psms", method="GET", who=None)).status == 401
+    for query in (f"run_key={key}&part=stages", "run_key=12&part=psms", f"run_key={key}&part=psms&offset=-1"):
+        r = await api.call(f"/api/changes/run?{query}", method="GET", who=ADMIN)
+        assert r.status == 400 and r.is_json and "detail" in r.data, query
+    r = await api.call("/api/changes/run?run_key=rf999999&part=psms", method="GET", who=ADMIN)
+    assert r.status == 404
