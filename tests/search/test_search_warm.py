@@ -162,3 +162,13 @@ async def test_a_worker_killed_mid_job_fails_the_job_with_the_reason(tmp_path: P
         assert again.result.ok and again.worker_pid not in (None, pid)
     finally:
         await pool.close()
+
+
+def test_keep_warm_seconds_is_configured_and_checked() -> None:
+    from qcdaemon.config import Config, config_from_dict
+    from qcdaemon.errors import ConfigError
+
+    assert Config().engine.search.keep_warm_seconds == 300
+    assert config_from_dict({"engine": {"search": {"keep_warm_seconds": 0}}}).engine.search.keep_warm_seconds == 0
+    with pytest.raises(ConfigError, match="engine.search.keep_warm_seconds: must not be negative"):
+        config_from_dict({"engine": {"search": {"keep_warm_seconds": -1}}})
