@@ -32,9 +32,9 @@ pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason="sagepy
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _spec(tmp: Path, keep_warm: float = 300) -> WorkerSpec:
+def _spec(tmp: Path, keep_warm: float = 300, memory_mb: int = 4096) -> WorkerSpec:
     env = {"PYTHONPATH": str(REPO), "RAYON_NUM_THREADS": "2"}
-    return WorkerSpec(keep_warm=keep_warm, memory_mb=4096, nice=10, env=tuple(sorted(env.items())),
+    return WorkerSpec(keep_warm=keep_warm, memory_mb=memory_mb, nice=10, env=tuple(sorted(env.items())),
                       log_file=tmp / "search-db" / "worker.log")
 
 
@@ -160,6 +160,23 @@ async def test_a_worker_killed_mid_job_fails_the_job_with_the_reason(tmp_path: P
         assert f"the search worker (pid {pid}) died mid-job: killed by SIGKILL" in done.result.error_excerpt
         again = await pool.run(_job(tmp_path, "run2", BSA_FASTA), spec, timeout=600, cancel=asyncio.Event())
         assert again.result.ok and again.worker_pid not in (None, pid)
+    finally:
+        await pool.close()
+
+
+async def test_a_search_over_the_memory_cap_fails_with_the_reason_and_the_next_job_gets_a_fresh_worker(
+        tmp_path: Path) -> None:
+    pool = WarmSearch(tmp_path / "pids")
+    try:
+        # 700 MB of data segment: less than the yeast index needs (0.8 GB of data segment, 0.65 GB resident)
+        over = await pool.run(_job(tmp_path, "run1", YEAST_FASTA), _spec(tmp_path, memory_mb=700), timeout=600,
+                              cancel=asyncio.Event())
+        assert not over.result.ok and over.worker_pid is not None and not _alive(over.worker_pid)
+        assert over.result.error_excerpt is not None and "died mid-job" in over.result.error_excerpt
+        assert "memory allocation" in over.result.error_excerpt  # what the stage turns into the memory-cap hint
+        again = await pool.run(_job(tmp_path, "run2", BSA_FASTA), _spec(tmp_path, memory_mb=4096), timeout=600,
+                               cancel=asyncio.Event())
+        assert again.result.ok and again.worker_pid != over.worker_pid
     finally:
         await pool.close()
 

@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from qcdaemon.tools.resident import Resident, reap_resident, start_resident, stop_resident
-from qcdaemon.tools.runner import ToolResult
+from qcdaemon.tools.runner import ToolResult, read_excerpt
 
 log = structlog.get_logger("qcdaemon.engine")
 
@@ -112,6 +112,8 @@ class WarmSearch:
             await self._drop(worker)
             code = worker.proc.returncode
             reason = f"the search worker (pid {pid}) died mid-job: {_exit_text(code)}"
+            said = await asyncio.to_thread(read_excerpt, Path(job["out"]), Path(job["err"]))
+            reason += f": {said}" if said else ""  # e.g. Rust's "memory allocation of N bytes failed"
             log.warning("search_worker_died", pid=pid, exit_code=code)
             return WarmAnswer(result(code, reason), None, pid)
         answer = json.loads(line)
