@@ -189,3 +189,29 @@ def test_keep_warm_seconds_is_configured_and_checked() -> None:
     assert config_from_dict({"engine": {"search": {"keep_warm_seconds": 0}}}).engine.search.keep_warm_seconds == 0
     with pytest.raises(ConfigError, match="engine.search.keep_warm_seconds: must not be negative"):
         config_from_dict({"engine": {"search": {"keep_warm_seconds": -1}}})
+
+
+async def test_a_timeout_kills_the_worker(tmp_path: Path) -> None:
+    pool = WarmSearch(tmp_path / "pids")
+    try:
+        done = await pool.run(_job(tmp_path, "run1", YEAST_FASTA), _spec(tmp_path), timeout=1, cancel=asyncio.Event())
+        assert done.result.timed_out and not done.result.ok and done.result.error_excerpt == "timed out after 1 s"
+        assert done.worker_pid is not None and not _alive(done.worker_pid) and pool.worker is None
+    finally:
+        await pool.close()
+
+
+async def test_a_restarted_daemon_kills_a_worker_left_behind_by_its_pid_record(tmp_path: Path) -> None:
+    from qcdaemon.tools.orphans import kill_stale
+
+    pool = WarmSearch(tmp_path / "pids")
+    try:
+        done = await pool.run(_job(tmp_path, "run1", BSA_FASTA), _spec(tmp_path), timeout=600, cancel=asyncio.Event())
+        assert done.result.ok and done.worker_pid is not None and _alive(done.worker_pid)
+        [record] = (tmp_path / "pids").glob("search-worker-*.pid")
+        assert record.read_text().split()[0] == str(done.worker_pid)
+        # what Engine.start does first: a worker that outlived its daemon is killed by its record's mark
+        assert await asyncio.to_thread(kill_stale, tmp_path / "pids") == [done.worker_pid]
+        await _poll(lambda: not _alive(done.worker_pid), 30, "the stale worker's death")  # type: ignore[arg-type]
+    finally:
+        await pool.close()
