@@ -215,3 +215,20 @@ async def test_a_restarted_daemon_kills_a_worker_left_behind_by_its_pid_record(t
         await _poll(lambda: not _alive(done.worker_pid), 30, "the stale worker's death")  # type: ignore[arg-type]
     finally:
         await pool.close()
+
+
+async def test_a_job_sent_as_the_worker_exits_idle_goes_to_a_fresh_worker(tmp_path: Path) -> None:
+    pool, spec = WarmSearch(tmp_path / "pids"), _spec(tmp_path, keep_warm=1)
+    try:
+        first = await pool.run(_job(tmp_path, "run1", BSA_FASTA), spec, timeout=600, cancel=asyncio.Event())
+        assert first.result.ok and first.worker_pid is not None
+        # block the event loop until the worker has exited idle: the pool cannot have noticed yet
+        deadline = time.monotonic() + 120
+        while _alive(first.worker_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # on purpose: the loop must not see the exit
+        assert not _alive(first.worker_pid) and pool.worker is not None and pool.worker.pid == first.worker_pid
+        second = await pool.run(_job(tmp_path, "run2", BSA_FASTA), spec, timeout=600, cancel=asyncio.Event())
+        assert second.result.ok, second.result.error_excerpt
+        assert second.answer is not None and second.worker_pid != first.worker_pid
+    finally:
+        await pool.close()

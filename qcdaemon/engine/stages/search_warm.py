@@ -85,11 +85,19 @@ class WarmSearch:
         if not await _take_turn(self._turn, cancel):
             return WarmAnswer(result(None, "cancelled before start", cancelled=True), None, None)
         try:
-            try:
-                worker = await self._worker_for(spec)
-            except OSError as exc:
-                return WarmAnswer(result(None, f"could not start the search worker: {exc.strerror or exc}"), None, None)
-            return await self._exchange(worker, job, timeout, cancel, result)
+            done = None
+            for _ in range(2):  # a second time only when the worker had just exited idle, the job unread
+                try:
+                    worker = await self._worker_for(spec)
+                except OSError as exc:
+                    return WarmAnswer(result(None, f"could not start the search worker: {exc.strerror or exc}"),
+                                      None, None)
+                done = await self._exchange(worker, job, timeout, cancel, result)
+                if done.answer is not None or done.result.exit_code != 0:
+                    return done
+                log.info("search_worker_was_idle_exiting", pid=done.worker_pid)
+            assert done is not None
+            return WarmAnswer(result(None, "the search worker exited before it read the job"), None, done.worker_pid)
         finally:
             self._turn.release()
 
@@ -108,15 +116,20 @@ class WarmSearch:
             if outcome == "timeout":
                 return WarmAnswer(result(None, f"timed out after {timeout:g} s", timed_out=True), None, pid)
             return WarmAnswer(result(None, "cancelled", cancelled=True), None, pid)
-        if not line:  # the worker died mid-job
+        try:
+            answer = json.loads(line) if line.endswith(b"\n") else None
+        except ValueError:
+            answer = None
+        if answer is None:  # the worker died mid-job (or its answer is cut off)
             await self._drop(worker)
             code = worker.proc.returncode
+            if code == 0:  # exits 0 only when idle or its stdin closed: it never read this job
+                return WarmAnswer(result(0, None), None, pid)
             reason = f"the search worker (pid {pid}) died mid-job: {_exit_text(code)}"
             said = await asyncio.to_thread(read_excerpt, Path(job["out"]), Path(job["err"]))
             reason += f": {said}" if said else ""  # e.g. Rust's "memory allocation of N bytes failed"
             log.warning("search_worker_died", pid=pid, exit_code=code)
             return WarmAnswer(result(code, reason), None, pid)
-        answer = json.loads(line)
         if answer.get("exiting"):
             log.warning("search_worker_over_memory", pid=pid, rss_mb=answer.get("rss_mb"))
             await self._drop(worker)
@@ -167,16 +180,21 @@ async def _take_turn(lock: asyncio.Lock, cancel: asyncio.Event) -> bool:
     stopper = asyncio.ensure_future(cancel.wait())
     try:
         await asyncio.wait({taker, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
+    except BaseException:  # the task was cancelled while waiting: never leave the lock held
         stopper.cancel()
-        if not taker.done():
-            taker.cancel()
-    if taker.done() and not taker.cancelled():
-        if cancel.is_set():
+        if taker.done() and not taker.cancelled():
             lock.release()
-            return False
-        return True
-    return False
+        else:
+            taker.cancel()
+        raise
+    stopper.cancel()
+    if not taker.done():
+        taker.cancel()
+        return False
+    if cancel.is_set():
+        lock.release()
+        return False
+    return True
 
 
 async def _ask(worker: Resident, job: Mapping[str, Any], timeout: float, cancel: asyncio.Event) -> tuple[str, bytes]:
