@@ -143,6 +143,7 @@ class SearchConfig:
     attempts: int = 1
     threads: int = 2
     memory_mb: int = 4096
+    keep_warm_seconds: int = 300  # the warm search worker's idle life; 0 = a fresh child per run
     fdr: float = 0.01
     enzyme: str = "trypsin"
     missed_cleavages: int = 1
@@ -266,6 +267,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"engine.{name}.max_parallel: must be at least 1")
         if tool.attempts < 1:
             raise ConfigError(f"engine.{name}.attempts: must be at least 1")
+    if cfg.engine.search.keep_warm_seconds < 0:
+        raise ConfigError("engine.search.keep_warm_seconds: must not be negative")
     try:
         SearchParams.from_config(cfg.engine.search)
     except ConfigError as exc:

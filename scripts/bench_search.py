@@ -22,11 +22,17 @@ per run, the time from the file being taken (settled; the run's creation) to the
 search and MaxQuant stages, from the stages' own timestamps in the store, and to the run's stored
 verdict when that verdict is ID-based (``detail.basis == "id-based"``: the search's values are in).
 
+With ``--warm`` one RAW file (default: the yeast file) goes through a real daemon twice in a row, once
+with the warm search worker (``keep_warm_seconds = 300``) and once with a fresh child per run (0):
+per run, the seconds from the file being taken (settled) to its ID-based verdict, whether the search
+database was reused, and the warm worker's resident memory (now and its peak, from /proc) after the
+second run.  The first run is cold either way; the second shows what the warm worker saves.
+
 With ``--index-routes FASTA`` it measures, in this process, why the index is not cached on disk:
 Sage's build against the only way sagepy 0.4.6 offers to make an index from saved parts (its
 constructor, fed one Python object per peptide and per fragment), and whether the index pickles.
 
-    python scripts/bench_search.py [--threads 2] [--fdr 0.01] [--daemon] [--index-routes FASTA] [RAW ...]
+    python scripts/bench_search.py [--threads 2] [--fdr 0.01] [--daemon | --warm] [--index-routes FASTA] [RAW ...]
                                     (default: /work/shared/data/raw-outside/*.raw, else tests/data/search/*.raw)
 """
 
@@ -171,6 +177,69 @@ def _naive_utc(t: dt.datetime) -> dt.datetime:
     return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
+def warm_vs_cold(raw: Path, threads: int, fdr: float) -> None:
+    print(f"{raw.name} against {YEAST.name}, twice in a row through a real daemon ({threads} search threads,"
+          f" FDR {fdr:g}); seconds from the file being taken to its ID-based verdict")
+    head = f"{'keep_warm_seconds':>17} {'run 1 (cold)':>12} {'run 2':>7} {'run 2 db':>8} {'worker RSS MB':>13} {'peak MB':>8}"
+    print(f"{head}\n{'-' * len(head)}")
+    for keep in (300, 0):
+        first, second, reused, rss = _two_runs(raw, threads, fdr, keep)
+        now, peak = rss if rss else ("-", "-")
+        print(f"{keep:17d} {first:>12} {second:>7} {reused:>8} {now:>13} {peak:>8}")
+
+
+def _two_runs(raw: Path, threads: int, fdr: float, keep: int) -> tuple[str, str, str, tuple[str, str] | None]:
+    sys.path.insert(0, str(REPO / "tests"))
+    from daemonproc import Daemon, wait_for
+
+    from qcdaemon.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="bench-search-warm-") as tmp:
+        root = Path(tmp)
+        folder = root / "yeast"
+        folder.mkdir()
+        watch = [{"path": str(folder), "pipeline": "bench/yeast", "owner": "op@lab.org", "settle_seconds": 1.0,
+                  "poll_interval": 0.5}]
+        d = Daemon(root, engine={"search": {"threads": threads, "fdr": fdr, "keep_warm_seconds": keep}}, watch=watch)
+        rss = None
+        try:
+            d.cli("user", "add", "op@lab.org", "--password-stdin", input="bench-password\n")
+            d.cli("project", "add", "Bench", "--member", "op@lab.org")
+            d.cli("pipeline", "add", "--project", "bench", "--name", "yeast", "--fasta", str(YEAST))
+            d.start()
+            for n in (1, 2):  # one after the other: the second finds the first's database warm (or not)
+                shutil.copyfile(raw, folder / f"run_{n}.raw")
+                wait_for(lambda n=n: d.finished(n), 600, f"run {n} to finish", interval=0.5)  # type: ignore[misc]
+            rss = _worker_rss(d.data / "pids")
+            d.stop()
+        finally:
+            d.close()
+        store = Store(d.data / "qcdaemon.duckdb")
+        try:
+            [pipeline] = [p["id"] for p in store.rows("SELECT id FROM pipelines")]
+            runs = sorted(store.runs_of(pipeline), key=lambda r: r["name"])
+            verdicts = store.verdicts_of(pipeline)
+        finally:
+            store.close()
+        took = [_id_verdict_after(r["created_at"], verdicts.get(r["id"])) for r in runs]
+        log = d.data / "work" / runs[1]["run_key"] / "search-stage" / "search.err"
+        text = log.read_text() if log.is_file() else ""
+        reused = "reused" if "reused" in text else "built" if "built in" in text else "?"
+    return took[0], took[1], reused, rss
+
+
+def _worker_rss(pid_dir: Path) -> tuple[str, str] | None:
+    """VmRSS and VmHWM (MB) of the warm search worker the daemon's pid record names (Linux)."""
+    for record in pid_dir.glob("search-worker-*.pid"):
+        try:
+            status = Path(f"/proc/{record.read_text().split()[0]}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return tuple(f"{int(fields[k].split()[0]) / 1024:.0f}" for k in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
+    return None
+
+
 def index_routes(fasta_path: Path, threads: int) -> None:
     """Build time, export time and rebuild-from-parts time of one Sage index (see docs/search.md)."""
     import os
@@ -232,12 +301,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fdr", type=float, default=0.01)
     parser.add_argument("--daemon", action="store_true", help="through a real daemon (stage timestamps)")
+    parser.add_argument("--warm", action="store_true", help="cold vs warm: two runs in a row, warm worker vs none")
     parser.add_argument("--index-routes", type=Path, metavar="FASTA", help="build vs rebuild-from-parts of one index")
     args = parser.parse_args(argv)
     if args.index_routes:
         index_routes(args.index_routes, args.threads)
         return 0
     files = args.files or sorted((OUTSIDE if OUTSIDE.is_dir() else DATA / "search").glob("*.raw"))
+    if args.warm:
+        warm_vs_cold(args.files[0] if args.files else DATA / "search" / "MetaMorpheus_SmallCalibratible_Yeast.raw",
+                     args.threads, args.fdr)
+        return 0
     if args.daemon:
         through_daemon(files, args.threads, args.fdr)
         return 0

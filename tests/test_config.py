@@ -38,7 +38,7 @@ def full_config(tmp_path: Path) -> dict[str, Any]:
             "maxquant": {"command": ["dotnet", "MaxQuantCmd.dll"], "timeout_seconds": 7200, "max_parallel": 3,
                          "attempts": 2, "threads": 8, "runtime": "dotnet"},
             "search": {"enabled": False, "timeout_seconds": 600, "max_parallel": 2, "attempts": 2, "threads": 1,
-                       "memory_mb": 2048, "fdr": 0.05, "enzyme": "lys-c", "missed_cleavages": 2,
+                       "memory_mb": 2048, "keep_warm_seconds": 60, "fdr": 0.05, "enzyme": "lys-c", "missed_cleavages": 2,
                        "fixed_mods": ["C:[UNIMOD:4]"], "variable_mods": ["M:Oxidation", "^:Acetyl"], "tmt": "tmt11",
                        "precursor_tolerance_ppm": 10.0, "fragment_tolerance": 0.02, "fragment_unit": "da"},
         },

@@ -19,6 +19,7 @@ from qcdaemon.core.runkeys import run_key
 from qcdaemon.engine.reconcile import reconcile
 from qcdaemon.engine.recovery import Recovery, stage_error
 from qcdaemon.engine.stages import RUNNERS, Outcome, StageContext, stages_failed
+from qcdaemon.engine.stages.search_warm import close_warm_searches
 from qcdaemon.errors import ParseError, QcdaemonError, ToolError
 from qcdaemon.service.qcservice import QcService
 from qcdaemon.store import Store
@@ -127,6 +128,7 @@ class Engine:
         for result in await asyncio.gather(*self.tasks, return_exceptions=True):
             if isinstance(result, Exception):
                 log.error("engine_worker_ended_with_error", error=repr(result))
+        await close_warm_searches(self.pid_dir)  # the warm search worker ends with the engine
         if self.tasks:
             log.info("engine_stopped")
         self.tasks = []

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError
 from ..rawfile.reader import CorruptRawFile
-from .database import DatabaseCache
+from .database import DatabaseCache, DatabaseInfo
 from .errors import CorruptFasta, NoMs2Spectra, SearchError
 from .metrics import psm_table, search_values
 from .params import SearchParams
@@ -39,14 +39,14 @@ EXIT_OK, EXIT_UNREADABLE, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NO_MS2 = 0, 1, 2, 3,
 
 def main_parse_search(raw: str, fasta: str, *, fdr: float | None = None, params: dict[str, Any] | None = None,
                       cache_dir: str | None = None, psms_out: str | None = None,
-                      out: TextIO | None = None, err: TextIO | None = None) -> int:
+                      out: TextIO | None = None, err: TextIO | None = None, cache: DatabaseCache | None = None) -> int:
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
         p = SearchParams.from_mapping(params or {})
         if fdr is not None:
             p = p.replace(fdr=fdr)
-        result = run_search(raw, fasta, p, cache=DatabaseCache(cache_dir))
+        result = run_search(raw, fasta, p, cache=cache if cache is not None else DatabaseCache(cache_dir))
     except NoMs2Spectra as exc:
         print(f"error: {exc}", file=err)
         return EXIT_NO_MS2
@@ -71,7 +71,15 @@ def main_parse_search(raw: str, fasta: str, *, fdr: float | None = None, params:
     }
     json.dump(doc, out, indent=2, allow_nan=False)
     out.write("\n")
+    print(database_note(result.database), file=err)
     return EXIT_OK
+
+
+def database_note(info: DatabaseInfo) -> str:
+    """The search log's line on the database: reused (held by this process) or built, and its size."""
+    how = "reused (held by the warm search worker)" if info.reused else f"built in {info.build_seconds:.1f} s"
+    return (f"database {info.key[:12]} of {info.fasta_name}: {how}, {info.peptides} peptides, "
+            f"{info.fragments} fragments")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--psms", metavar="OUT.parquet", help="also write the PSM table")
 
 
-def _limit_memory(mb: int) -> None:
+def limit_memory(mb: int) -> None:
     if mb and resource is not None and hasattr(resource, "RLIMIT_DATA"):
         limit = mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
@@ -101,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = json.loads(args.search_params) if args.search_params else {}
     except ValueError as exc:
         parser.error(f"--search-params is not JSON: {exc}")
-    _limit_memory(args.memory_mb)
+    limit_memory(args.memory_mb)
     return main_parse_search(args.file, args.fasta, fdr=args.fdr, params=params, cache_dir=args.cache_dir,
                              psms_out=args.psms)
 

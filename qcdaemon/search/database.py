@@ -8,7 +8,9 @@ with the digest's size, build time and peak memory.  sagepy 0.4.6 offers no way 
 ``IndexedDatabase`` to disk and read it back (the object is not picklable, and its constructor takes
 one Python object per fragment: 23.5 million for the yeast proteome, measured at 1.9x the build time
 and 6x its memory, ``scripts/bench_search.py --index-routes``; docs/search.md), so a new process
-builds the index again; the manifest lets it refuse up front a database known to need more memory
+builds the index again (the engine's warm search worker, ``qcdaemon.search.worker``, is such a
+long-lived process: it holds one database between runs); the manifest counts the builds of its key
+(``builds``), lets a process refuse up front a database known to need more memory
 than ``memory_mb`` allows, and records what was built from which FASTA.
 """
 
@@ -65,19 +67,24 @@ class DatabaseCache:
         self.hold = hold  # databases held in memory (each can take GBs)
         self._held: dict[str, tuple[Any, DatabaseInfo]] = {}
         self._lock = threading.Lock()
+        self.builds = 0  # databases this process built (a warm worker reports it)
+        self.last: DatabaseInfo | None = None  # what the last get() returned
 
     def get(self, fasta: Fasta, params: SearchParams) -> tuple[Any, DatabaseInfo]:
         key = params.database_key(fasta.data)
         with self._lock:
             if key in self._held:
                 db, info = self._held[key]
-                return db, _replace(info, reused=True)
+                self.last = _replace(info, reused=True)
+                return db, self.last
             self._refuse_over_cap(key, params)
             while len(self._held) >= self.hold:  # drop the oldest before building: memory stays bounded
                 self._held.pop(next(iter(self._held)))
             db, info = _build(key, fasta, params)
+            self.builds += 1
             self._held[key] = (db, info)
             self._write_manifest(info, params)
+            self.last = info
             return db, info
 
     def manifest(self, key: str) -> dict[str, Any] | None:
@@ -103,7 +110,8 @@ class DatabaseCache:
             return
         folder = self.cache_dir / info.key
         folder.mkdir(parents=True, exist_ok=True)
-        doc = {"database": asdict(info) | {"reused": False}, "parameters": params.database_part()}
+        builds = int((self.manifest(info.key) or {}).get("builds", 0)) + 1  # every build of this key, by any process
+        doc = {"database": asdict(info) | {"reused": False}, "parameters": params.database_part(), "builds": builds}
         _write_atomically(folder / MANIFEST, json.dumps(doc, indent=2, sort_keys=True))
         self._prune(keep_key=info.key)
 

@@ -33,7 +33,9 @@ def test_search_stage_in_the_daemon(tmp_path: Path) -> None:
               "poll_interval": 0.5},
              {"path": str(albumin), "pipeline": "lab-qc/albumin", "owner": "op@lab.org", "settle_seconds": 0.5,
               "poll_interval": 0.5}]
-    d = Daemon(tmp_path, engine={"search": {"threads": 2, "memory_mb": 4096}}, watch=watch)  # fdr 0.01
+    # keep_warm_seconds 0: a fresh search child per run (the warm worker: test_search_warm_daemon.py)
+    d = Daemon(tmp_path, engine={"search": {"threads": 2, "memory_mb": 4096, "keep_warm_seconds": 0}},
+               watch=watch)  # fdr 0.01
     try:
         d.cli("user", "add", "op@lab.org", "--password-stdin", input="operator-pass\n")
         d.cli("project", "add", "Lab QC", "--member", "op@lab.org")
