@@ -32,8 +32,11 @@ decisions where the original was buggy or silent:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from qcdaemon.errors import ParseError
 from qcdaemon.tools.maxquant_columns import (
@@ -51,7 +54,8 @@ from qcdaemon.tools.maxquant_columns import (
     missing_flags,
     qc_peptide_columns,
 )
-from qcdaemon.tools.maxquant_proteins import ProteinGroup, parse_protein_groups, stream_protein_groups
+from qcdaemon.tools.maxquant_groups import scan_protein_groups
+from qcdaemon.tools.maxquant_proteins import ProteinGroup, parse_protein_groups
 from qcdaemon.tools.tsv import (
     ChannelCounter,
     Moments,
@@ -66,7 +70,7 @@ from qcdaemon.tools.tsv import (
 )
 
 # the public names of MaxQuant's parsing; the proteinGroups.txt parts live in maxquant_proteins
-__all__ = ["MAXQUANT_COLUMNS", "ProteinGroup", "maxquant_columns", "parse_maxquant",
+__all__ = ["MAXQUANT_COLUMNS", "ProteinGroup", "maxquant_columns", "parse_maxquant", "parse_maxquant_groups",
            "parse_protein_groups"]
 
 
@@ -177,6 +181,15 @@ def parse_maxquant(txt_dir: Path) -> dict[str, Any]:
     """QC values of one run from MaxQuant's combined/txt folder: column name -> JSON-able value
     (int, float, str or None), in the column order the API should show them
     (:func:`maxquant_columns` for the channels present)."""
+    return parse_maxquant_groups(txt_dir)[0]
+
+
+def parse_maxquant_groups(txt_dir: Path, text_columns: Iterable[str] = (), keep_rows: int = 0
+                          ) -> tuple[dict[str, Any], list[pa.Table] | None]:
+    """:func:`parse_maxquant`'s values and, read in the same pass, the protein groups as Arrow
+    tables (:mod:`~qcdaemon.tools.maxquant_groups`, with ``text_columns`` as JSON texts) when
+    proteinGroups.txt has at most ``keep_rows`` of them: ``[]`` without that file, ``None`` for a
+    larger table (nothing of it kept: memory stays bounded; read it again in blocks)."""
     txt_dir = Path(txt_dir)
     if not txt_dir.is_dir():
         raise ParseError(f"{txt_dir}: MaxQuant txt folder does not exist")
@@ -184,8 +197,9 @@ def parse_maxquant(txt_dir: Path) -> dict[str, Any]:
     if summary := find_table(txt_dir, "summary.txt"):
         values |= _summary_values(summary)
     pg_counts: list[int] | None = None
+    groups: list[pa.Table] | None = []
     if pg := find_table(txt_dir, "proteinGroups.txt"):
-        agg, pg_counts = stream_protein_groups(pg)  # bounded memory (issue 12)
+        agg, pg_counts, groups = scan_protein_groups(pg, text_columns, keep_rows)  # bounded memory (issue 12)
         if not agg.n:  # decided (issue 12): a run with 0 protein groups is not silently "done"
             raise ParseError(f"{pg}: a header but no protein groups; MaxQuant identified nothing")
         values |= agg.values(len(pg_counts))
@@ -204,4 +218,4 @@ def parse_maxquant(txt_dir: Path) -> dict[str, Any]:
         values[f"TMT{n}_peptide_count"] = counts
     for n, counts in enumerate(pg_counts or (), start=1):
         values[f"TMT{n}_protein_group_count"] = counts
-    return {column: values.get(column) for column in maxquant_columns(channels)}
+    return {column: values.get(column) for column in maxquant_columns(channels)}, groups
