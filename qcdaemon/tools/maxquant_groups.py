@@ -28,6 +28,7 @@ GROUP_FIELDS = ("majority_ids", "fasta_headers", "score", "intensity", "contamin
 _REQUIRED = ("Protein IDs", "Majority protein IDs")
 _TYPED = ("Majority protein IDs", "Fasta headers", "Score", "Intensity", "Potential contaminant", "Contaminant",
           "Reverse", "Only identified by site")
+_AGGREGATED = ("Protein IDs", "Sequence coverage [%]", "Peptide counts (all)")  # what the QC values read
 
 
 class _Scan:
@@ -93,14 +94,14 @@ class _Scan:
 class _Batch:
     """One batch of string columns and its typed group columns."""
 
-    def __init__(self, header: list[str], index: dict[str, int], cols: list[pa.Array],
+    def __init__(self, header: list[str], index: dict[str, int], cols: list[pa.Array | None],
                  channel_cols: list[list[int]]) -> None:
         self.index, self.cols, self.channel_cols = index, cols, channel_cols
-        self.n = n = len(cols[0]) if cols else 0
+        self.n = n = next((len(c) for c in cols if c is not None), 0)
         ids = self.col("Majority protein IDs")
         assert ids is not None  # a required column
         fasta = self.col("Fasta headers")
-        self.channels = [numbers(cols[c[0]], n) for c in channel_cols]
+        self.channels = [numbers(cols[c[0]], n) for c in channel_cols]  # all channel columns are read
         self.typed: dict[str, pa.Array] = {
             "majority_ids": ids,
             "fasta_headers": fasta if fasta is not None else pa.array([""] * n, pa.string()),
@@ -125,12 +126,16 @@ class _Batch:
         return pa.table(cols)
 
 
-def _batches(path: Path, channels_out: list[list[int]], block_bytes: int) -> Iterator[_Batch]:
-    """The file's batches; ``channels_out`` receives the reporter channels' column indices."""
+def _batches(path: Path, channels_out: list[list[int]], text_columns: list[str], block_bytes: int
+             ) -> Iterator[_Batch]:
+    """The file's batches (the columns the groups and the values need); ``channels_out`` receives
+    the reporter channels' column indices."""
     with open_table(Path(path), _REQUIRED) as table:
         channels = reporter_channels(table.header)
         channels_out[:] = channels
-        for cols in string_batches(table, block_bytes):
+        names = {*_TYPED, *_AGGREGATED, *text_columns}
+        needed = {i for n, i in table.index.items() if n in names} | {c for cols in channels for c in cols}
+        for cols in string_batches(table, needed, block_bytes):
             yield _Batch(table.header, table.index, cols, channels)
 
 
@@ -139,7 +144,7 @@ def protein_group_tables(path: Path, text_columns: Iterable[str] = (), block_byt
     """The groups of a proteinGroups.txt (or .txt.gz) as Arrow tables in file order, a block of
     the file at a time (bounded memory for any size)."""
     names = list(text_columns)
-    for batch in _batches(path, [], block_bytes):
+    for batch in _batches(path, [], names, block_bytes):
         yield batch.table(names)
 
 
@@ -153,7 +158,7 @@ def scan_protein_groups(path: Path, text_columns: Iterable[str] = (), keep_rows:
     scan: _Scan | None = None
     kept: list[pa.Table] | None = [] if keep_rows > 0 else None
     rows = 0
-    for batch in _batches(path, channels, block_bytes):
+    for batch in _batches(path, channels, names, block_bytes):
         if scan is None:
             scan = _Scan(len(channels))
         scan.add(batch)

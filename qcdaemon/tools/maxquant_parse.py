@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from qcdaemon.errors import ParseError
 from qcdaemon.tools.maxquant_columns import (
@@ -62,12 +63,12 @@ from qcdaemon.tools.tsv import (
     Table,
     bounded,
     find_table,
-    is_flag,
     number,
     open_table,
     reporter_channels,
     value,
 )
+from qcdaemon.tools.tsv_arrow import flags, numbers, string_batches
 
 # the public names of MaxQuant's parsing; the proteinGroups.txt parts live in maxquant_proteins
 __all__ = ["MAXQUANT_COLUMNS", "ProteinGroup", "maxquant_columns", "parse_maxquant", "parse_maxquant_groups",
@@ -98,25 +99,39 @@ def _pct(count: int, total: int) -> float | None:
     return round(count / total * 100, 2) if total else None
 
 
+def _count(mask: pa.Array) -> int:
+    return int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
+
+
 def _peptide_values(path: Path) -> dict[str, Any]:
-    """Peptide counts, oxidation share, missed-cleavage buckets and C-terminal residues."""
+    """Peptide counts, oxidation share, missed-cleavage buckets and C-terminal residues (counted
+    a block of the file at a time, column by column: tsv_arrow)."""
     with open_table(path, ("Sequence", "Missed cleavages", "Last amino acid")) as table:
         n = cont = rev = ox = 0
         mc = [0, 0, 0, 0]  # 0, 1, 2, >=3
         last = {"K": 0, "R": 0}
         has_ox = "Oxidation (M) site IDs" in table.index
-        for row in table.rows():
-            n += 1
-            cont += is_flag(table.get(row, "Potential contaminant")) or is_flag(
-                table.get(row, "Contaminant"))
-            rev += is_flag(table.get(row, "Reverse"))
-            ox += bool(has_ox and table.get(row, "Oxidation (M) site IDs"))
-            cleavages = number(table.get(row, "Missed cleavages"))
-            if cleavages is not None and cleavages >= 0:
-                mc[min(int(cleavages), 3)] += 1
-            aa = table.get(row, "Last amino acid")
-            if aa in last:
-                last[aa] += 1
+
+        def col(name: str) -> pa.Array | None:
+            i = table.index.get(name)
+            return None if i is None else cols[i]
+
+        used = ("Potential contaminant", "Contaminant", "Reverse", "Oxidation (M) site IDs", "Missed cleavages",
+                "Last amino acid")
+        for cols in string_batches(table, (table.index[c] for c in used if c in table.index)):
+            rows = next(len(c) for c in cols if c is not None)  # "Missed cleavages" is required
+            n += rows
+            cont += _count(pc.or_(flags(col("Potential contaminant"), rows), flags(col("Contaminant"), rows)))
+            rev += _count(flags(col("Reverse"), rows))
+            if has_ox:
+                ox += _count(pc.greater(pc.binary_length(col("Oxidation (M) site IDs")), 0))
+            cleavages = numbers(col("Missed cleavages"), rows)  # int() of a count >= 0: its floor
+            for k, (lo, hi) in enumerate(((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, None))):
+                inside = pc.greater_equal(cleavages, lo)
+                mc[k] += _count(pc.fill_null(inside if hi is None else pc.and_(inside, pc.less(cleavages, hi)), False))
+            aa = col("Last amino acid")
+            for residue in last:
+                last[residue] += _count(pc.equal(aa, residue))
     return dict(zip(PEPTIDE_COLUMNS, (
         n, cont, rev, _pct(ox, n) if has_ox else None, mc[1] + mc[2] + mc[3],
         _pct(mc[0], n), _pct(mc[1], n), _pct(mc[2], n), _pct(mc[3], n),

@@ -11,10 +11,15 @@ row, bytes that are not UTF-8, a broken gzip stream): those rows then raise the 
 
 from __future__ import annotations
 
+import codecs
+import gzip
+import io
 import json
 import sys
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -167,62 +172,99 @@ def reporter_lists(channels: list[pa.Array], n: int) -> pa.Array:
 
 
 # ------------------------------------------------------------------------------------ reading
-def _arrow_batches(path: Path, width: int, block_bytes: int) -> Iterator[list[pa.Array]]:
+class _Watched(io.RawIOBase):
+    """The file's bytes as Arrow reads them, watched for what the row reader treats apart: a NUL
+    byte (binary data) or bytes that are not UTF-8 (a latin-1 line).  Either makes the read
+    ``suspect``: the rows are then taken from the row reader instead."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        super().__init__()
+        self._fh = fh
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self.suspect = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = self._fh.read(-1 if size is None else size)
+        if not self.suspect:
+            if b"\x00" in chunk:
+                self.suspect = True
+            elif not chunk.isascii() or self._utf8.getstate()[0] or not chunk:
+                try:
+                    self._utf8.decode(chunk, final=not chunk)
+                except UnicodeDecodeError:
+                    self.suspect = True
+        return chunk
+
+    def readinto(self, b: Any) -> int:  # pragma: no cover - Arrow calls read()
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+def _arrow_batches(path: Path, width: int, include: list[int], block_bytes: int
+                   ) -> Iterator[tuple[_Watched, list[pa.Array]]]:
     names = [f"c{i}" for i in range(width)]
-    stream = pa.input_stream(str(path), compression="gzip" if path.name.endswith(".gz") else None)
-    reader = pcsv.open_csv(
-        stream,
-        read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=block_bytes),
-        parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
-                                        newlines_in_values=False, ignore_empty_lines=True),
-        convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
-                                            strings_can_be_null=False, quoted_strings_can_be_null=False),
-    )
-    try:
-        for batch in reader:
-            yield list(batch.columns)
-    finally:
-        reader.close()
-        stream.close()
+    with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as fh:
+        watched = _Watched(fh)  # type: ignore[arg-type]
+        reader = pcsv.open_csv(
+            pa.PythonFile(watched, mode="r"),
+            read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=block_bytes, use_threads=False),
+            parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
+                                            newlines_in_values=False, ignore_empty_lines=True),
+            convert_options=pcsv.ConvertOptions(column_types={names[i]: pa.string() for i in include},
+                                                include_columns=[names[i] for i in include],
+                                                strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+        try:
+            for batch in reader:
+                yield watched, list(batch.columns)
+        finally:
+            reader.close()
 
 
-def _python_batches(table: Table, skip: int, rows_per_batch: int) -> Iterator[list[pa.Array]]:
+def _python_batches(table: Table, include: list[int], skip: int, rows_per_batch: int) -> Iterator[list[pa.Array]]:
     batch: list[list[str]] = []
     for k, row in enumerate(table.rows()):  # raises the ParseError of a malformed line
         if k < skip:
             continue
         batch.append(row)
         if len(batch) >= rows_per_batch:
-            yield [pa.array(c, pa.string()) for c in zip(*batch, strict=True)]
+            yield [pa.array([r[i] for r in batch], pa.string()) for i in include]
             batch = []
     if batch:
-        yield [pa.array(c, pa.string()) for c in zip(*batch, strict=True)]
+        yield [pa.array([r[i] for r in batch], pa.string()) for i in include]
 
 
-def _has_nul(cols: list[pa.Array]) -> bool:
-    """A NUL byte in some cell (read off the data buffers: one pass, no kernel per column)."""
-    for c in cols:
-        data = c.buffers()[2]
-        if data is not None and data.size and not np.frombuffer(data, np.uint8).all():
-            return True
-    return False
+def _spread(width: int, include: list[int], cols: list[pa.Array]) -> list[pa.Array | None]:
+    out: list[pa.Array | None] = [None] * width
+    for i, c in zip(include, cols, strict=True):
+        out[i] = c
+    return out
 
 
-def string_batches(table: Table, block_bytes: int = BLOCK_BYTES, rows_per_batch: int = 50_000
-                   ) -> Iterator[list[pa.Array]]:
+def string_batches(table: Table, columns: Iterable[int] | None = None, block_bytes: int = BLOCK_BYTES,
+                   rows_per_batch: int = 50_000) -> Iterator[list[pa.Array | None]]:
     """The data rows of an open table (its header read and checked) as batches of string columns,
-    one per header field; blank lines skipped.  Arrow reads the file; where it refuses it, or a
-    cell holds a NUL byte, the rest is read row by row from ``table`` (the rows already given
-    skipped), which raises the per-line ParseError of a malformed file."""
+    one per header field (``None`` for a field not in ``columns``; all fields by default); blank
+    lines skipped.  Arrow reads the file (every field of every row is counted, whichever are
+    converted); where it refuses it (a ragged row, a broken gzip stream) or the bytes hold a NUL or
+    are not UTF-8, the rest is read row by row from ``table`` (the rows already given skipped),
+    which raises the per-line ParseError of a malformed file or decodes a latin-1 line."""
+    width = len(table.header)
+    include = sorted(set(range(width) if columns is None else columns))
     done = 0
     try:
-        for cols in _arrow_batches(table.path, len(table.header), block_bytes):
-            if _has_nul(cols):
+        for watched, cols in _arrow_batches(table.path, width, include, block_bytes):
+            if watched.suspect:
                 break
             done += len(cols[0]) if cols else 0
-            yield cols
+            yield _spread(width, include, cols)
         else:
             return
-    except (pa.ArrowException, OSError, EOFError):
+    except (pa.ArrowException, OSError, EOFError, zlib.error):
         pass
-    yield from _python_batches(table, done, rows_per_batch)
+    for cols in _python_batches(table, include, done, rows_per_batch):
+        yield _spread(width, include, cols)
