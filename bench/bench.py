@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import csv
 import datetime as dt
+import gzip
 import http.client
 import io
 import json
@@ -169,6 +170,7 @@ async def _ingest(astore: AsyncStore, src: Source, pipeline_id: int, owner: int,
         steps[step] += now - t
         return now
 
+    txt = _plain_txt(astore.path.parent / "combined" / "txt") if parse else MQ_DIR
     for i in runs:
         values = src.rawtools_values(i)
         pg: Any = src.groups_of(i) if groups and not parse else []
@@ -176,7 +178,7 @@ async def _ingest(astore: AsyncStore, src: Source, pipeline_id: int, owner: int,
         start, cpu0 = time.perf_counter(), time.process_time()
         t = start
         if parse:
-            mq, tables = await asyncio.to_thread(parse_maxquant_groups, MQ_DIR, PG_TEXT_COLUMNS, KEEP_ROWS)
+            mq, tables = await asyncio.to_thread(parse_maxquant_groups, txt, PG_TEXT_COLUMNS, KEEP_ROWS)
             pg = pa.concat_tables(tables) if tables else []
             t = lap("parse", t)
         run = await astore.call(Store.create_run, pipeline_id, f"run{i:05d}.raw", source="watch", owner_id=owner,
@@ -190,6 +192,16 @@ async def _ingest(astore: AsyncStore, src: Source, pipeline_id: int, owner: int,
         spent += time.perf_counter() - start
         cpu += time.process_time() - cpu0
     return spent, cpu, {k: 1000 * v / len(runs) for k, v in steps.items()}
+
+
+def _plain_txt(dest: Path) -> Path:
+    """The example's txt folder as MaxQuant writes it (plain text; the test data is gzipped to keep
+    the repository small)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in MQ_DIR.iterdir():
+        data = f.read_bytes()
+        (dest / f.name.removesuffix(".gz")).write_bytes(gzip.decompress(data) if f.name.endswith(".gz") else data)
+    return dest
 
 
 def _setup(store: Store, path: str) -> tuple[int, int]:

@@ -62,6 +62,8 @@ def _patched(col: pa.Array, out: pa.Array, todo: pa.Array, cell: object, typ: pa
 
 _DIGIT_BYTES = np.zeros(256, dtype=bool)
 _DIGIT_BYTES[list(b"0123456789")] = True
+_ID_LIST_BYTES = _DIGIT_BYTES.copy()
+_ID_LIST_BYTES[ord(";")] = True
 _NUMERIC_BYTES = _DIGIT_BYTES.copy()
 _NUMERIC_BYTES[list(b"+-.eE")] = True
 
@@ -137,10 +139,33 @@ def _canonical_floats(s: pa.Array) -> pa.Array | None:
     return pc.or_(same, _canonical_ints(s, pc.ascii_is_decimal(s)))
 
 
+def _id_list_json(col: pa.Array) -> pa.Array:
+    """:func:`json_texts` of a column of digits and ';' only (counts, ids, MaxQuant's id lists),
+    decided on the bytes: empty -> null; a ';' -> the text quoted; digits -> the integer (the
+    text itself when it has no leading zero and at most 15 digits, else per cell)."""
+    offsets = np.frombuffer(col.buffers()[1], np.int32)[col.offset:col.offset + len(col) + 1]
+    data = col.buffers()[2]
+    raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    semis = np.concatenate(([0], np.cumsum(raw == ord(";"))))
+    lengths = np.diff(offsets)
+    empty = lengths == 0
+    listed = (semis[offsets[1:]] - semis[offsets[:-1]]) > 0
+    first = raw[np.minimum(offsets[:-1], max(len(raw) - 1, 0))] if len(raw) else np.zeros(len(col), np.uint8)
+    canon = ~empty & ~listed & (lengths <= 15) & ((first != ord("0")) | (lengths == 1))
+    out = col
+    if listed.any():
+        out = pc.if_else(pa.array(listed), pc.binary_join_element_wise('"', col, '"', ""), col)
+    if empty.any():
+        out = pc.if_else(pa.array(empty), "null", out)
+    return _patched(col, out, pa.array(~(empty | listed | canon)), _json_cell, pa.string())
+
+
 def json_texts(col: pa.Array | None, n: int) -> pa.Array:
     """``json.dumps(value(cell))`` of each cell; ``null`` for a missing column."""
     if col is None:
         return pa.array(["null"] * n, pa.string())
+    if _bytes_in(col, _ID_LIST_BYTES):
+        return _id_list_json(col)
     s = strip(col)
     null = _nullish(s)
     filled = pc.if_else(null, "0", s)

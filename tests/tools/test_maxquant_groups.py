@@ -153,3 +153,13 @@ def test_the_store_keeps_the_same_rows_from_a_table_as_from_row_objects(tmp_path
     a, b = (store.rows(f"SELECT {cols} FROM protein_groups WHERE run_id = ? ORDER BY idx", [r]) for r in runs)
     assert a == b and len(a) == 19
     store.close()
+
+
+def test_a_column_of_ids_and_id_lists(tmp_path: Path) -> None:
+    """Digits and ';' only (decided on the bytes): lists quoted, integers as JSON numbers."""
+    cells = [("12", "12"), ("", "null"), ("1;2;3", '"1;2;3"'), ("007", "7"), ("0", "0"), (";", '";"'),
+             ("12345678901234567", "1.2345678901234568e+16"), ("123456789012345", "123456789012345")]
+    rows = [[f"P{i}", f"P{i}", "", "", "", "", "", "", "", "1", c] for i, (c, _) in enumerate(cells)]
+    path = _write(tmp_path / "proteinGroups.txt", [*HEADER, "Evidence IDs"], rows)
+    (table,) = protein_group_tables(path, ["Evidence IDs"])
+    assert table.column("Evidence IDs").to_pylist() == [j for _, j in cells]
