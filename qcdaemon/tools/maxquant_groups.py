@@ -38,7 +38,8 @@ class _Scan:
         self.agg = ProteinAggregate()
         self.agg.coverage = Moments()
         self.agg.missing = [0] * n_channels
-        self.seen: list[list[pa.Array]] = [[] for _ in range(n_channels)]  # per channel, each batch's ids
+        self.n_channels = n_channels
+        self.seen: pa.Table | None = None  # per distinct id: whether each channel saw it (c0, c1, ...)
 
     def add(self, batch: _Batch) -> None:
         agg, t = self.agg, batch.typed
@@ -58,13 +59,26 @@ class _Scan:
         self._qc_best(batch)
 
     def _count_channels(self, batch: _Batch) -> None:
+        """ChannelCounter's distinct ids per channel, kept as one row per distinct id (bounded by
+        the ids, not by ids x channels)."""
+        if not self.n_channels:
+            return
         ids = strip(batch.typed["majority_ids"])
-        named = pc.not_equal(ids, "")
-        for k, cols in enumerate(batch.channel_cols):
-            positive = pc.and_(named, pc.fill_null(pc.greater(batch.channels[k], 0.0), False))
-            for c in cols[1:]:
+        cols: dict[str, pa.Array] = {"id": ids}
+        for k, chan in enumerate(batch.channel_cols):
+            positive = pc.fill_null(pc.greater(batch.channels[k], 0.0), False)
+            for c in chan[1:]:
                 positive = pc.or_(positive, pc.fill_null(pc.greater(numbers(batch.cols[c], batch.n), 0.0), False))
-            self.seen[k].append(pc.unique(pc.filter(ids, positive)))
+            cols[f"c{k}"] = positive
+        seen = pa.table(cols).filter(pc.not_equal(ids, ""))
+        if self.seen is not None:
+            seen = pa.concat_tables([self.seen, seen])
+        self.seen = self._distinct(seen)
+
+    def _distinct(self, seen: pa.Table) -> pa.Table:
+        names = [f"c{k}" for k in range(self.n_channels)]
+        out = seen.group_by("id").aggregate([(c, "any") for c in names])
+        return pa.table({"id": out.column("id"), **{c: out.column(f"{c}_any") for c in names}})
 
     def _qc_best(self, batch: _Batch) -> None:
         """First of maximal intensity among rows naming the QC protein (None intensities lose)."""
@@ -88,7 +102,9 @@ class _Scan:
                        "Peptide counts (all)": None if peps is None else value(peps[best].as_py())})
 
     def counts(self) -> list[int]:
-        return [len(pc.unique(pa.chunked_array(s, pa.string()))) for s in self.seen]
+        if self.seen is None:
+            return [0] * self.n_channels
+        return [int(pc.sum(self.seen.column(f"c{k}").cast(pa.int64())).as_py() or 0) for k in range(self.n_channels)]
 
 
 class _Batch:

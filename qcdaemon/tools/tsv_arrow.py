@@ -35,7 +35,7 @@ _NULL_TEXTS = pa.array(["", "NaN", "Infinity", "-Infinity"])  # value() -> None
 # a text tsv._NUMBER matches starts with one of these (and holds no ';', unlike MaxQuant's ID lists)
 _NUMBER_START = pa.array(list("0123456789+-."))
 
-BLOCK_BYTES = 16 << 20  # Arrow reads a table in blocks of this size: memory stays bounded
+BLOCK_BYTES = 1 << 20  # Arrow reads a table in blocks of this size: memory stays bounded
 
 
 def strip(col: pa.Array) -> pa.Array:
