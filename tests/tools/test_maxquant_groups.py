@@ -163,3 +163,38 @@ def test_a_column_of_ids_and_id_lists(tmp_path: Path) -> None:
     path = _write(tmp_path / "proteinGroups.txt", [*HEADER, "Evidence IDs"], rows)
     (table,) = protein_group_tables(path, ["Evidence IDs"])
     assert table.column("Evidence IDs").to_pylist() == [j for _, j in cells]
+
+
+PEPTIDE_HEADER = ["Sequence", "Missed cleavages", "Last amino acid", "Reverse", "Potential contaminant",
+                  "Oxidation (M) site IDs"]
+
+
+def test_peptides_are_counted_as_the_rows_say(tmp_path: Path) -> None:
+    from qcdaemon.tools.maxquant_parse import _peptide_values
+
+    rows = [["A", "0", "K", "+", "", ""], ["B", "1.5", " K", " + ", "+", " "], ["C", "-1", "R", "", "", "1"],
+            ["D", "", "X", "", "", ""], ["E", "7", "R", "", "", "2;3"], ["F", "2", "", "", "", ""],
+            ["G", "3", "k", "", "", ""], ["H", "x", "K", "", "", ""], ["I", "0.99", "K", "", "", ""],
+            ["J", "\u0662", "K", "", "", ""]]
+    v = _peptide_values(_write(tmp_path / "peptides.txt", PEPTIDE_HEADER, rows))
+    # by hand: 10 peptides; contaminant B; reverse A, B (" + " strips to "+"); oxidation B (" " is a
+    # value), C, E; cleavages 0: A, I (int(0.99) = 0); 1: B; 2: F, J (Arabic-Indic 2); >=3: E, G;
+    # C (-1), D (empty), H (text) in no bucket; last K: A, H, I, J (" K" is not "K"); R: C, E
+    assert v["N_peptides"] == 10 and v["N_peptides_potential_contaminants"] == 1 and v["N_peptides_reverse"] == 2
+    assert v["Oxidations [%]"] == 30.0 and v["N_missed_cleavages_total"] == 5
+    assert (v["N_missed_cleavages_eq_0 [%]"], v["N_missed_cleavages_eq_1 [%]"], v["N_missed_cleavages_eq_2 [%]"],
+            v["N_missed_cleavages_gt_3 [%]"]) == (20.0, 10.0, 20.0, 20.0)
+    assert (v["N_peptides_last_amino_acid_K [%]"], v["N_peptides_last_amino_acid_R [%]"],
+            v["N_peptides_last_amino_acid_other [%]"]) == (40.0, 20.0, 40.0)
+
+
+def test_a_ragged_or_binary_peptides_line_is_refused_with_its_line(tmp_path: Path) -> None:
+    from qcdaemon.tools.maxquant_parse import _peptide_values
+
+    good = [["A", "0", "K", "", "", ""]] * 5
+    path = _write(tmp_path / "peptides.txt", PEPTIDE_HEADER, [*good, ["B", "1"], *good])
+    with pytest.raises(ParseError, match=r"peptides\.txt: line 7 has 2 fields, the header has 6"):
+        _peptide_values(path)
+    path = _write(tmp_path / "peptides.txt", PEPTIDE_HEADER, [*good, ["B", "1", "K", "", "", "\x00"], *good])
+    with pytest.raises(ParseError, match=r"binary data \(NUL byte\) on line 7"):
+        _peptide_values(path)
