@@ -93,6 +93,12 @@ def numbers(col: pa.Array | None, n: int) -> pa.Array:
     """``number`` of each cell: a finite float or null; all null for a missing column."""
     if col is None:
         return pa.nulls(n, pa.float64())
+    if _bytes_in(col, _NUMERIC_BYTES):  # digits, signs, points, exponents only: no space to strip
+        empty = np.diff(np.frombuffer(col.buffers()[1], np.int32)[col.offset:col.offset + len(col) + 1]) == 0
+        fast = _try_cast(pc.if_else(pa.array(empty), "0", col) if empty.any() else col, pa.float64())
+        if fast is not None:
+            bad = empty | ~np.isfinite(fast.to_numpy(zero_copy_only=False))
+            return pc.if_else(pa.array(bad), pa.scalar(None, pa.float64()), fast) if bad.any() else fast
     s = strip(col)
     null = _nullish(s)
     filled = pc.if_else(null, "0", s)

@@ -198,3 +198,16 @@ def test_a_ragged_or_binary_peptides_line_is_refused_with_its_line(tmp_path: Pat
     path = _write(tmp_path / "peptides.txt", PEPTIDE_HEADER, [*good, ["B", "1", "K", "", "", "\x00"], *good])
     with pytest.raises(ParseError, match=r"binary data \(NUL byte\) on line 7"):
         _peptide_values(path)
+
+
+def test_columns_of_number_bytes_read_as_number_says(tmp_path: Path) -> None:
+    """Intensity: only digits, signs, points and exponents (one cast); Score: the same bytes, but
+    "e", "-" and "1-2" are no numbers (the cast refuses them: read cell by cell)."""
+    intensity = [("1.5", 1.5), ("", None), ("-0", -0.0), ("1e999", None), ("+2", 2.0), ("5.", 5.0), (".5", 0.5),
+                 ("1E3", 1000.0)]
+    score = [("1", 1.0), ("e", None), ("2", 2.0), ("-", None), ("1-2", None), ("3e2", 300.0), ("", None), ("7", 7.0)]
+    rows = [[f"P{i}", f"P{i}", "", s, it, "", "", "", "", "1"]
+            for i, ((it, _), (s, _)) in enumerate(zip(intensity, score, strict=True))]
+    (table,) = protein_group_tables(_write(tmp_path / "proteinGroups.txt", HEADER, rows))
+    assert table.column("intensity").to_pylist() == [x for _, x in intensity]
+    assert table.column("score").to_pylist() == [x for _, x in score]
