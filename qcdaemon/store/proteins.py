@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from qcdaemon.qc import qcdata
 from qcdaemon.store.qcvalues import QcValueQueries, json_default
+from qcdaemon.tools.maxquant_groups import GROUP_FIELDS
 
 # proteinGroups.txt columns kept as real columns (the original's standard columns, spec 4.1,
 # beyond the typed ones); each cell holds its JSON text.  API name -> SQL column (migration 2).
@@ -53,17 +54,33 @@ def _num_json(col: str) -> str:
     return f"CASE WHEN isfinite({col}) THEN CAST({col} AS VARCHAR) ELSE 'null' END"
 
 
+def _parsed_table(run_id: int, groups: pa.Table, first_idx: int) -> pa.Table:
+    """A table of tools.maxquant_groups as the rows of ``protein_groups``: the run and each row's
+    position first, the text columns renamed (a text column the parse did not give: JSON null)."""
+    n = groups.num_rows
+    cols: dict[str, Any] = {"run_id": pa.repeat(pa.scalar(run_id, pa.int32()), n),
+                            "idx": pa.array(range(first_idx, first_idx + n), pa.int32())}
+    for name in GROUP_FIELDS:
+        cols[name] = groups.column(name)
+    names = set(groups.column_names)
+    for name, col in PG_TEXT_COLUMNS.items():
+        cols[col] = groups.column(name) if name in names else pa.repeat(pa.scalar("null"), n)
+    return pa.table(cols)
+
+
 def _int_list(ids: Sequence[int]) -> list[int]:
     return [int(i) for i in ids]
 
 class ProteinQueries(QcValueQueries):
     # -- protein groups ------------------------------------------------------
 
-    def put_protein_groups(self, run_id: int, groups: Iterable[Any], *, first_idx: int = 0) -> int:
+    def put_protein_groups(self, run_id: int, groups: pa.Table | Iterable[Any], *, first_idx: int = 0) -> int:
         """Replace the run's protein groups (an Arrow batch insert, not row by row): typed columns
         for what the routes filter and average on, JSON text for the original's other standard columns.
-        With ``first_idx`` > 0, add a further batch numbered from there (a large table in parts)."""
-        table = self._protein_table(run_id, list(groups), first_idx)
+        ``groups``: a table of :mod:`~qcdaemon.tools.maxquant_groups` (as the MaxQuant stage reads
+        them) or ``ProteinGroup`` rows.  With ``first_idx`` > 0, add a further batch numbered from
+        there (a large table in parts)."""
+        table = self._protein_table(run_id, groups, first_idx)
         with self.transaction():
             if first_idx == 0:
                 self._replace_protein_groups(run_id, table)
@@ -71,7 +88,10 @@ class ProteinQueries(QcValueQueries):
                 self.insert_arrow("protein_groups", table)
         return table.num_rows
 
-    def _protein_table(self, run_id: int, groups: Sequence[Any], first_idx: int = 0) -> pa.Table:
+    def _protein_table(self, run_id: int, groups: pa.Table | Iterable[Any], first_idx: int = 0) -> pa.Table:
+        if isinstance(groups, pa.Table):
+            return _parsed_table(run_id, groups, first_idx)
+        groups = list(groups)
         n = len(groups)
         cols: dict[str, Any] = {
             "run_id": pa.array([run_id] * n, pa.int32()),
@@ -99,9 +119,9 @@ class ProteinQueries(QcValueQueries):
         if table.num_rows:
             self.insert_arrow("protein_groups", table)
 
-    def put_maxquant(self, run_id: int, values: dict[str, Any], groups: Iterable[Any]) -> int:
+    def put_maxquant(self, run_id: int, values: dict[str, Any], groups: pa.Table | Iterable[Any]) -> int:
         """A MaxQuant stage's whole result, its QC values and protein groups, in one transaction."""
-        table = self._protein_table(run_id, list(groups))
+        table = self._protein_table(run_id, groups)
         with self.transaction():
             self._replace_qc_values(run_id, "maxquant", values)
             self._replace_protein_groups(run_id, table)

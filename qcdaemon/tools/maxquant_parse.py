@@ -32,8 +32,12 @@ decisions where the original was buggy or silent:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from qcdaemon.errors import ParseError
 from qcdaemon.tools.maxquant_columns import (
@@ -51,22 +55,23 @@ from qcdaemon.tools.maxquant_columns import (
     missing_flags,
     qc_peptide_columns,
 )
-from qcdaemon.tools.maxquant_proteins import ProteinGroup, parse_protein_groups, stream_protein_groups
+from qcdaemon.tools.maxquant_groups import scan_protein_groups
+from qcdaemon.tools.maxquant_proteins import ProteinGroup, parse_protein_groups
 from qcdaemon.tools.tsv import (
     ChannelCounter,
     Moments,
     Table,
     bounded,
     find_table,
-    is_flag,
     number,
     open_table,
     reporter_channels,
     value,
 )
+from qcdaemon.tools.tsv_arrow import flags, numbers, string_batches
 
 # the public names of MaxQuant's parsing; the proteinGroups.txt parts live in maxquant_proteins
-__all__ = ["MAXQUANT_COLUMNS", "ProteinGroup", "maxquant_columns", "parse_maxquant",
+__all__ = ["MAXQUANT_COLUMNS", "ProteinGroup", "maxquant_columns", "parse_maxquant", "parse_maxquant_groups",
            "parse_protein_groups"]
 
 
@@ -94,25 +99,39 @@ def _pct(count: int, total: int) -> float | None:
     return round(count / total * 100, 2) if total else None
 
 
+def _count(mask: pa.Array) -> int:
+    return int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
+
+
 def _peptide_values(path: Path) -> dict[str, Any]:
-    """Peptide counts, oxidation share, missed-cleavage buckets and C-terminal residues."""
+    """Peptide counts, oxidation share, missed-cleavage buckets and C-terminal residues (counted
+    a block of the file at a time, column by column: tsv_arrow)."""
     with open_table(path, ("Sequence", "Missed cleavages", "Last amino acid")) as table:
         n = cont = rev = ox = 0
         mc = [0, 0, 0, 0]  # 0, 1, 2, >=3
         last = {"K": 0, "R": 0}
         has_ox = "Oxidation (M) site IDs" in table.index
-        for row in table.rows():
-            n += 1
-            cont += is_flag(table.get(row, "Potential contaminant")) or is_flag(
-                table.get(row, "Contaminant"))
-            rev += is_flag(table.get(row, "Reverse"))
-            ox += bool(has_ox and table.get(row, "Oxidation (M) site IDs"))
-            cleavages = number(table.get(row, "Missed cleavages"))
-            if cleavages is not None and cleavages >= 0:
-                mc[min(int(cleavages), 3)] += 1
-            aa = table.get(row, "Last amino acid")
-            if aa in last:
-                last[aa] += 1
+
+        def col(name: str) -> pa.Array | None:
+            i = table.index.get(name)
+            return None if i is None else cols[i]
+
+        used = ("Potential contaminant", "Contaminant", "Reverse", "Oxidation (M) site IDs", "Missed cleavages",
+                "Last amino acid")
+        for cols in string_batches(table, (table.index[c] for c in used if c in table.index)):
+            rows = next(len(c) for c in cols if c is not None)  # "Missed cleavages" is required
+            n += rows
+            cont += _count(pc.or_(flags(col("Potential contaminant"), rows), flags(col("Contaminant"), rows)))
+            rev += _count(flags(col("Reverse"), rows))
+            if has_ox:
+                ox += _count(pc.greater(pc.binary_length(col("Oxidation (M) site IDs")), 0))
+            cleavages = numbers(col("Missed cleavages"), rows)  # int() of a count >= 0: its floor
+            for k, (lo, hi) in enumerate(((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, None))):
+                inside = pc.greater_equal(cleavages, lo)
+                mc[k] += _count(pc.fill_null(inside if hi is None else pc.and_(inside, pc.less(cleavages, hi)), False))
+            aa = col("Last amino acid")
+            for residue in last:
+                last[residue] += _count(pc.equal(aa, residue))
     return dict(zip(PEPTIDE_COLUMNS, (
         n, cont, rev, _pct(ox, n) if has_ox else None, mc[1] + mc[2] + mc[3],
         _pct(mc[0], n), _pct(mc[1], n), _pct(mc[2], n), _pct(mc[3], n),
@@ -177,6 +196,15 @@ def parse_maxquant(txt_dir: Path) -> dict[str, Any]:
     """QC values of one run from MaxQuant's combined/txt folder: column name -> JSON-able value
     (int, float, str or None), in the column order the API should show them
     (:func:`maxquant_columns` for the channels present)."""
+    return parse_maxquant_groups(txt_dir)[0]
+
+
+def parse_maxquant_groups(txt_dir: Path, text_columns: Iterable[str] = (), keep_rows: int = 0
+                          ) -> tuple[dict[str, Any], list[pa.Table] | None]:
+    """:func:`parse_maxquant`'s values and, read in the same pass, the protein groups as Arrow
+    tables (:mod:`~qcdaemon.tools.maxquant_groups`, with ``text_columns`` as JSON texts) when
+    proteinGroups.txt has at most ``keep_rows`` of them: ``[]`` without that file, ``None`` for a
+    larger table (nothing of it kept: memory stays bounded; read it again in blocks)."""
     txt_dir = Path(txt_dir)
     if not txt_dir.is_dir():
         raise ParseError(f"{txt_dir}: MaxQuant txt folder does not exist")
@@ -184,8 +212,9 @@ def parse_maxquant(txt_dir: Path) -> dict[str, Any]:
     if summary := find_table(txt_dir, "summary.txt"):
         values |= _summary_values(summary)
     pg_counts: list[int] | None = None
+    groups: list[pa.Table] | None = []
     if pg := find_table(txt_dir, "proteinGroups.txt"):
-        agg, pg_counts = stream_protein_groups(pg)  # bounded memory (issue 12)
+        agg, pg_counts, groups = scan_protein_groups(pg, text_columns, keep_rows)  # bounded memory (issue 12)
         if not agg.n:  # decided (issue 12): a run with 0 protein groups is not silently "done"
             raise ParseError(f"{pg}: a header but no protein groups; MaxQuant identified nothing")
         values |= agg.values(len(pg_counts))
@@ -204,4 +233,4 @@ def parse_maxquant(txt_dir: Path) -> dict[str, Any]:
         values[f"TMT{n}_peptide_count"] = counts
     for n, counts in enumerate(pg_counts or (), start=1):
         values[f"TMT{n}_protein_group_count"] = counts
-    return {column: values.get(column) for column in maxquant_columns(channels)}
+    return {column: values.get(column) for column in maxquant_columns(channels)}, groups

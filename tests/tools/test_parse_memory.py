@@ -1,8 +1,9 @@
 """Parsing a large proteinGroups.txt keeps memory bounded (issue 12).
 
 A synthetic table shaped like MaxQuant's (the real example's header, rows of realistic width) is
-parsed in a child process exactly as the MaxQuant stage does (``parse_maxquant`` for the values,
-``protein_group_batches`` for the rows to store); its peak RSS must stay under the bound.
+parsed in a child process exactly as the MaxQuant stage does (``parse_maxquant_groups`` for the
+values and, up to the stage's ``KEEP_ROWS``, the rows; beyond it ``protein_group_tables`` for the
+rows in blocks); its peak RSS must stay under the bound.
 ``make test``: 5,000 groups; ``-m heavy``: 200,000 groups (the issue's group count).
 """
 
@@ -25,11 +26,16 @@ EXAMPLE = TEST_DATA / "maxquant" / "tmt11" / "example-0" / "proteinGroups.txt.gz
 # would carry the parent's peak across fork and exec on Linux).
 CHILD = """
 import sys
-from qcdaemon.tools.maxquant_parse import parse_maxquant
-from qcdaemon.tools.maxquant_proteins import protein_group_batches
+from qcdaemon.engine.stages.maxquant import KEEP_ROWS
+from qcdaemon.store.proteins import PG_TEXT_COLUMNS
+from qcdaemon.tools.maxquant_groups import protein_group_tables
+from qcdaemon.tools.maxquant_parse import parse_maxquant_groups
 txt = sys.argv[1]
-values = parse_maxquant(txt)
-n = sum(len(b) for b in protein_group_batches(txt + "/proteinGroups.txt"))
+values, kept = parse_maxquant_groups(txt, PG_TEXT_COLUMNS, KEEP_ROWS)
+if kept is None:  # more than KEEP_ROWS: read again in blocks, as the stage does
+    n = sum(t.num_rows for t in protein_group_tables(txt + "/proteinGroups.txt", PG_TEXT_COLUMNS))
+else:
+    n = sum(t.num_rows for t in kept)
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(values["N_protein_groups"], n, hwm // 1024)
 """

@@ -6,6 +6,8 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+
 from qcdaemon.engine.stages.common import (
     Outcome,
     StageContext,
@@ -18,12 +20,16 @@ from qcdaemon.engine.stages.common import (
 )
 from qcdaemon.remote.maxquant import MaxQuantInputs, RemoteRun, maxquant_remote
 from qcdaemon.store import Store
+from qcdaemon.store.proteins import PG_TEXT_COLUMNS
 from qcdaemon.store.rows import RunRow
 from qcdaemon.tools import maxquant as mq
 from qcdaemon.tools import rawtools as rt
-from qcdaemon.tools.maxquant_parse import parse_maxquant
-from qcdaemon.tools.maxquant_proteins import protein_group_batches
+from qcdaemon.tools.maxquant_groups import protein_group_tables
+from qcdaemon.tools.maxquant_parse import parse_maxquant_groups
 from qcdaemon.tools.runner import ToolResult, run_tool
+from qcdaemon.tools.tsv import find_table
+
+KEEP_ROWS = 20_000  # a run's groups up to this many are written with its values in one transaction
 
 
 async def maxquant_stage(ctx: StageContext, run: RunRow, work: Path, cancel: asyncio.Event) -> Outcome:
@@ -68,9 +74,7 @@ async def _maxquant_run(ctx: StageContext, run: RunRow, raw: Path, base: Path, f
         await asyncio.to_thread(_move_txt, txt, base / "combined" / "txt")
         txt = base / "combined" / "txt"
 
-    values = await asyncio.to_thread(parse_maxquant, txt)
-    await ctx.store.call(Store.put_qc_values, run["id"], "maxquant", values)
-    await _store_protein_groups(ctx, run["id"], txt / "proteinGroups.txt")
+    await _store_result(ctx, run["id"], txt)
     await values_recorded(ctx, run["id"])
     return {"state": "done", "exit_code": 0, "log_dir": str(logs)}
 
@@ -91,16 +95,23 @@ async def _maxquant_local(ctx: StageContext, raw: Path, base: Path, fasta: Path,
     return res
 
 
-async def _store_protein_groups(ctx: StageContext, run_id: int, path: Path) -> None:
-    """The groups in batches read off the event loop: memory stays bounded for any table (issue 12)."""
-    if not await asyncio.to_thread(path.exists):
-        await ctx.store.call(Store.put_protein_groups, run_id, [])
+async def _store_result(ctx: StageContext, run_id: int, txt: Path) -> None:
+    """The QC values and the protein groups, read in one pass off the event loop and written in one
+    transaction; a table of more than KEEP_ROWS groups is read again and written in blocks after
+    the values instead (memory stays bounded for any table: issue 12)."""
+    values, groups = await asyncio.to_thread(parse_maxquant_groups, txt, PG_TEXT_COLUMNS, KEEP_ROWS)
+    if groups is not None:
+        table = pa.concat_tables(groups) if groups else []
+        await ctx.store.call(Store.put_maxquant, run_id, values, table)
         return
-    batches = protein_group_batches(path)
+    await ctx.store.call(Store.put_maxquant, run_id, values, [])
+    path = find_table(txt, "proteinGroups.txt")
+    assert path is not None  # it was just read
+    blocks = protein_group_tables(path, PG_TEXT_COLUMNS)
     done = 0
-    while batch := await asyncio.to_thread(next, batches, None):
-        await ctx.store.call(Store.put_protein_groups, run_id, batch, first_idx=done)
-        done += len(batch)
+    while (block := await asyncio.to_thread(next, blocks, None)) is not None:
+        await ctx.store.call(Store.put_protein_groups, run_id, block, first_idx=done)
+        done += block.num_rows
 
 
 def _move_txt(src: Path, dst: Path) -> None:
