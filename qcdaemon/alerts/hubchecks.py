@@ -34,12 +34,14 @@ class HubChecks:
         return (self.sources,)
 
     async def sources(self) -> None:
-        rules = [r for r in self.ctx.rules_of("hub_unreachable") if in_scope(r, None)]
-        if not rules or self.hub is None:
+        if self.hub is None:
             return
         now = self.ctx.clock()
         status = dict(self.hub.status)
-        failing = await self._failing(status, now)
+        failing = await self._failing(status, now)  # kept with no rule too: one added later starts right
+        rules = [r for r in self.ctx.rules_of("hub_unreachable") if in_scope(r, None)]
+        if not rules:
+            return
         answering = {f"hub:{n}": "the source answers again" for n, st in status.items() if st.get("ok")}
         for rule in rules:
             limit = dt.timedelta(minutes=limit_minutes(rule))
