@@ -154,6 +154,9 @@ def validate_alerts(a: AlertsConfig) -> None:
                 raise ConfigError(f"{key}.channels: no [[alerts.channel]] is named {c!r}")
         if r.scope not in ("all", "project", "pipeline"):
             raise ConfigError(f"{key}.scope: must be all, project or pipeline")
+        if r.condition == "hub_unreachable" and r.scope != "all":  # a hub's sources have no project or pipeline
+            raise ConfigError(f"{key}.scope: rule {r.name!r} (hub_unreachable) watches the hub's sources, which"
+                              " belong to no project or pipeline; it needs scope = \"all\"")
         if r.scope == "project" and not r.project:
             raise ConfigError(f"{key}.project: scope = \"project\" needs the project slug")
         if r.scope == "pipeline" and not r.pipeline:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
-import os
 import re
 import shutil
 import uuid
@@ -25,10 +23,10 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from qcdaemon.core.paths import pipeline_inputs
 from qcdaemon.errors import BadRequest, Forbidden, QcdaemonError, TooLarge, Unauthorized
-from qcdaemon.rawfile.magic import RAW_MAGIC_LEN, looks_like_thermo_raw
 from qcdaemon.server.jsonout import json_response
 from qcdaemon.server.keys import AUTH_KIND, CONFIG, SERVICE, USER
 from qcdaemon.server.middleware import check_csrf
+from qcdaemon.server.uploadsink import Sink
 from qcdaemon.store import Store
 from qcdaemon.store.rows import PipelineRow
 
@@ -99,45 +97,6 @@ def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
-class _Sink:
-    """A temporary file written and hashed off the event loop."""
-
-    def __init__(self, path: Path, limit: int, name: str) -> None:
-        self.path = path
-        self.limit = limit
-        self.name = name
-        self.size = 0
-        self.head = b""
-        self.sha = hashlib.sha256()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(path, "wb")  # noqa: SIM115 (open for the upload's lifetime; closed by close()/discard())
-
-    def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self.limit:
-            raise TooLarge(f"orig_file: the upload is larger than the limit of {self.limit // (1 << 20)} MiB")
-        if len(self.head) < RAW_MAGIC_LEN:
-            self.head += chunk[: RAW_MAGIC_LEN - len(self.head)]
-            if len(self.head) >= RAW_MAGIC_LEN:
-                self.check_head()  # refuse a non-RAW file at its first bytes, not after gigabytes
-        self.sha.update(chunk)
-        self.f.write(chunk)
-
-    def check_head(self) -> None:
-        if not looks_like_thermo_raw(self.head):
-            raise BadRequest(f"orig_file: {self.name} is not a Thermo RAW file (its first bytes do not match)")
-
-    def finish(self) -> None:
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
-
-    def discard(self) -> None:
-        if not self.f.closed:
-            self.f.close()
-        self.path.unlink(missing_ok=True)
-
-
 async def _pipeline_for(request: web.Request, pid: str | None) -> PipelineRow:
     if not pid or not pid.strip():
         raise BadRequest("pid: this field is required (the pipeline uuid)")
@@ -178,7 +137,7 @@ class _Upload:
     pipeline: PipelineRow | None = None
     pid: str | None = None
     form_csrf: str | None = None
-    sink: _Sink | None = None
+    sink: Sink | None = None
     name: str | None = None
 
 
@@ -196,7 +155,7 @@ async def _receive(request: web.Request, limit: int, up: _Upload) -> None:
                 up.pipeline = await _pipeline_for(request, up.pid)
             await loop.run_in_executor(None, _check_space, cfg.data_dir, request.content_length,
                                        cfg.engine.min_free_mb << 20)
-            up.sink = await loop.run_in_executor(None, _Sink, cfg.files.incoming / f"{uuid.uuid4().hex}.part",
+            up.sink = await loop.run_in_executor(None, Sink, cfg.files.incoming / f"{uuid.uuid4().hex}.part",
                                                  limit, up.name)
             await _stream(part, up.sink)
         elif part.name in ("pid", "csrfmiddlewaretoken"):
@@ -209,7 +168,7 @@ async def _receive(request: web.Request, limit: int, up: _Upload) -> None:
             await _parsed(part.release())
 
 
-async def _keep(sink: _Sink, pipeline: PipelineRow, name: str) -> Path:
+async def _keep(sink: Sink, pipeline: PipelineRow, name: str) -> Path:
     """The complete upload moved to ``inputs/<uuid>/<name>`` of the pipeline (nothing left on failure)."""
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sink.finish)
@@ -262,33 +221,41 @@ async def upload_raw(request: web.Request) -> web.Response:
     )
 
 
-async def _stream(part: BodyPartReader, sink: _Sink) -> None:
-    """Copy the part to the sink in batches of ``BATCH`` bytes, one executor hop (write + hash, both
-    off the loop and without the GIL) per batch; the next batch is read from the network while the
-    previous one is written, so parsing and writing overlap (at most two batches in memory)."""
+async def _stream(part: BodyPartReader, sink: Sink) -> None:
+    """Copy the part to the sink in batches of ``BATCH`` bytes: each batch is hashed and written by
+    two executor jobs at once (both off the loop and without the GIL) while the next batch is read
+    from the network, so parsing, hashing and writing overlap (at most two batches in memory)."""
     loop = asyncio.get_running_loop()
     pending: list[bytes] = []
     size = 0
-    inflight: asyncio.Future[None] | None = None
+    inflight: list[asyncio.Future[None]] = []
+
+    async def flush() -> None:
+        nonlocal inflight
+        if inflight:
+            await asyncio.shield(asyncio.gather(*inflight))  # a cancelled upload still waits for them (finally)
+        inflight = []
+        if pending:
+            sink.accept(pending)
+            inflight = [loop.run_in_executor(None, sink.hash, pending),
+                        loop.run_in_executor(None, sink.write, pending)]
+
     try:
         while chunk := await _parsed(part.read_chunk(CHUNK)):
             pending.append(chunk)
             size += len(chunk)
             if size >= BATCH:
-                if inflight is not None:
-                    await asyncio.shield(inflight)  # a cancelled upload still waits for its write (finally)
-                inflight = loop.run_in_executor(None, sink.write, b"".join(pending))
+                await flush()
                 pending, size = [], 0
-        if inflight is not None:
-            await asyncio.shield(inflight)
-        inflight = None
-        if pending:
-            await loop.run_in_executor(None, sink.write, b"".join(pending))
+        await flush()
+        pending = []
+        await flush()
     finally:
-        if inflight is not None:  # a failure while a write runs: it ends before the sink is discarded
-            await asyncio.wait([inflight])
-            if not inflight.cancelled():
-                inflight.exception()  # retrieved: the error already raised is the one reported
+        if inflight:  # a failure while a batch is written: it ends before the sink is discarded
+            await asyncio.wait(inflight)
+            for f in inflight:
+                if not f.cancelled():
+                    f.exception()  # retrieved: the error already raised is the one reported
 
 
 def _check_space(data_dir: Path, content_length: int | None, reserve: int = RESERVE) -> None:

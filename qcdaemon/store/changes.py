@@ -109,6 +109,21 @@ class ChangeQueries(HubDataQueries, AuthQueries, RunQueries, QcValueQueries):
     def hub_cursor(self, source: str) -> int:
         return int(self.scalar("SELECT coalesce(max(cursor), 0) FROM hub_cursors WHERE source = ?", [source]))
 
+    def hub_failing(self) -> dict[str, dt.datetime]:
+        """Since when each [[hub.source]] recorded as failing has failed (the hub_unreachable alert)."""
+        return {str(r["source"]): r["failing_since"]
+                for r in self.rows("SELECT source, failing_since FROM hub_source_failures")}
+
+    def set_hub_failing(self, changes: Mapping[str, dt.datetime | None]) -> None:
+        """Per source: a time records it failing since then (an earlier record is kept), None forgets it."""
+        with self.transaction():
+            for source, since in changes.items():
+                if since is None:
+                    self.execute("DELETE FROM hub_source_failures WHERE source = ?", [source])
+                else:
+                    self.execute("INSERT INTO hub_source_failures VALUES (?, ?) ON CONFLICT (source) DO NOTHING",
+                                 [source, since])
+
     def hub_apply(self, source: str, runs: Sequence[Mapping[str, Any]], cursor: int,
                   pipeline_map: Mapping[str, str], workdir: str,
                   deleted: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:

@@ -481,4 +481,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # The hub_unreachable alert's outage start (issue 17): since when each [[hub.source]] has
+        # failed (the first alerts check that found it failing, on the alerts' clock), so the alert's
+        # "since" and its timing survive a restart of the hub; the row goes when the source answers.
+        # IF NOT EXISTS: this migration may be merged at another position of the list than written
+        "hub source failures",
+        """
+        CREATE TABLE IF NOT EXISTS hub_source_failures (
+            source VARCHAR PRIMARY KEY,
+            failing_since TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]

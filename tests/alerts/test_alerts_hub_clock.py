@@ -97,3 +97,48 @@ async def test_hub_unreachable_opens_after_30_minutes_stays_open_across_a_restar
         assert await hub.store.call(Store.alerts_open) == []
     finally:
         hook.down()
+
+
+async def test_the_outage_start_survives_a_restart_of_the_hub(world_factory: Callable[..., Awaitable[World]]) -> None:
+    """Down for 20 minutes, the hub restarts (a new puller and new checks, the same store), down 11
+    more: the alert opens then, 31 minutes after the first failed check, and says since when."""
+    source = await world_factory(server={"port": free_port()})
+    hook = Webhook().up()
+    try:
+        hub = await world_factory(alerts={
+            "group_seconds": 0.0, "channel": [{"name": "hook", "url": hook.url}],
+            "rule": [{"name": "hub-sources", "condition": "hub_unreachable", "channels": ["hook"]}]})
+        url = f"http://127.0.0.1:{source.cfg.server.port}"
+        cfg = dataclasses.replace(hub.cfg, hub=HubConfig(
+            sources=(HubSource("orbi-a", url, token=await source.token(ADMIN)),), timeout_seconds=5))
+        clock = Clock(utcnow())
+        down_at = clock.now
+        puller = HubPuller(hub.svc, cfg)
+        async with AlertsComponent(hub.store, cfg, clock=clock, hub=puller) as comp:
+            await _step(puller, comp)  # the first check that finds it failing
+            clock.advance(minutes=20)
+            await _step(puller, comp)
+        assert await hub.store.read(Store.hub_failing) == {"orbi-a": down_at}
+
+        puller = HubPuller(hub.svc, cfg)
+        async with AlertsComponent(hub.store, cfg, clock=clock, hub=puller) as comp:
+            await comp.check()  # not asked yet since the start: nothing changes
+            assert await hub.store.read(Store.hub_failing) == {"orbi-a": down_at}
+            clock.advance(minutes=9)
+            await _step(puller, comp)  # 29 minutes since the first failure: quiet
+            assert await hub.store.call(Store.alerts_open) == []
+            clock.advance(minutes=2)
+            await _step(puller, comp)
+            [opened] = await _messages(hook, 1)
+            assert f"source orbi-a ({url}) since {to_local(down_at):%Y-%m-%d %H:%M}" in opened["message"]
+            assert "(31 min; limit 30 min)" in opened["message"], opened["message"]
+
+            async with live_server(source):  # it answers: the outage is forgotten, the alert resolved
+                clock.advance(minutes=1)
+                await _step(puller, comp)
+                calls = await _messages(hook, 2)
+            assert calls[1]["title"] == "[qcdaemon] Resolved: hub: source orbi-a unreachable"
+            assert await hub.store.read(Store.hub_failing) == {}
+            await _recorded(hub, clock)
+    finally:
+        hook.down()

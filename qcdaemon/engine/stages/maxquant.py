@@ -63,7 +63,8 @@ async def _maxquant_run(ctx: StageContext, run: RunRow, raw: Path, base: Path, f
     if rcfg.is_remote:  # on a Dask worker (issue 17)
         inputs = MaxQuantInputs(run["id"], raw, base, fasta, template, label)
         res: RemoteRun | ToolResult = await maxquant_remote(ctx.store, ctx.cfg, rcfg, inputs, cancel)
-    else:
+    else:  # an earlier attempt's Dask job and worker (before a config change) no longer say where it ran
+        await ctx.store.call(Store.set_remote_job, run["id"], "maxquant", None)
         res = await _maxquant_local(ctx, raw, base, fasta, template, label, cancel)
     if not res.ok:
         return stages_failed(f"maxquant: {res.error_excerpt}", exit_code=res.exit_code, log_dir=str(logs))
