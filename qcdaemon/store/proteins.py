@@ -1,6 +1,7 @@
 """Protein groups, stored columnar: typed columns for what the routes filter and average on, the
-original's other standard columns as JSON text; the ``/api/protein-names`` and
-``/api/protein-groups`` answers assembled by DuckDB."""
+original's other standard columns as JSON text, and each group's id in the protein dictionary
+(``proteins``: each (IDs, headers) pair once); the ``/api/protein-names`` and
+``/api/protein-groups`` answers assembled by DuckDB from integer ids first."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ _PG_FIXED = {"Fasta headers": "fasta_headers", "Score": "score", "Intensity": "i
 
 _SEP = "\x1f"  # never inside ensure_ascii JSON text: control characters are escaped there
 _NON_FINITE = frozenset({"NaN", "Infinity", "-Infinity"})
+_CON = "'CON\\_\\_%' ESCAPE '\\'"  # SQL LIKE patterns: the IDs of a contaminant, of a reversed sequence
+_REV = "'REV\\_\\_%' ESCAPE '\\'"
 
 
 def _cells_json(values: list[Any]) -> list[str]:
@@ -107,6 +110,33 @@ class ProteinQueries(QcValueQueries):
             self._replace_protein_groups(run_id, table)
         return table.num_rows
 
+    def insert_arrow(self, table: str, batch: pa.Table) -> None:
+        """A batch of protein groups gets each row's protein id (``pid``, migration ``protein_dictionary``)
+        appended before it is inserted, whichever write method inserts it; other tables as usual."""
+        if table == "protein_groups" and "pid" not in batch.column_names:
+            batch = batch.append_column("pid", self._protein_ids(batch))
+        super().insert_arrow(table, batch)
+
+    def _protein_ids(self, batch: pa.Table) -> pa.Array:
+        """Each row's id in ``proteins`` by (majority IDs, headers), new pairs added (in the caller's
+        transaction; one writer, so no two batches add the same pair)."""
+        keys = pa.table({"rn": pa.array(range(batch.num_rows), pa.int32()),
+                         "majority_ids": batch["majority_ids"], "fasta_headers": batch["fasta_headers"]})
+        self.con.register("_qcd_protein_keys", keys)
+        try:
+            self.con.execute(
+                "INSERT INTO proteins SELECT nextval('seq_proteins'), majority_ids, fasta_headers,"
+                f" majority_ids LIKE {_CON}, majority_ids LIKE {_REV}"
+                " FROM (SELECT DISTINCT k.majority_ids, k.fasta_headers FROM _qcd_protein_keys k WHERE NOT EXISTS"
+                " (SELECT 1 FROM proteins p WHERE p.majority_ids = k.majority_ids"
+                " AND p.fasta_headers IS NOT DISTINCT FROM k.fasta_headers) ORDER BY 1, 2)")
+            pids: pa.Table = self.con.sql(
+                "SELECT p.pid FROM _qcd_protein_keys k JOIN proteins p ON p.majority_ids = k.majority_ids"
+                " AND p.fasta_headers IS NOT DISTINCT FROM k.fasta_headers ORDER BY k.rn").to_arrow_table()
+        finally:
+            self.con.unregister("_qcd_protein_keys")
+        return pids.column(0).combine_chunks().cast(pa.int32())
+
     def protein_names(
         self, run_ids: Sequence[int], remove_con: bool, remove_rev: bool
     ) -> list[dict[str, Any]]:
@@ -152,54 +182,61 @@ class ProteinQueries(QcValueQueries):
 
     def protein_groups_json(self, runs: Sequence[tuple[int, str]], names: Sequence[str],
                             columns: Sequence[str]) -> bytes:
-        """The ``/api/protein-groups`` answer (pandas "columns" shape) as JSON: the groups are filtered
-        by protein and run first (one scan into Arrow), then every requested column is one
-        ``string_agg`` over the few matching rows.  ``runs``: (run id, displayed RawFile)."""
+        """The ``/api/protein-groups`` answer (pandas "columns" shape) as JSON.  The names become
+        protein ids first (the dictionary), so the one scan filters on an integer column before it
+        reads any other; the same query gives each cell's JSON text (the reporter intensities as
+        one list of texts a row), and each column's object is joined in Arrow: no per-cell Python.
+        ``runs``: (run id, displayed RawFile)."""
         if not runs or not names:
             return b"{}"
-        wanted = qcdata.protein_columns(columns)
-        text = [c for c in wanted if c in PG_TEXT_COLUMNS]
-        fetch = ", ".join(["g.fasta_headers", "g.score", "g.intensity", "g.reporter",
-                           *(f"g.{PG_TEXT_COLUMNS[c]}" for c in dict.fromkeys(text))])
-        matched: pa.Table = self.con.sql(
-            "WITH sel AS (SELECT unnest(?::INTEGER[]) AS run_id, unnest(?::VARCHAR[]) AS raw_file)"
-            f" SELECT g.run_id, g.idx, s.raw_file, g.majority_ids, {fetch} FROM protein_groups g"
-            " JOIN sel s ON s.run_id = g.run_id"
-            # a filter in the scan (an IN over a subquery is a semi-join: every row's columns read first)
-            " WHERE list_contains(?::VARCHAR[], g.majority_ids) ORDER BY g.run_id, g.idx",
-            params=[[int(r) for r, _ in runs], [str(f) for _, f in runs], [str(n) for n in names]],
-        ).to_arrow_table()
-        if matched.num_rows == 0:
+        pids = [int(r[0]) for r in self.con.execute(
+            "SELECT pid FROM proteins WHERE majority_ids IN (SELECT unnest(?::VARCHAR[]))", [[str(n) for n in names]]
+        ).fetchall()]
+        if not pids:
             return b"{}"
-        lengths = pc.list_value_length(matched["reporter"])
-        width = int(pc.max(lengths).as_py() or 0) if matched.num_rows else 0
+        wanted = qcdata.protein_columns(columns)
+        cells: dict[str, str] = {"RawFile": "to_json(s.raw_file)", "RunKey": "'\"rf' || g.run_id || '\"'",
+                                 "Majority protein IDs": "to_json(p.majority_ids)",
+                                 "Fasta headers": "coalesce(to_json(p.fasta_headers), 'null')",
+                                 "Score": _num_json("g.score"), "Intensity": _num_json("g.intensity")}
+        cells.update({c: f"coalesce(g.{PG_TEXT_COLUMNS[c]}, 'null')" for c in wanted if c in PG_TEXT_COLUMNS})
+        texts: pa.Table = self.con.sql(
+            "WITH sel AS (SELECT unnest(?::INTEGER[]) AS run_id, unnest(?::VARCHAR[]) AS raw_file)"
+            " SELECT " + ", ".join(f"{sql} AS \"{c}\"" for c, sql in cells.items()) + ","
+            f" list_transform(g.reporter, lambda x: {_num_json('x')}) AS _reporter"
+            " FROM protein_groups g JOIN sel s ON s.run_id = g.run_id JOIN proteins p ON p.pid = g.pid"
+            # the proteins' ids as constants: a filter in the scan, on one integer column, before
+            # any other column of the row is read (an IN over a subquery would be a join after it)
+            f" WHERE g.pid IN ({', '.join(map(str, pids))}) ORDER BY g.run_id, g.idx",
+            params=[[int(r) for r, _ in runs], [str(f) for _, f in runs]],
+        ).to_arrow_table()
+        if texts.num_rows == 0:
+            return b"{}"
+        reporter = texts["_reporter"].combine_chunks()
+        lengths = pc.fill_null(pc.list_value_length(reporter), 0)
+        width = int(pc.max(lengths).as_py() or 0)
         out = ["RawFile", "RunKey", "Majority protein IDs", *qcdata.expand_reporter(wanted, width)]
-        cells: dict[str, str] = {"RawFile": "to_json(raw_file)", "RunKey": "'\"rf' || run_id || '\"'",
-                                 "Majority protein IDs": "to_json(majority_ids)"}
-        for c in out[3:]:
+        nulls = pa.array(["null"] * texts.num_rows, pa.string())
+        cols = []
+        for c in out:
             n = qcdata.reporter_channel(c)
-            if c == "Fasta headers":
-                cells[c] = "coalesce(to_json(fasta_headers), 'null')"
-            elif c in _PG_FIXED:
-                cells[c] = _num_json(_PG_FIXED[c])
-            elif n is not None:
-                cells[c] = _num_json(f"reporter[{n}]") if n > 0 else "'null'"
-            elif c in PG_TEXT_COLUMNS:
-                cells[c] = f"coalesce({PG_TEXT_COLUMNS[c]}, 'null')"
+            if c in cells:
+                cols.append(texts[c].combine_chunks())
+            elif n is not None and n > 0:
+                cols.append(_list_item(reporter, lengths, n - 1, nulls))
             else:
-                cells[c] = "'null'"
-        # each cell's JSON text by DuckDB (one projection, in the rows' order), then each column's
-        # object joined in Arrow: no sort and no per-cell Python
-        name = "_protein_rows"
-        self.con.register(name, matched)
-        try:
-            texts = self.con.sql(
-                "SELECT " + ", ".join(f"coalesce({cells[c]}, 'null') AS c{k}" for k, c in enumerate(out)) + f" FROM {name}"
-            ).to_arrow_table()
-        finally:
-            self.con.unregister(name)
-        return _columns_json(out, texts)
+                cols.append(nulls)
+        return _columns_json(out, pa.table(cols, names=[f"c{k}" for k in range(len(out))]))
 
+
+
+def _list_item(lists: pa.ListArray, lengths: pa.Array, i: int, missing: pa.Array) -> pa.Array:
+    """Item ``i`` of each list, ``missing``'s item where a list is shorter (or null)."""
+    flat = lists.flatten() if lists.null_count == 0 else pc.list_flatten(lists)
+    has = pc.greater(lengths, i)
+    starts = pc.subtract(pa.array(lists.offsets.to_numpy()[:-1]), lists.offsets[0])
+    at = pc.if_else(has, pc.add(starts, i), 0)
+    return pc.if_else(has, pc.take(flat, at) if len(flat) else missing, missing)
 
 
 def _columns_json(names: Sequence[str], texts: pa.Table) -> bytes:
@@ -217,13 +254,18 @@ def _columns_json(names: Sequence[str], texts: pa.Table) -> bytes:
 
 
 def _names_sql(remove_con: bool, remove_rev: bool) -> str:
-    """Protein groups of the runs in the one list parameter, averaged per (IDs, headers)."""
+    """Protein groups of the runs in the one list parameter, averaged per (IDs, headers): grouped
+    by protein id over the narrow columns, the dictionary's strings joined to the groups only."""
     where = ["run_id IN (SELECT unnest(?::INTEGER[]))"]
+    names = ["TRUE"]
     if remove_con:
-        where.append("NOT contaminant AND majority_ids NOT LIKE 'CON\\_\\_%' ESCAPE '\\'")
+        where.append("NOT contaminant")
+        names.append("NOT p.con_prefix")
     if remove_rev:
-        where.append("NOT reverse AND majority_ids NOT LIKE 'REV\\_\\_%' ESCAPE '\\'")
+        where.append("NOT reverse")
+        names.append("NOT p.rev_prefix")
     return (
-        "SELECT majority_ids, fasta_headers, avg(score) AS score, avg(intensity) AS intensity"
-        f" FROM protein_groups WHERE {' AND '.join(where)} GROUP BY majority_ids, fasta_headers"
+        "SELECT p.majority_ids, p.fasta_headers, a.score, a.intensity FROM (SELECT pid, avg(score) AS score,"
+        f" avg(intensity) AS intensity FROM protein_groups WHERE {' AND '.join(where)} GROUP BY pid) a"
+        f" JOIN proteins p ON p.pid = a.pid WHERE {' AND '.join(names)}"
     )
