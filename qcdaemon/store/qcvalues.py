@@ -24,8 +24,6 @@ def json_default(v: Any) -> Any:
     raise TypeError(f"not JSON-able: {type(v).__name__}")
 
 
-_QUOTED = "'\"' || {} || '\"'"
-_YEAR = "lpad(CAST(year(s.acquired_at) AS VARCHAR), 4, '0')"
 _META_CELLS = {  # the run-metadata columns of /api/qc-data, each as a JSON text in SQL
     "RawFile": "to_json(CASE WHEN lower(s.name) LIKE '%.raw' THEN left(s.name, length(s.name) - 4)"
                " ELSE s.name END)",
@@ -38,12 +36,15 @@ _META_CELLS = {  # the run-metadata columns of /api/qc-data, each as a JSON text
     "Uploader": "coalesce(to_json(u.email), 'null')",
     "State": "coalesce(to_json(s.state), 'null')",
     "MetricsEngine": "CASE e.engine WHEN 2 THEN '\"rawtools\"' WHEN 1 THEN '\"native\"' ELSE 'null' END",
-    # spec 3.1 item 4: Date, Day (day of year), Week (ISO week, calendar year), Month, Year
-    "Date": _QUOTED.format("strftime(s.acquired_at, '%Y-%m-%d')"),
-    "Day": _QUOTED.format(f"{_YEAR} || '-' || lpad(CAST(dayofyear(s.acquired_at) AS VARCHAR), 3, '0')"),
-    "Week": _QUOTED.format(f"{_YEAR} || '-' || lpad(CAST(week(s.acquired_at) AS VARCHAR), 2, '0')"),
-    "Month": _QUOTED.format("strftime(s.acquired_at, '%Y-%m')"),
-    "Year": _QUOTED.format(_YEAR),
+    # spec 3.1 item 4: Date, Day (day of year), Week (ISO week, calendar year), Month, Year, each
+    # one strftime with the JSON quotes in its format (%Y is zero-padded to 4 digits, %j to 3,
+    # %V is the ISO week): one function a cell, not a dozen, which the optimizer's expression
+    # rewriter took 4 ms of a 30 ms qc-data answer to go over
+    "Date": "strftime(s.acquired_at, '\"%Y-%m-%d\"')",
+    "Day": "strftime(s.acquired_at, '\"%Y-%j\"')",
+    "Week": "strftime(s.acquired_at, '\"%Y-%V\"')",
+    "Month": "strftime(s.acquired_at, '\"%Y-%m\"')",
+    "Year": "strftime(s.acquired_at, '\"%Y\"')",
 }
 _CALENDAR = {"Date", "Day", "Week", "Month", "Year"}
 _META_SELECT = ", ".join(
