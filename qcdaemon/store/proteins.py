@@ -5,6 +5,7 @@ original's other standard columns as JSON text, and each group's id in the prote
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import operator
 from collections.abc import Iterable, Sequence
@@ -58,6 +59,14 @@ def _num_json(col: str) -> str:
 
 def _int_list(ids: Sequence[int]) -> list[int]:
     return [int(i) for i in ids]
+
+@dataclasses.dataclass
+class _KnownProteins:
+    """The protein dictionary as the writer last saw it: (IDs, headers) -> id, and the largest id."""
+
+    ids: dict[tuple[str, str | None], int]
+    top: int
+
 
 class ProteinQueries(QcValueQueries):
     # -- protein groups ------------------------------------------------------
@@ -118,24 +127,33 @@ class ProteinQueries(QcValueQueries):
         super().insert_arrow(table, batch)
 
     def _protein_ids(self, batch: pa.Table) -> pa.Array:
-        """Each row's id in ``proteins`` by (majority IDs, headers), new pairs added (in the caller's
-        transaction; one writer, so no two batches add the same pair)."""
-        keys = pa.table({"rn": pa.array(range(batch.num_rows), pa.int32()),
-                         "majority_ids": batch["majority_ids"], "fasta_headers": batch["fasta_headers"]})
-        self.con.register("_qcd_protein_keys", keys)
-        try:
-            self.con.execute(
-                "INSERT INTO proteins SELECT nextval('seq_proteins'), majority_ids, fasta_headers,"
-                f" majority_ids LIKE {_CON}, majority_ids LIKE {_REV}"
-                " FROM (SELECT DISTINCT k.majority_ids, k.fasta_headers FROM _qcd_protein_keys k WHERE NOT EXISTS"
-                " (SELECT 1 FROM proteins p WHERE p.majority_ids = k.majority_ids"
-                " AND p.fasta_headers IS NOT DISTINCT FROM k.fasta_headers) ORDER BY 1, 2)")
-            pids: pa.Table = self.con.sql(
-                "SELECT p.pid FROM _qcd_protein_keys k JOIN proteins p ON p.majority_ids = k.majority_ids"
-                " AND p.fasta_headers IS NOT DISTINCT FROM k.fasta_headers ORDER BY k.rn").to_arrow_table()
-        finally:
-            self.con.unregister("_qcd_protein_keys")
-        return pids.column(0).combine_chunks().cast(pa.int32())
+        """Each row's id in ``proteins`` by (majority IDs, headers), new pairs added in the caller's
+        transaction.  The pairs known so far are kept in memory (one writer adds them) and checked
+        against the table's row count and largest id before use: a rolled-back batch's pairs are
+        gone from the table (and ids are never reused), so a stale copy is read again."""
+        keys = list(zip(batch["majority_ids"].to_pylist(), batch["fasta_headers"].to_pylist(), strict=True))
+        known = self._known_proteins()
+        new = [k for k in dict.fromkeys(keys) if k not in known.ids]
+        if new:
+            added = self.con.execute(
+                "INSERT INTO proteins SELECT nextval('seq_proteins'), m, f, m LIKE " + _CON + ", m LIKE " + _REV +
+                " FROM (SELECT unnest(?::VARCHAR[]) AS m, unnest(?::VARCHAR[]) AS f)"
+                " RETURNING pid, majority_ids, fasta_headers",
+                [[k[0] for k in new], [k[1] for k in new]],
+            ).fetchall()
+            for pid, ids, headers in added:
+                known.ids[(ids, headers)] = int(pid)
+                known.top = max(known.top, int(pid))
+        return pa.array([known.ids[k] for k in keys], pa.int32())
+
+    def _known_proteins(self) -> _KnownProteins:
+        count, top = self.con.execute("SELECT count(*), coalesce(max(pid), 0) FROM proteins").fetchall()[0]
+        known: _KnownProteins | None = self.__dict__.get("_proteins_known")
+        if known is None or len(known.ids) != count or known.top != top:
+            known = _KnownProteins({(r[1], r[2]): int(r[0]) for r in self.con.execute(
+                "SELECT pid, majority_ids, fasta_headers FROM proteins").fetchall()}, int(top))
+            self.__dict__["_proteins_known"] = known
+        return known
 
     def protein_names(
         self, run_ids: Sequence[int], remove_con: bool, remove_rev: bool

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from conftest import REPO
 
@@ -129,3 +130,19 @@ def test_protein_groups_select_by_name_every_pair_of_it(store: Store) -> None:
     assert got["Majority protein IDs"] == {"0": "Q1", "1": "Q1"}
     assert got["Score"] == {"0": 1.0, "1": 1.5} and got["Fasta headers"] == {"0": None, "1": ">q"}
     assert got["RawFile"] == {"0": "a", "1": "a"}
+
+
+def test_a_rolled_back_batch_leaves_no_stale_protein_id(store: Store) -> None:
+    """The writer's copy of the dictionary is checked before use: pairs a failed transaction
+    added are gone, and written again they get ids the table holds."""
+    a = run(store, "a.raw")
+    store.put_protein_groups(a, [group("P1", None, 1.0)])
+    store.con.execute("BEGIN TRANSACTION")  # a batch's ids taken, then its transaction fails
+    ids = store._protein_ids(pa.table({"majority_ids": ["NEW", "P1"], "fasta_headers": [">n", None]}))
+    assert store.scalar("SELECT count(*) FROM proteins") == 2 and len(set(ids.to_pylist())) == 2
+    store.con.execute("ROLLBACK")
+    assert store.scalar("SELECT count(*) FROM proteins") == 1
+    store.put_protein_groups(a, [group("NEW", ">n", 2.0), group("P1", None, 1.0)])
+    consistent(store)
+    got = json.loads(store.protein_names_json([a], False, False))
+    assert got["protein_names"] == ["NEW", "P1"] and got["Score"] == [2.0, 1.0]
