@@ -114,12 +114,10 @@ class PathsConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    # DuckDB's cap (buffer pool and working memory).  The buffer pool keeps table blocks up to
-    # it after a read (RSS the daemon keeps); evicted blocks are read again from the OS page
-    # cache.  128 MB holds what the 1,000-run bench's heavy reads touch (about 100 MB of blocks);
-    # 64 MB left the daemon at 311 MiB after them instead of 429 MiB with 512 MB, but re-read the
-    # protein groups' blocks on every protein-groups request (README "Performance").
-    memory_limit: str = "128MB"
+    # DuckDB's cap (buffer pool and working memory) while reads come; the pool is dropped to
+    # store.memory.CACHE_FLOOR once they stop (AsyncStore).  Measured on issue 13's 1,000-run
+    # bench: 128 MB / 64 MB as the standing cap cost protein-groups 60-130 ms CPU a request.
+    memory_limit: str = "512MB"
     threads: int = 2
 
 
