@@ -88,7 +88,16 @@ class AsyncStore:
             self._drop_later(loop)
             return
         try:
-            self._trim = loop.run_in_executor(self._pool, self._drop_on_writer)
+            dropped = loop.run_in_executor(self._pool, self._drop_on_writer)
+        except RuntimeError:  # the store closed meanwhile
+            return
+        # the evicted blocks' memory back to the system off the writer thread (a trim can take ms)
+        dropped.add_done_callback(lambda _: self._release_after(loop))
+        self._trim = dropped
+
+    def _release_after(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._trim = loop.run_in_executor(self._read_pool, memory.release)
         except RuntimeError:  # the store closed meanwhile
             pass
 
@@ -100,7 +109,6 @@ class AsyncStore:
         finally:
             for v in views:
                 self._views.put(v)
-        memory.release()
 
     def _on_reader(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         view = self._views.get()
