@@ -114,6 +114,9 @@ class PathsConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
+    # DuckDB's cap (buffer pool and working memory) while reads come; the pool is dropped to
+    # store.memory.CACHE_FLOOR once they stop (AsyncStore).  Measured on issue 13's 1,000-run
+    # bench: 128 MB / 64 MB as the standing cap cost protein-groups 60-130 ms CPU a request.
     memory_limit: str = "512MB"
     threads: int = 2
 

@@ -51,6 +51,9 @@ class AsyncStore:
         self._readers = views
         self._read_pool = ThreadPoolExecutor(max(1, readers), thread_name_prefix="duckdb-read")
         self._trim: asyncio.Future[None] | None = None  # the last release of memory (kept: not collected mid-run)
+        self._limit = (cfg or StoreConfig()).memory_limit
+        self._reading = 0  # reads in flight (counted on the event loop)
+        self._idle: asyncio.TimerHandle | None = None  # drops DuckDB's cache once reads stop
         self.path = path
 
     async def call(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -62,11 +65,50 @@ class AsyncStore:
         """Run the read-only ``fn(store, *args, **kwargs)`` on a reader thread with its own cursor."""
         loop = asyncio.get_running_loop()
         start = time.monotonic()
-        out = await loop.run_in_executor(self._read_pool, functools.partial(self._on_reader, fn, *args, **kwargs))
+        self._reading += 1
+        try:
+            out = await loop.run_in_executor(self._read_pool, functools.partial(self._on_reader, fn, *args, **kwargs))
+        finally:
+            self._reading -= 1
         if time.monotonic() - start >= memory.SLOW_READ_S or (isinstance(out, bytes) and len(out) >= memory.BIG_ANSWER):
-            # after the answer is handed on: a heavy read's freed memory goes back to the system
+            # after the answer is handed on: a heavy read's freed memory goes back to the system,
+            # and DuckDB's cached blocks once no heavy read came for a while
             self._trim = loop.run_in_executor(self._read_pool, memory.release)
+            self._drop_later(loop)
         return out
+
+    def _drop_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = loop.call_later(memory.IDLE_S, self._drop_cache, loop)
+
+    def _drop_cache(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._idle = None
+        if self._reading:  # a read runs: once it is quiet
+            self._drop_later(loop)
+            return
+        try:
+            dropped = loop.run_in_executor(self._pool, self._drop_on_writer)
+        except RuntimeError:  # the store closed meanwhile
+            return
+        # the evicted blocks' memory back to the system off the writer thread (a trim can take ms)
+        dropped.add_done_callback(lambda _: self._release_after(loop))
+        self._trim = dropped
+
+    def _release_after(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._trim = loop.run_in_executor(self._read_pool, memory.release)
+        except RuntimeError:  # the store closed meanwhile
+            pass
+
+    def _drop_on_writer(self) -> None:
+        """On the writer thread, holding every reader's cursor: no query runs while the limit is low."""
+        views = [self._views.get() for _ in self._readers]
+        try:
+            memory.drop_cache(self._store.con, self._limit)
+        finally:
+            for v in views:
+                self._views.put(v)
 
     def _on_reader(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         view = self._views.get()
@@ -76,6 +118,8 @@ class AsyncStore:
             self._views.put(view)
 
     def close(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
         self._read_pool.shutdown(wait=True)
         self._pool.submit(_close, self._store, self._readers).result()
         self._pool.shutdown(wait=True)

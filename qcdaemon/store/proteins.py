@@ -1,9 +1,11 @@
 """Protein groups, stored columnar: typed columns for what the routes filter and average on, the
-original's other standard columns as JSON text; the ``/api/protein-names`` and
-``/api/protein-groups`` answers assembled by DuckDB."""
+original's other standard columns as JSON text, and each group's id in the protein dictionary
+(``proteins``: each (IDs, headers) pair once); the ``/api/protein-names`` and
+``/api/protein-groups`` answers assembled by DuckDB from integer ids first."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import operator
 from collections.abc import Iterable, Sequence
@@ -33,6 +35,8 @@ _PG_FIXED = {"Fasta headers": "fasta_headers", "Score": "score", "Intensity": "i
 
 _SEP = "\x1f"  # never inside ensure_ascii JSON text: control characters are escaped there
 _NON_FINITE = frozenset({"NaN", "Infinity", "-Infinity"})
+_CON = "'CON\\_\\_%' ESCAPE '\\'"  # SQL LIKE patterns: the IDs of a contaminant, of a reversed sequence
+_REV = "'REV\\_\\_%' ESCAPE '\\'"
 
 
 def _cells_json(values: list[Any]) -> list[str]:
@@ -70,6 +74,14 @@ def _parsed_table(run_id: int, groups: pa.Table, first_idx: int) -> pa.Table:
 
 def _int_list(ids: Sequence[int]) -> list[int]:
     return [int(i) for i in ids]
+
+@dataclasses.dataclass
+class _KnownProteins:
+    """The protein dictionary as the writer last saw it: (IDs, headers) -> id, and the largest id."""
+
+    ids: dict[tuple[str, str | None], int]
+    top: int
+
 
 class ProteinQueries(QcValueQueries):
     # -- protein groups ------------------------------------------------------
@@ -127,6 +139,42 @@ class ProteinQueries(QcValueQueries):
             self._replace_protein_groups(run_id, table)
         return table.num_rows
 
+    def insert_arrow(self, table: str, batch: pa.Table) -> None:
+        """A batch of protein groups gets each row's protein id (``pid``, migration ``protein_dictionary``)
+        appended before it is inserted, whichever write method inserts it; other tables as usual."""
+        if table == "protein_groups" and "pid" not in batch.column_names:
+            batch = batch.append_column("pid", self._protein_ids(batch))
+        super().insert_arrow(table, batch)
+
+    def _protein_ids(self, batch: pa.Table) -> pa.Array:
+        """Each row's id in ``proteins`` by (majority IDs, headers), new pairs added in the caller's
+        transaction.  The pairs known so far are kept in memory (one writer adds them) and checked
+        against the table's row count and largest id before use: a rolled-back batch's pairs are
+        gone from the table (and ids are never reused), so a stale copy is read again."""
+        keys = list(zip(batch["majority_ids"].to_pylist(), batch["fasta_headers"].to_pylist(), strict=True))
+        known = self._known_proteins()
+        new = [k for k in dict.fromkeys(keys) if k not in known.ids]
+        if new:
+            added = self.con.execute(
+                "INSERT INTO proteins SELECT nextval('seq_proteins'), m, f, m LIKE " + _CON + ", m LIKE " + _REV +
+                " FROM (SELECT unnest(?::VARCHAR[]) AS m, unnest(?::VARCHAR[]) AS f)"
+                " RETURNING pid, majority_ids, fasta_headers",
+                [[k[0] for k in new], [k[1] for k in new]],
+            ).fetchall()
+            for pid, ids, headers in added:
+                known.ids[(ids, headers)] = int(pid)
+                known.top = max(known.top, int(pid))
+        return pa.array([known.ids[k] for k in keys], pa.int32())
+
+    def _known_proteins(self) -> _KnownProteins:
+        count, top = self.con.execute("SELECT count(*), coalesce(max(pid), 0) FROM proteins").fetchall()[0]
+        known: _KnownProteins | None = self.__dict__.get("_proteins_known")
+        if known is None or len(known.ids) != count or known.top != top:
+            known = _KnownProteins({(r[1], r[2]): int(r[0]) for r in self.con.execute(
+                "SELECT pid, majority_ids, fasta_headers FROM proteins").fetchall()}, int(top))
+            self.__dict__["_proteins_known"] = known
+        return known
+
     def protein_names(
         self, run_ids: Sequence[int], remove_con: bool, remove_rev: bool
     ) -> list[dict[str, Any]]:
@@ -172,54 +220,61 @@ class ProteinQueries(QcValueQueries):
 
     def protein_groups_json(self, runs: Sequence[tuple[int, str]], names: Sequence[str],
                             columns: Sequence[str]) -> bytes:
-        """The ``/api/protein-groups`` answer (pandas "columns" shape) as JSON: the groups are filtered
-        by protein and run first (one scan into Arrow), then every requested column is one
-        ``string_agg`` over the few matching rows.  ``runs``: (run id, displayed RawFile)."""
+        """The ``/api/protein-groups`` answer (pandas "columns" shape) as JSON.  The names become
+        protein ids first (the dictionary), so the one scan filters on an integer column before it
+        reads any other; the same query gives each cell's JSON text (the reporter intensities as
+        one list of texts a row), and each column's object is joined in Arrow: no per-cell Python.
+        ``runs``: (run id, displayed RawFile)."""
         if not runs or not names:
             return b"{}"
-        wanted = qcdata.protein_columns(columns)
-        text = [c for c in wanted if c in PG_TEXT_COLUMNS]
-        fetch = ", ".join(["g.fasta_headers", "g.score", "g.intensity", "g.reporter",
-                           *(f"g.{PG_TEXT_COLUMNS[c]}" for c in dict.fromkeys(text))])
-        matched: pa.Table = self.con.sql(
-            "WITH sel AS (SELECT unnest(?::INTEGER[]) AS run_id, unnest(?::VARCHAR[]) AS raw_file)"
-            f" SELECT g.run_id, g.idx, s.raw_file, g.majority_ids, {fetch} FROM protein_groups g"
-            " JOIN sel s ON s.run_id = g.run_id"
-            # a filter in the scan (an IN over a subquery is a semi-join: every row's columns read first)
-            " WHERE list_contains(?::VARCHAR[], g.majority_ids) ORDER BY g.run_id, g.idx",
-            params=[[int(r) for r, _ in runs], [str(f) for _, f in runs], [str(n) for n in names]],
-        ).to_arrow_table()
-        if matched.num_rows == 0:
+        pids = [int(r[0]) for r in self.con.execute(
+            "SELECT pid FROM proteins WHERE majority_ids IN (SELECT unnest(?::VARCHAR[]))", [[str(n) for n in names]]
+        ).fetchall()]
+        if not pids:
             return b"{}"
-        lengths = pc.list_value_length(matched["reporter"])
-        width = int(pc.max(lengths).as_py() or 0) if matched.num_rows else 0
+        wanted = qcdata.protein_columns(columns)
+        cells: dict[str, str] = {"RawFile": "to_json(s.raw_file)", "RunKey": "'\"rf' || g.run_id || '\"'",
+                                 "Majority protein IDs": "to_json(p.majority_ids)",
+                                 "Fasta headers": "coalesce(to_json(p.fasta_headers), 'null')",
+                                 "Score": _num_json("g.score"), "Intensity": _num_json("g.intensity")}
+        cells.update({c: f"coalesce(g.{PG_TEXT_COLUMNS[c]}, 'null')" for c in wanted if c in PG_TEXT_COLUMNS})
+        texts: pa.Table = self.con.sql(
+            "WITH sel AS (SELECT unnest(?::INTEGER[]) AS run_id, unnest(?::VARCHAR[]) AS raw_file)"
+            " SELECT " + ", ".join(f"{sql} AS \"{c}\"" for c, sql in cells.items()) + ","
+            f" list_transform(g.reporter, lambda x: {_num_json('x')}) AS _reporter"
+            " FROM protein_groups g JOIN sel s ON s.run_id = g.run_id JOIN proteins p ON p.pid = g.pid"
+            # the proteins' ids as constants: a filter in the scan, on one integer column, before
+            # any other column of the row is read (an IN over a subquery would be a join after it)
+            f" WHERE g.pid IN ({', '.join(map(str, pids))}) ORDER BY g.run_id, g.idx",
+            params=[[int(r) for r, _ in runs], [str(f) for _, f in runs]],
+        ).to_arrow_table()
+        if texts.num_rows == 0:
+            return b"{}"
+        reporter = texts["_reporter"].combine_chunks()
+        lengths = pc.fill_null(pc.list_value_length(reporter), 0)
+        width = int(pc.max(lengths).as_py() or 0)
         out = ["RawFile", "RunKey", "Majority protein IDs", *qcdata.expand_reporter(wanted, width)]
-        cells: dict[str, str] = {"RawFile": "to_json(raw_file)", "RunKey": "'\"rf' || run_id || '\"'",
-                                 "Majority protein IDs": "to_json(majority_ids)"}
-        for c in out[3:]:
+        nulls = pa.array(["null"] * texts.num_rows, pa.string())
+        cols = []
+        for c in out:
             n = qcdata.reporter_channel(c)
-            if c == "Fasta headers":
-                cells[c] = "coalesce(to_json(fasta_headers), 'null')"
-            elif c in _PG_FIXED:
-                cells[c] = _num_json(_PG_FIXED[c])
-            elif n is not None:
-                cells[c] = _num_json(f"reporter[{n}]") if n > 0 else "'null'"
-            elif c in PG_TEXT_COLUMNS:
-                cells[c] = f"coalesce({PG_TEXT_COLUMNS[c]}, 'null')"
+            if c in cells:
+                cols.append(texts[c].combine_chunks())
+            elif n is not None and n > 0:
+                cols.append(_list_item(reporter, lengths, n - 1, nulls))
             else:
-                cells[c] = "'null'"
-        # each cell's JSON text by DuckDB (one projection, in the rows' order), then each column's
-        # object joined in Arrow: no sort and no per-cell Python
-        name = "_protein_rows"
-        self.con.register(name, matched)
-        try:
-            texts = self.con.sql(
-                "SELECT " + ", ".join(f"coalesce({cells[c]}, 'null') AS c{k}" for k, c in enumerate(out)) + f" FROM {name}"
-            ).to_arrow_table()
-        finally:
-            self.con.unregister(name)
-        return _columns_json(out, texts)
+                cols.append(nulls)
+        return _columns_json(out, pa.table(cols, names=[f"c{k}" for k in range(len(out))]))
 
+
+
+def _list_item(lists: pa.ListArray, lengths: pa.Array, i: int, missing: pa.Array) -> pa.Array:
+    """Item ``i`` of each list, ``missing``'s item where a list is shorter (or null)."""
+    flat = lists.flatten() if lists.null_count == 0 else pc.list_flatten(lists)
+    has = pc.greater(lengths, i)
+    starts = pc.subtract(pa.array(lists.offsets.to_numpy()[:-1]), lists.offsets[0])
+    at = pc.if_else(has, pc.add(starts, i), 0)
+    return pc.if_else(has, pc.take(flat, at) if len(flat) else missing, missing)
 
 
 def _columns_json(names: Sequence[str], texts: pa.Table) -> bytes:
@@ -237,13 +292,18 @@ def _columns_json(names: Sequence[str], texts: pa.Table) -> bytes:
 
 
 def _names_sql(remove_con: bool, remove_rev: bool) -> str:
-    """Protein groups of the runs in the one list parameter, averaged per (IDs, headers)."""
+    """Protein groups of the runs in the one list parameter, averaged per (IDs, headers): grouped
+    by protein id over the narrow columns, the dictionary's strings joined to the groups only."""
     where = ["run_id IN (SELECT unnest(?::INTEGER[]))"]
+    names = ["TRUE"]
     if remove_con:
-        where.append("NOT contaminant AND majority_ids NOT LIKE 'CON\\_\\_%' ESCAPE '\\'")
+        where.append("NOT contaminant")
+        names.append("NOT p.con_prefix")
     if remove_rev:
-        where.append("NOT reverse AND majority_ids NOT LIKE 'REV\\_\\_%' ESCAPE '\\'")
+        where.append("NOT reverse")
+        names.append("NOT p.rev_prefix")
     return (
-        "SELECT majority_ids, fasta_headers, avg(score) AS score, avg(intensity) AS intensity"
-        f" FROM protein_groups WHERE {' AND '.join(where)} GROUP BY majority_ids, fasta_headers"
+        "SELECT p.majority_ids, p.fasta_headers, a.score, a.intensity FROM (SELECT pid, avg(score) AS score,"
+        f" avg(intensity) AS intensity FROM protein_groups WHERE {' AND '.join(where)} GROUP BY pid) a"
+        f" JOIN proteins p ON p.pid = a.pid WHERE {' AND '.join(names)}"
     )

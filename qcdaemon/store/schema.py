@@ -494,4 +494,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # The protein dictionary (issue 13): each (Majority protein IDs, Fasta headers) pair once,
+        # with an integer id, and each protein group's id in ``protein_groups.pid``, so the protein
+        # routes group and filter on integers before touching the wide rows (the strings of
+        # 1.27M rows at 1,000 runs are read once per name, not once per run).  ``con_prefix`` /
+        # ``rev_prefix``: the IDs start CON__ / REV__ (the routes' contaminant/reverse filter on the
+        # IDs).  Kept at ingest (ProteinQueries.insert_arrow); backfilled here.  Idempotent.
+        "protein_dictionary",
+        """
+        CREATE SEQUENCE IF NOT EXISTS seq_proteins START 1;
+        CREATE TABLE IF NOT EXISTS proteins (
+            pid INTEGER NOT NULL,
+            majority_ids VARCHAR NOT NULL,
+            fasta_headers VARCHAR,
+            con_prefix BOOLEAN NOT NULL,
+            rev_prefix BOOLEAN NOT NULL
+        );
+        ALTER TABLE protein_groups ADD COLUMN IF NOT EXISTS pid INTEGER;
+        INSERT INTO proteins
+            SELECT nextval('seq_proteins'), majority_ids, fasta_headers,
+                   majority_ids LIKE 'CON\\_\\_%' ESCAPE '\\', majority_ids LIKE 'REV\\_\\_%' ESCAPE '\\'
+            FROM (SELECT DISTINCT g.majority_ids, g.fasta_headers FROM protein_groups g
+                  WHERE g.pid IS NULL AND NOT EXISTS (
+                      SELECT 1 FROM proteins p WHERE p.majority_ids = g.majority_ids
+                      AND p.fasta_headers IS NOT DISTINCT FROM g.fasta_headers)
+                  ORDER BY majority_ids, fasta_headers);
+        UPDATE protein_groups g SET pid = p.pid FROM proteins p
+            WHERE g.pid IS NULL AND p.majority_ids = g.majority_ids
+            AND p.fasta_headers IS NOT DISTINCT FROM g.fasta_headers;
+        """,
+    ),
 ]
