@@ -46,7 +46,7 @@ test: install-test
 ## The suite plus the heavy harnesses (`pytest -m heavy`: the 20,000-case fuzz, the 200,000-group
 ## parse, the kill chaos, the Dask cluster), in one pool so the long ones overlap the rest.
 test-all: install-test
-	$(BIN)/python -m pytest $(TEST_ARGS) -m 'heavy or not heavy'
+	$(BIN)/python -m pytest $(TEST_ARGS) -m 'heavy or not heavy' $(CHECK_ARGS)
 
 ## The static checks: ruff, mypy (0 errors on qcdaemon/), the import contracts.
 lint: install-test

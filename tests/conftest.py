@@ -537,3 +537,21 @@ def read_only_world() -> tuple[Any, Any]:
         return shared_api.world
 
     return _api, _world
+
+
+# The suite runs in pytest-xdist workers (`make test`).  Their queue follows collection order, so the
+# long tests go first (the heavy harnesses, then the folders whose tests each start daemons, clusters
+# or browsers) and the many short ones fill in behind them: a long test collected last would run
+# alone at the end while the other worker idles (longest first: Graham's LPT rule).  The sort is
+# stable and the same in every worker, as xdist requires.
+_LONG_FOLDERS = ("e2e", "remote", "alerts", "search")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def weight(item: pytest.Item) -> int:
+        if item.get_closest_marker("heavy"):
+            return 0
+        parts = Path(str(item.path)).relative_to(Path(__file__).parent).parts
+        return 1 if parts and parts[0] in _LONG_FOLDERS else 2
+
+    items.sort(key=weight)
