@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +20,10 @@ from typing import IO, Any
 
 from qcdaemon.tools import orphans
 from qcdaemon.tools.runner import (
-    _TRAMPOLINE,
-    IS_WINDOWS,
     TERM_GRACE_SECONDS,
     _exec_error,
-    _exec_report,
     _reap_group,
+    _spawn,
     _stop,
     _windows_job,
 )
@@ -52,28 +49,14 @@ async def start_resident(argv: Sequence[str], *, cwd: Path, name: str, nice: int
     """Start ``argv`` in the existing folder ``cwd`` with piped stdin/stdout; OSError when it cannot start."""
     argv = tuple(str(a) for a in argv)
     tool_id = orphans.new_id()
-    io: dict[str, Any] = {"cwd": cwd, "stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE,
-                          "stderr": stderr, "env": {**os.environ, **(env or {}), orphans.ENV_KEY: tool_id}}
-    if IS_WINDOWS:
-        from qcdaemon.tools import winjob
-
-        flags = winjob.creation_flags(nice, has_console=winjob.has_console())
-        proc = await asyncio.create_subprocess_exec(*argv, creationflags=flags, **io)
+    env_all = {**os.environ, **(env or {}), orphans.ENV_KEY: tool_id}
+    pipe = asyncio.subprocess.PIPE
+    proc, report = await _spawn(argv, cwd, pipe, stderr, env_all, nice, stdin=pipe)
+    if report is None:  # Windows: no trampoline; the priority class and a kill-on-close Job Object
         return Resident(name, proc, job=_windows_job(proc.pid, nice))
-    report, w = os.pipe()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(w), str(os.getpid()), str(nice), *argv,
-            start_new_session=True, pass_fds=(w,), **io,
-        )
-    except BaseException:
-        os.close(report)
-        raise
-    finally:
-        os.close(w)
     resident = Resident(name, proc, record=orphans.record(pid_dir, name, proc.pid, tool_id))
     try:
-        failed = await _exec_error(proc, asyncio.ensure_future(asyncio.to_thread(_exec_report, report)))
+        failed = await _exec_error(proc, report)
     except BaseException:
         await stop_resident(resident, grace=0)
         raise

@@ -115,10 +115,12 @@ def _exec_report(fd: int) -> str:
     return b"".join(chunks).decode("ascii", "replace")
 
 
-async def _spawn(argv: tuple[str, ...], cwd: Path, out: IO[bytes], err: IO[bytes], env: dict[str, str],
-                 nice: int) -> tuple[asyncio.subprocess.Process, asyncio.Future[str] | None]:
-    """Start the tool; POSIX: through the trampoline, with the future of its exec report."""
-    io: dict[str, Any] = {"cwd": cwd, "stdin": asyncio.subprocess.DEVNULL, "stdout": out, "stderr": err, "env": env}
+async def _spawn(argv: tuple[str, ...], cwd: Path, out: IO[bytes] | int, err: IO[bytes], env: dict[str, str],
+                 nice: int, stdin: int = asyncio.subprocess.DEVNULL,
+                 ) -> tuple[asyncio.subprocess.Process, asyncio.Future[str] | None]:
+    """Start the tool; POSIX: through the trampoline, with the future of its exec report (None on
+    Windows).  ``out``/``stdin`` may be ``asyncio.subprocess.PIPE`` (a resident tool, tools/resident.py)."""
+    io: dict[str, Any] = {"cwd": cwd, "stdin": stdin, "stdout": out, "stderr": err, "env": env}
     if IS_WINDOWS:
         from qcdaemon.tools import winjob
 
