@@ -18,6 +18,7 @@ from test_alerts_unit import Clock
 
 from qcdaemon.alerts import AlertsComponent
 from qcdaemon.alerts.conditions import to_local
+from qcdaemon.config import Config
 from qcdaemon.core.clock import utcnow
 from qcdaemon.hubcfg import HubConfig, HubSource
 from qcdaemon.server.hub import HubPuller
@@ -46,17 +47,24 @@ async def _step(puller: HubPuller, comp: AlertsComponent) -> None:
     await comp.check()
 
 
+async def _hub_of(world_factory: Callable[..., Awaitable[World]], source: World, hook: Webhook
+                 ) -> tuple[World, str, Config]:
+    """A hub world with a hub_unreachable rule to ``hook`` and ``source`` as its one [[hub.source]]."""
+    hub = await world_factory(alerts={
+        "group_seconds": 0.0, "channel": [{"name": "hook", "url": hook.url}],
+        "rule": [{"name": "hub-sources", "condition": "hub_unreachable", "channels": ["hook"]}]})
+    url = f"http://127.0.0.1:{source.cfg.server.port}"
+    cfg = dataclasses.replace(hub.cfg, hub=HubConfig(
+        sources=(HubSource("orbi-a", url, token=await source.token(ADMIN)),), timeout_seconds=5))
+    return hub, url, cfg
+
+
 async def test_hub_unreachable_opens_after_30_minutes_stays_open_across_a_restart_and_resolves(
         world_factory: Callable[..., Awaitable[World]]) -> None:
     source = await world_factory(server={"port": free_port()})
     hook = Webhook().up()
     try:
-        hub = await world_factory(alerts={
-            "group_seconds": 0.0, "channel": [{"name": "hook", "url": hook.url}],
-            "rule": [{"name": "hub-sources", "condition": "hub_unreachable", "channels": ["hook"]}]})
-        url = f"http://127.0.0.1:{source.cfg.server.port}"
-        cfg = dataclasses.replace(hub.cfg, hub=HubConfig(
-            sources=(HubSource("orbi-a", url, token=await source.token(ADMIN)),), timeout_seconds=5))
+        hub, url, cfg = await _hub_of(world_factory, source, hook)
         clock = Clock(utcnow())
         down_at = clock.now
         puller = HubPuller(hub.svc, cfg)
@@ -105,12 +113,7 @@ async def test_the_outage_start_survives_a_restart_of_the_hub(world_factory: Cal
     source = await world_factory(server={"port": free_port()})
     hook = Webhook().up()
     try:
-        hub = await world_factory(alerts={
-            "group_seconds": 0.0, "channel": [{"name": "hook", "url": hook.url}],
-            "rule": [{"name": "hub-sources", "condition": "hub_unreachable", "channels": ["hook"]}]})
-        url = f"http://127.0.0.1:{source.cfg.server.port}"
-        cfg = dataclasses.replace(hub.cfg, hub=HubConfig(
-            sources=(HubSource("orbi-a", url, token=await source.token(ADMIN)),), timeout_seconds=5))
+        hub, url, cfg = await _hub_of(world_factory, source, hook)
         clock = Clock(utcnow())
         down_at = clock.now
         puller = HubPuller(hub.svc, cfg)
