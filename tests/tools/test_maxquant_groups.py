@@ -13,6 +13,7 @@ from conftest import TEST_DATA
 
 from qcdaemon.errors import ParseError
 from qcdaemon.store.proteins import PG_TEXT_COLUMNS, ProteinQueries
+from qcdaemon.tools import maxquant_groups
 from qcdaemon.tools.maxquant_groups import protein_group_tables, scan_protein_groups
 from qcdaemon.tools.maxquant_proteins import parse_protein_groups, stream_protein_groups
 
@@ -211,3 +212,16 @@ def test_columns_of_number_bytes_read_as_number_says(tmp_path: Path) -> None:
     (table,) = protein_group_tables(_write(tmp_path / "proteinGroups.txt", HEADER, rows))
     assert table.column("intensity").to_pylist() == [x for _, x in intensity]
     assert table.column("score").to_pylist() == [x for _, x in score]
+
+
+def test_channel_counts_stay_distinct_when_held_flags_are_compacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                     ) -> None:
+    """Groups repeated across blocks (4,000 rows cycling over the example's 1,272) count once per
+    channel, whether the held flags are made distinct only at the end or every few hundred rows."""
+    path = _big(tmp_path, gzip.decompress(TABLES[0].read_bytes()).decode("utf-8").splitlines()[5])
+    ref, ref_counts = stream_protein_groups(path)
+    _, at_end, _ = scan_protein_groups(path, (), block_bytes=64 << 10)
+    monkeypatch.setattr(maxquant_groups, "_COMPACT_ROWS", 300)
+    _, compacted, _ = scan_protein_groups(path, (), block_bytes=64 << 10)
+    assert at_end == compacted == ref_counts
+    assert max(ref_counts) < 1272 < 4000  # distinct ids, fewer than the rows
