@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -178,42 +179,28 @@ def merge_cells(rows: Sequence[tuple[str, str, str | None, int]]) -> dict[str, t
 
 def _value_arrays(cells: pa.Table, n: int) -> tuple[list[str], dict[str, str], list[str]]:
     """From merged cells (name, pos 1..n, JSON text, order key): the value names in first-seen
-    order, each name's JSON array body, and the RawFilePath cells per run.  Vectorised in Arrow:
-    cells are laid out by (name, pos), each name's run of cells joined by one ``binary_join``."""
+    order, each name's JSON array body, and the RawFilePath cells per run.  Vectorised: each cell
+    is scattered to its place in a (name x run) grid (one cell per name and run; an empty place is
+    ``null``), and each name's row of the grid is joined by one ``binary_join``: no sort, and no
+    per-cell Python for a name that some runs lack."""
     if cells.num_rows == 0:
         return [], {}, ["null"] * n
     enc = pc.dictionary_encode(cells["name"]).combine_chunks()
-    k = pc.cast(enc.indices, pa.int64())
     names: list[str] = enc.dictionary.to_pylist()
-    pos0 = pc.subtract(pc.cast(cells["pos"].combine_chunks(), pa.int64()), 1)
-    order = pc.sort_indices(pc.add(pc.multiply(k, n), pos0))
-    values = pc.take(cells["value"].combine_chunks(), order)
-    counts = [0] * len(names)
-    vc = pc.value_counts(k)
-    for key, count in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
-        counts[key] = count
-    offsets = [0]
-    for c in counts:
-        offsets.append(offsets[-1] + c)
-    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values), ",").to_pylist()
-    first = pa.table({"k": k, "c": pc.add(pc.multiply(pc.cast(cells["pos"], pa.int64()), 1 << 32),
-                                          cells["okey"])}).group_by("k").aggregate([("c", "min")])
+    k = enc.indices.to_numpy().astype(np.int64)
+    pos = cells["pos"].to_numpy().astype(np.int64)
+    at = np.full(len(names) * n, -1, dtype=np.int64)
+    at[k * n + pos - 1] = np.arange(cells.num_rows, dtype=np.int64)
+    grid = pc.fill_null(pc.take(cells["value"].combine_chunks(), pa.array(at, mask=at < 0)), "null")
+    rows = pa.ListArray.from_arrays(pa.array(np.arange(0, len(names) * n + 1, n, dtype=np.int32)), grid)
+    joined = pc.binary_join(rows, ",").to_pylist()
+    first = pa.table({"k": enc.indices, "c": pc.add(pc.multiply(pa.array(pos), 1 << 32), cells["okey"])}
+                     ).group_by("k", use_threads=False).aggregate([("c", "min")])
     rank = dict(zip(first["k"].to_pylist(), first["c_min"].to_pylist(), strict=True))
-    arrays: dict[str, str] = {}
+    arrays = dict(zip(names, joined, strict=True))
     raw_path = ["null"] * n
-    sorted_pos: list[int] | None = None
-    for i, name in enumerate(names):
-        if counts[i] == n and name != "RawFilePath":
-            arrays[name] = joined[i]
-            continue
-        if sorted_pos is None:
-            sorted_pos = pc.take(pos0, order).to_pylist()
-        filled = ["null"] * n
-        lo, hi = offsets[i], offsets[i + 1]
-        for p, t in zip(sorted_pos[lo:hi], values.slice(lo, hi - lo).to_pylist(), strict=True):
-            filled[p] = t
-        if name == "RawFilePath":
-            raw_path = filled
-        else:
-            arrays[name] = ",".join(filled)
+    if "RawFilePath" in arrays:
+        i = names.index("RawFilePath")
+        raw_path = grid.slice(i * n, n).to_pylist()
+        del arrays["RawFilePath"]
     return [names[i] for i in sorted(range(len(names)), key=rank.__getitem__)], arrays, raw_path
