@@ -12,7 +12,7 @@ from qcdaemon import __version__
 from qcdaemon.alerts import ops as alert_ops
 from qcdaemon.errors import BadRequest, NotFound, QcdaemonError
 from qcdaemon.server.body import Body, read_body, scope
-from qcdaemon.server.jsonout import json_bytes_response, json_response
+from qcdaemon.server.jsonout import answer_response, json_response
 from qcdaemon.server.keys import CONFIG, SERVICE, STATE, Handler
 from qcdaemon.server.middleware import require_user
 from qcdaemon.store import Store, hubdata
@@ -37,7 +37,7 @@ async def pipeline_uploaders(request: web.Request) -> web.Response:
     return json_response(await svc.pipeline_uploaders(user, body.text("project"), body.text("pipeline")))
 
 
-async def qc_data(request: web.Request) -> web.Response:
+async def qc_data(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     user = require_user(request)
     project, pipeline = scope(body)
@@ -45,10 +45,10 @@ async def qc_data(request: web.Request) -> web.Response:
     data = await request.app[SERVICE].qc_data_json(
         user, project, pipeline, body.int_or_none("data_range"), [str(c) for c in columns] if columns else None
     )
-    return json_bytes_response(data)
+    return await answer_response(request, data)
 
 
-async def protein_names(request: web.Request) -> web.Response:
+async def protein_names(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     user = require_user(request)
     project, pipeline = scope(body)
@@ -56,7 +56,7 @@ async def protein_names(request: web.Request) -> web.Response:
         user, project, pipeline, body.int_or_none("data_range"), body.list("raw_files"),
         body.flag("remove_contaminants"), body.flag("remove_reversed_sequences"),
     )
-    return json_bytes_response(data)
+    return await answer_response(request, data)
 
 
 async def protein_groups(request: web.Request) -> web.StreamResponse:
@@ -71,7 +71,7 @@ async def protein_groups(request: web.Request) -> web.StreamResponse:
         user, project, pipeline, body.int_or_none("data_range"), body.list("raw_files"),
         [str(n) for n in names], [str(c) for c in columns],
     )
-    return json_bytes_response(data)
+    return await answer_response(request, data)
 
 
 def _selector(body: Body) -> dict[str, Any]:

@@ -204,12 +204,12 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
         return await handler(request)
     sid = request.cookies.get(COOKIE)
     if sid:
-        session = await svc.store.call(Store.session, security.digest(sid))
+        session = await svc.store.light(Store.session, security.digest(sid))
         # only signed-in sessions count: anonymous visitors get no session row (the sign-in form is
         # protected by the signed ``qcd_login`` cookie); anonymous rows left by older versions are ignored
         if session and session["user_id"] is not None:
             request[SESSION] = session
-            request[USER] = await svc.store.call(Store.user, session["user_id"])
+            request[USER] = await svc.store.light(Store.user, session["user_id"])
             request[AUTH_KIND] = "session" if request[USER] else None
     return await handler(request)
 

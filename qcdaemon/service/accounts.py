@@ -36,7 +36,7 @@ class Accounts(ServiceBase):
     # -- identity -----------------------------------------------------------------------------
 
     async def user_for_token(self, token: str) -> UserRow | None:
-        return await self.store.call(Store.user_by_token_digest, security.digest(token))
+        return await self.store.light(Store.user_by_token_digest, security.digest(token))
 
     async def login(self, email: str, password: str) -> UserRow | None:
         user = await self.store.call(Store.user_by_email, email)

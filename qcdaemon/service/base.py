@@ -3,10 +3,12 @@ the sealing key, the running engine (if any) and the visibility check of a pipel
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 from qcdaemon.config import Config
 from qcdaemon.errors import Forbidden, NotFound
+from qcdaemon.service.chartcache import ANSWER_MAX_BYTES, AnswerCache
 from qcdaemon.service.quality import QualityService
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import PipelineRow, UserRow
@@ -38,9 +40,12 @@ class ServiceBase:
         self.key = key
         self.engine: EngineControl | None = None  # set by the daemon when the engine runs (wake, cancel)
         self.quality = QualityService(store)  # QC verdicts, charts, guide sets, rules (qcdaemon.service.quality)
+        # the read routes' answers until the store's next write, compressed on a thread of their own
+        self.answers = AnswerCache(ANSWER_MAX_BYTES)
+        self._answer_pool = ThreadPoolExecutor(1, thread_name_prefix="qcd-answers")
 
     async def visible_pipeline(self, user: UserRow, project: str, pipeline: str) -> PipelineRow:
-        p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
+        p = await self.store.light(Store.visible_pipeline, user, project, pipeline)
         if p is None:
             raise Forbidden("Missing permissions for requested pipeline.")
         return p

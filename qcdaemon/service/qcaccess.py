@@ -36,7 +36,7 @@ class QualityBase:
     # -- access -------------------------------------------------------------------------------
 
     async def _visible(self, user: UserRow, project: str, pipeline: str) -> PipelineRow:
-        p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
+        p = await self.store.light(Store.visible_pipeline, user, project, pipeline)
         if p is None:
             raise Forbidden("Missing permissions for requested pipeline.")
         return p

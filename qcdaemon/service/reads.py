@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,30 +18,51 @@ from qcdaemon.store import Store
 from qcdaemon.store.rows import PipelineRow, QcValue, RunRow, UserRow
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A read route's answer as JSON bytes: as computed, or gzip-compressed from the answer cache."""
+
+    body: bytes
+    gzipped: bool = False
+
+
 class Reads(ServiceBase):
     """The answers of the read routes and the exports; each checks that the user may see the pipeline."""
+
+    async def _answer(self, key: list[Any], compute: Callable[[], Awaitable[bytes]]) -> Answer:
+        """The cached answer to ``key`` while the store has not been written to since it was
+        computed, else ``compute()``'s, kept (compressed after it is returned, off the loop and off
+        the store's threads).  The version is read before computing (service/chartcache.py)."""
+        version = self.store.data_version
+        ref = json.dumps(key, default=str)  # the request's parameters, whatever JSON they were
+        blob = self.answers.get_blob(ref, version)
+        if blob is not None:
+            return Answer(blob, gzipped=True)
+        body = await compute()
+        asyncio.get_running_loop().run_in_executor(self._answer_pool, self.answers.remember, ref, version, body)
+        return Answer(body)
 
     # -- reads --------------------------------------------------------------------------------
 
     async def projects(self, user: UserRow) -> list[dict[str, Any]]:
         return [
             {"pk": p["id"], "name": p["name"], "description": p["description"], "slug": p["slug"]}
-            for p in await self.store.call(Store.visible_projects, user)
+            for p in await self.store.light(Store.visible_projects, user)
         ]
 
     async def pipelines(self, user: UserRow, project: str | None) -> list[dict[str, Any]]:
-        proj = await self.store.call(Store.visible_project, user, project) if project else None
+        proj = await self.store.light(Store.visible_project, user, project) if project else None
         if proj is None:
             return []
         return [
             {"uuid": p["uuid"], "slug": p["slug"], "name": p["name"], "path_as_str": p["path"]}
-            for p in await self.store.call(Store.pipelines_of, proj["id"])
+            for p in await self.store.light(Store.pipelines_of, proj["id"])
         ]
 
     async def pipeline_uploaders(self, user: UserRow, project: str | None, pipeline: str | None) -> list[dict[str, str]]:
         if not project or not pipeline:
             return []
-        p = await self.store.call(Store.visible_pipeline, user, project, pipeline)
+        p = await self.store.light(Store.visible_pipeline, user, project, pipeline)
         if p is None:
             return []
         return [{"label": e, "value": e} for e in await self.store.call(Store.pipeline_uploaders, p["id"])]
@@ -56,8 +80,9 @@ class Reads(ServiceBase):
         return await self.store.call(work)
 
     async def qc_data_json(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
-                           columns: Sequence[str] | None) -> bytes:
-        """``/api/qc-data`` as JSON bytes: one read on a reader cursor, assembled in SQL."""
+                           columns: Sequence[str] | None) -> Answer:
+        """``/api/qc-data`` as JSON bytes: one read on a reader cursor, assembled in SQL (or the
+        cached answer)."""
         p = await self.visible_pipeline(user, project, pipeline)
 
         def work(store: Store) -> bytes:
@@ -65,7 +90,7 @@ class Reads(ServiceBase):
             verdicts = {rid: (v["verdict"], v["summary"]) for rid, v in stored.items()}
             return store.qc_data_json(p["id"], data_range, columns, verdicts)
 
-        return await self.store.read(work)
+        return await self._answer(["qc-data", p["id"], data_range, columns], lambda: self.store.read(work))
 
     async def _protein_runs(self, p: PipelineRow, data_range: int | None,
                             raw_files: Sequence[str] | None) -> list[RunRow]:
@@ -73,6 +98,15 @@ class Reads(ServiceBase):
         if raw_files:
             wanted = {qcdata.stem(n).lower() for n in raw_files}
             runs = [r for r in runs if qcdata.stem(r["name"]).lower() in wanted]
+        return runs
+
+    async def _protein_run_names(self, p: PipelineRow, data_range: int | None,
+                                 raw_files: Sequence[str] | None) -> list[tuple[int, str]]:
+        """``_protein_runs``' (id, name) pairs, read without whole rows."""
+        runs = await self.store.read(Store.selected_run_names, p["id"], data_range)
+        if raw_files:
+            wanted = {qcdata.stem(n).lower() for n in raw_files}
+            runs = [r for r in runs if qcdata.stem(r[1]).lower() in wanted]
         return runs
 
     async def protein_names(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
@@ -83,10 +117,14 @@ class Reads(ServiceBase):
         return qcdata.protein_names_answer(groups)
 
     async def protein_names_json(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
-                                 raw_files: Sequence[str] | None, remove_con: bool, remove_rev: bool) -> bytes:
+                                 raw_files: Sequence[str] | None, remove_con: bool, remove_rev: bool) -> Answer:
         p = await self.visible_pipeline(user, project, pipeline)
-        runs = await self._protein_runs(p, data_range, raw_files)
-        return await self.store.read(Store.protein_names_json, [r["id"] for r in runs], remove_con, remove_rev)
+
+        async def compute() -> bytes:
+            runs = await self._protein_run_names(p, data_range, raw_files)
+            return await self.store.read(Store.protein_names_json, [r[0] for r in runs], remove_con, remove_rev)
+
+        return await self._answer(["protein-names", p["id"], data_range, raw_files, remove_con, remove_rev], compute)
 
     async def protein_groups(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
                              raw_files: Sequence[str] | None, names: Sequence[str], columns: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -97,11 +135,15 @@ class Reads(ServiceBase):
 
     async def protein_groups_json(self, user: UserRow, project: str, pipeline: str, data_range: int | None,
                                   raw_files: Sequence[str] | None, names: Sequence[str],
-                                  columns: Sequence[str]) -> bytes:
+                                  columns: Sequence[str]) -> Answer:
         p = await self.visible_pipeline(user, project, pipeline)
-        runs = await self._protein_runs(p, data_range, raw_files)
-        return await self.store.read(Store.protein_groups_json, [(r["id"], qcdata.stem(r["name"])) for r in runs],
-                                     list(names), list(columns))
+
+        async def compute() -> bytes:
+            runs = await self._protein_run_names(p, data_range, raw_files)
+            return await self.store.read(Store.protein_groups_json, [(r[0], qcdata.stem(r[1])) for r in runs],
+                                         list(names), list(columns))
+
+        return await self._answer(["protein-groups", p["id"], data_range, raw_files, names, columns], compute)
 
     # -- exports and plots ------------------------------------------------------------------------
 

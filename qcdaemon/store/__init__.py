@@ -4,8 +4,10 @@
 on the single writer thread (DuckDB connections are not thread-safe, and one writer keeps every
 change in order), so the loop never blocks on I/O.  ``read`` runs a read-only method on one of a
 few reader threads, each with its own cursor (``con.cursor()``: a connection to the same database
-that sees every committed change), so a heavy read never makes small requests or the engine's
-writes queue behind it.  A call names the method itself, ``await astore.call(Store.run, run_id)``,
+that sees every committed change), so a heavy read never makes the engine's writes queue behind it.
+``light`` runs a small read (a sign-in's lookup, the projects a user sees) on a thread and cursor
+of its own that no heavy read ever takes, so such a request answers while heavy reads and writes
+run.  A call names the method itself, ``await astore.call(Store.run, run_id)``,
 so the arguments and the result are type-checked like a direct call.
 """
 
@@ -14,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import SimpleQueue
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from qcdaemon.config import StoreConfig
 from qcdaemon.store import memory
@@ -41,16 +44,20 @@ class AsyncStore:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="duckdb")
         try:
             self._store: Store = self._pool.submit(Store, path, cfg).result()
-            views = self._pool.submit(_reader_views, self._store, readers).result()
+            views = self._pool.submit(_reader_views, self._store, readers + 1).result()
         except BaseException:
             self._pool.shutdown(wait=False)
             raise
+        self._light_view = views.pop()
         self._views: SimpleQueue[Store] = SimpleQueue()
         for v in views:
             self._views.put(v)
         self._readers = views
         self._read_pool = ThreadPoolExecutor(max(1, readers), thread_name_prefix="duckdb-read")
-        self._trim: asyncio.Future[None] | None = None  # the last release of memory (kept: not collected mid-run)
+        self._light_pool = ThreadPoolExecutor(1, thread_name_prefix="duckdb-light")
+        # memory given back after heavy reads (a trim can take tens of ms): not on a reader
+        self._trim_pool = ThreadPoolExecutor(1, thread_name_prefix="qcd-trim")
+        self._trim: asyncio.Future[Any] | None = None  # the last release of memory (kept: not collected mid-run)
         self._limit = (cfg or StoreConfig()).memory_limit
         self._reading = 0  # reads in flight (counted on the event loop)
         self._idle: asyncio.TimerHandle | None = None  # drops DuckDB's cache once reads stop
@@ -60,6 +67,19 @@ class AsyncStore:
         """Run ``fn(store, *args, **kwargs)`` on the writer thread (one method, or several steps in one hop)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, self._store, *args, **kwargs))
+
+    async def light(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run the small read-only ``fn(store, *args, **kwargs)`` on the light reader (its own thread
+        and cursor): for the lookups every request makes, which must not wait for heavy reads or
+        for the writer.  Sees every committed change, as ``read`` does."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._light_pool, functools.partial(fn, self._light_view, *args, **kwargs))
+
+    @property
+    def data_version(self) -> int:
+        """The store's data version now (``store.base.DataVersion``): read it before computing an
+        answer to cache, and serve the answer only while it is unchanged."""
+        return self._store.data_version.value
 
     async def read(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the read-only ``fn(store, *args, **kwargs)`` on a reader thread with its own cursor."""
@@ -73,7 +93,7 @@ class AsyncStore:
         if time.monotonic() - start >= memory.SLOW_READ_S or (isinstance(out, bytes) and len(out) >= memory.BIG_ANSWER):
             # after the answer is handed on: a heavy read's freed memory goes back to the system,
             # and DuckDB's cached blocks once no heavy read came for a while
-            self._trim = loop.run_in_executor(self._read_pool, memory.release)
+            self._trim = loop.run_in_executor(self._trim_pool, memory.release)
             self._drop_later(loop)
         return out
 
@@ -92,23 +112,38 @@ class AsyncStore:
         except RuntimeError:  # the store closed meanwhile
             return
         # the evicted blocks' memory back to the system off the writer thread (a trim can take ms)
-        dropped.add_done_callback(lambda _: self._release_after(loop))
+        dropped.add_done_callback(lambda f: self._release_after(loop, f))
         self._trim = dropped
 
-    def _release_after(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _release_after(self, loop: asyncio.AbstractEventLoop, dropped: asyncio.Future[bool]) -> None:
+        if not dropped.cancelled() and dropped.exception() is None and not dropped.result():
+            self._drop_later(loop)  # a read had started: once it is quiet (callbacks run on the loop)
+            return
         try:
-            self._trim = loop.run_in_executor(self._read_pool, memory.release)
+            self._trim = loop.run_in_executor(self._trim_pool, memory.release)
         except RuntimeError:  # the store closed meanwhile
             pass
 
-    def _drop_on_writer(self) -> None:
-        """On the writer thread, holding every reader's cursor: no query runs while the limit is low."""
-        views = [self._views.get() for _ in self._readers]
+    def _drop_on_writer(self) -> bool:
+        """On the writer thread, holding every reader's cursor: no heavy query runs while the limit
+        is low.  A reader in use means a read started meanwhile: nothing is dropped (``False``) and
+        nothing waits for it (the writer thread is not held up while the read runs)."""
+        views: list[Store] = []
+        try:
+            for _ in self._readers:
+                views.append(self._views.get(block=False))
+        except queue.Empty:
+            return False
+        finally:
+            if len(views) < len(self._readers):
+                for v in views:
+                    self._views.put(v)
         try:
             memory.drop_cache(self._store.con, self._limit)
         finally:
             for v in views:
                 self._views.put(v)
+        return True
 
     def _on_reader(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         view = self._views.get()
@@ -121,7 +156,9 @@ class AsyncStore:
         if self._idle is not None:
             self._idle.cancel()
         self._read_pool.shutdown(wait=True)
-        self._pool.submit(_close, self._store, self._readers).result()
+        self._light_pool.shutdown(wait=True)
+        self._trim_pool.shutdown(wait=True)
+        self._pool.submit(_close, self._store, [*self._readers, self._light_view]).result()
         self._pool.shutdown(wait=True)
 
 

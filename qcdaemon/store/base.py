@@ -15,10 +15,11 @@ _TICKS = itertools.count(1)  # one sequence for every store of the process: a ve
 
 
 # Tables no cached answer reads (the chart cache reads runs, QC values, verdicts, the QC set-up and
-# users): their writes leave the data version alone.  The alerts' checks write a cursor every 30 s
-# and every sign-in writes a session; with them, a cache would hardly ever be used.
+# users; the read routes' answer cache also protein groups): their writes leave the data version
+# alone.  The alerts' checks write a cursor every 30 s and every sign-in writes a session; with
+# them, a cache would hardly ever be used.
 QUIET_TABLES = frozenset({"alerts", "alert_events", "alert_deliveries", "alert_attempts", "alert_cursors",
-                          "sessions", "tokens", "stages", "files", "chromatograms", "protein_groups", "psms"})
+                          "sessions", "tokens", "stages", "files", "chromatograms", "psms"})
 _TARGET = re.compile(r"\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+([A-Za-z_]\w*)", re.IGNORECASE)
 
 

@@ -185,6 +185,18 @@ class ProteinQueries(QcValueQueries):
             [_int_list(run_ids)],
         )
 
+    def selected_run_names(self, pipeline_id: int, data_range: int | None) -> list[tuple[int, str]]:
+        """(id, name) of ``selected_runs``' runs, in its order: what the protein routes need, without
+        a whole row a run (at 10,000 runs 10,000 dicts, whose freed small blocks Python keeps)."""
+        limit = "" if data_range is None else f"LIMIT {min(max(int(data_range), 0), 2**62)}"
+        rows = self.con.execute(
+            "SELECT id, name FROM (SELECT id, name, acquired_at, created_at FROM runs WHERE pipeline_id = ?"
+            f" AND superseded_by IS NULL ORDER BY coalesce(acquired_at, created_at) DESC, id DESC {limit})"
+            " ORDER BY coalesce(acquired_at, created_at), id",
+            [pipeline_id],
+        ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
     def protein_names_json(self, run_ids: Sequence[int], remove_con: bool, remove_rev: bool) -> bytes:
         """The ``/api/protein-names`` answer as JSON, assembled by one DuckDB query."""
         if not run_ids:
