@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import gzip
 import json
 import math
-from typing import Any, Protocol
+import os
+import zlib
+from typing import Any, BinaryIO, Protocol
 
 from aiohttp import web
 
@@ -47,13 +48,13 @@ def json_bytes_response(body: bytes, status: int = 200) -> web.Response:
 
 
 class CompressibleAnswer(Protocol):
-    """A read route's JSON bytes, plain or gzip-compressed (``service.reads.Answer``)."""
+    """A read route's answer: JSON bytes, or an open gzip file of them (``service.reads.Answer``)."""
 
     @property
     def body(self) -> bytes: ...
 
     @property
-    def gzipped(self) -> bool: ...
+    def gzip_file(self) -> BinaryIO | None: ...
 
 
 def accepts_gzip(request: web.Request) -> bool:
@@ -81,19 +82,17 @@ STREAM_CHUNK = 256 * 1024
 
 
 async def answer_response(request: web.Request, answer: CompressibleAnswer) -> web.StreamResponse:
-    """A read route's answer: a compressed one goes out as it is to a client that accepts gzip,
-    and is decompressed (off the event loop) for one that does not.  A large answer is written a
-    chunk at a time, each waiting until the socket has taken the one before: handed over whole,
-    asyncio's transport copies what the socket did not take at once into its buffer and moves the
-    rest to the front after every send (at 38 MB, tens of ms on the loop in steps that small
-    requests wait behind)."""
+    """A read route's answer.  A cached one (a gzip file) goes out as it is to a client that
+    accepts gzip, and decompressed for one that does not, a chunk at a time either way, read and
+    decompressed off the event loop.  A large computed one is written a chunk at a time too, each
+    waiting until the socket has taken the one before: handed over whole, asyncio's transport
+    copies what the socket did not take at once into its buffer and moves the rest to the front
+    after every send (at 38 MB, tens of ms on the loop in steps that small requests wait behind)."""
     headers = {"Vary": "Accept-Encoding"}
+    if answer.gzip_file is not None:
+        with answer.gzip_file as fh:
+            return await _send_file(request, fh, headers)
     body = answer.body
-    if answer.gzipped:
-        if accepts_gzip(request):
-            headers["Content-Encoding"] = "gzip"
-        else:
-            body = await asyncio.to_thread(gzip.decompress, body)
     if len(body) <= STREAM_CHUNK:
         return web.Response(body=body, headers=headers, content_type="application/json", charset="utf-8")
     resp = web.StreamResponse(headers=headers)
@@ -103,5 +102,34 @@ async def answer_response(request: web.Request, answer: CompressibleAnswer) -> w
     view = memoryview(body)
     for at in range(0, len(body), STREAM_CHUNK):
         await resp.write(view[at:at + STREAM_CHUNK])
+    await resp.write_eof()
+    return resp
+
+
+async def _send_file(request: web.Request, fh: BinaryIO, headers: dict[str, str]) -> web.StreamResponse:
+    """The gzip file ``fh`` as it is (``Content-Encoding: gzip``) or decompressed (sent chunked: its
+    length is known only once decompressed), a chunk at a time, read off the event loop."""
+    loop = asyncio.get_running_loop()
+    resp = web.StreamResponse(headers=headers)
+    resp.content_type, resp.charset = "application/json", "utf-8"
+    gzipped = accepts_gzip(request)
+    inflate = zlib.decompressobj(wbits=31)
+
+    def step() -> tuple[bytes, bool]:
+        """The next piece to send, and whether the file has ended."""
+        raw = fh.read(STREAM_CHUNK)
+        if gzipped:
+            return raw, not raw
+        return (inflate.decompress(raw), False) if raw else (inflate.flush(), True)
+
+    if gzipped:
+        resp.headers["Content-Encoding"] = "gzip"
+        resp.content_length = os.fstat(fh.fileno()).st_size
+    await resp.prepare(request)
+    done = False
+    while not done:
+        chunk, done = await loop.run_in_executor(None, step)
+        if chunk:
+            await resp.write(chunk)
     await resp.write_eof()
     return resp

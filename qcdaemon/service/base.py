@@ -8,7 +8,7 @@ from typing import Protocol, TypeVar
 
 from qcdaemon.config import Config
 from qcdaemon.errors import Forbidden, NotFound
-from qcdaemon.service.chartcache import ANSWER_MAX_BYTES, AnswerCache
+from qcdaemon.service.answercache import AnswerCache
 from qcdaemon.service.quality import QualityService
 from qcdaemon.store import AsyncStore, Store
 from qcdaemon.store.rows import PipelineRow, UserRow
@@ -41,7 +41,8 @@ class ServiceBase:
         self.engine: EngineControl | None = None  # set by the daemon when the engine runs (wake, cancel)
         self.quality = QualityService(store)  # QC verdicts, charts, guide sets, rules (qcdaemon.service.quality)
         # the read routes' answers until the store's next write, compressed on a thread of their own
-        self.answers = AnswerCache(ANSWER_MAX_BYTES)
+        # (files under the data directory: one process at a time has it, as it has the store)
+        self.answers = AnswerCache(cfg.data_dir / "cache" / "answers")
         self._answer_pool = ThreadPoolExecutor(1, thread_name_prefix="qcd-answers")
 
     async def visible_pipeline(self, user: UserRow, project: str, pipeline: str) -> PipelineRow:

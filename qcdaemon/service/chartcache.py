@@ -1,4 +1,4 @@
-"""Bounded caches of answers (control charts; the read routes' JSON), dropped by any write to the store.
+"""A bounded cache of control-chart answers, dropped by any write to the store.
 
 A chart's answer (``QualityService.chart``) is a pure function of what is stored: the pipeline's
 runs, their values and verdicts, guide sets, annotations, exclusions, rules and settings.  Every
@@ -13,15 +13,11 @@ decoded dicts would take about 4 times the JSON's size, 12 MB for one chart of 1
 every hit decodes a fresh copy that the caller may change freely.  Least recently used answers go
 first once ``max_bytes`` is reached; an answer larger than a quarter of it is not kept.
 
-The read routes' answers (``AnswerCache``) follow the same rule: each is a pure function of the
-pipeline's runs, values, verdicts and protein groups (so ``protein_groups`` is no quiet table).
-Dashboards ask the same questions again and again between two runs; a hit skips the query and the
-serialisation (at 10,000 runs 250 ms for ``/api/qc-data``, over a second for protein groups).
+The read routes' answers follow the same rule (``service/answercache.py``).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import threading
 import zlib
@@ -32,9 +28,6 @@ from typing import Any
 from qcdaemon.store import Store
 
 MAX_BYTES = 4 * 1024 * 1024  # compressed: ~100 charts of 1,000 runs, ~10 of 10,000
-#: the read routes' answers, compressed: at 10,000 runs /api/qc-data is 0.3-2 MB, protein groups of
-#: ten proteins 14 MB (of 38 MB JSON)
-ANSWER_MAX_BYTES = 32 * 1024 * 1024
 
 
 def _default(value: Any) -> Any:
@@ -115,15 +108,3 @@ class ChartCache(BlobCache):
         self.put(key, version, value)
         return value
 
-
-class AnswerCache(BlobCache):
-    """The read routes' answers (``/api/qc-data``, ``/api/protein-names``, ``/api/protein-groups``),
-    already JSON bytes, kept gzip-compressed (level 1): a hit is sent as it is to a client that
-    accepts gzip (browsers, the original's ``requests`` client) and decompressed for one that does
-    not.  Compressing runs after the answer has gone (``remember``, on a thread of its own), so a
-    miss costs no more than without the cache.  An answer of up to half the bound is kept."""
-
-    largest_share = 2
-
-    def remember(self, key: Hashable, version: int, body: bytes) -> None:
-        self.put_blob(key, version, gzip.compress(body, compresslevel=1, mtime=0))

@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from qcdaemon import __version__
 from qcdaemon.core.runkeys import run_id_of
@@ -20,10 +20,10 @@ from qcdaemon.store.rows import PipelineRow, QcValue, RunRow, UserRow
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A read route's answer as JSON bytes: as computed, or gzip-compressed from the answer cache."""
+    """A read route's answer: JSON bytes as computed, or the answer cache's gzip file (open)."""
 
-    body: bytes
-    gzipped: bool = False
+    body: bytes = b""
+    gzip_file: BinaryIO | None = None
 
 
 class Reads(ServiceBase):
@@ -32,12 +32,12 @@ class Reads(ServiceBase):
     async def _answer(self, key: list[Any], compute: Callable[[], Awaitable[bytes]]) -> Answer:
         """The cached answer to ``key`` while the store has not been written to since it was
         computed, else ``compute()``'s, kept (compressed after it is returned, off the loop and off
-        the store's threads).  The version is read before computing (service/chartcache.py)."""
+        the store's threads).  The version is read before computing (service/answercache.py)."""
         version = self.store.data_version
         ref = json.dumps(key, default=str)  # the request's parameters, whatever JSON they were
-        blob = self.answers.get_blob(ref, version)
-        if blob is not None:
-            return Answer(blob, gzipped=True)
+        kept = await asyncio.to_thread(self.answers.open, ref, version)
+        if kept is not None:
+            return Answer(gzip_file=kept)
         body = await compute()
         asyncio.get_running_loop().run_in_executor(self._answer_pool, self.answers.remember, ref, version, body)
         return Answer(body)
