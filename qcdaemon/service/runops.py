@@ -10,7 +10,7 @@ from typing import Any
 
 from qcdaemon.core.paths import DataPaths
 from qcdaemon.core.runkeys import run_id_of
-from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound
+from qcdaemon.errors import BadRequest, Conflict, Forbidden, NotFound, QcdaemonError
 from qcdaemon.qc import qcdata
 from qcdaemon.search.sagepy_api import unavailable_reason
 from qcdaemon.service.base import ServiceBase
@@ -50,30 +50,43 @@ class RunChanges(ServiceBase):
 
     async def select_runs(self, user: UserRow, p: PipelineRow, *, run_keys: Sequence[str] | None,
                           raw_file_ids: Sequence[Any] | None, raw_files: Sequence[str] | None) -> list[RunRow]:
-        runs = await self.store.call(Store.runs_of, p["id"])
-        by_id = {r["id"]: r for r in runs}
+        """The selected runs, read by id (not every run of the pipeline: at 10,000 runs that held
+        the GIL ~90 ms a flag); the first key, id or name in the given order that names no run of
+        the pipeline is the error, as before."""
         chosen: list[RunRow] = []
-        if run_keys is not None:
-            for key in run_keys:
-                rid = run_id_of(str(key).strip())
-                if rid is None or rid not in by_id:
-                    raise NotFound(f"run key {key!r} does not exist in this pipeline")
-                chosen.append(by_id[rid])
-        elif raw_file_ids is not None:
-            for rid in raw_file_ids:
+        if run_keys is not None or raw_file_ids is not None:
+            wanted: list[tuple[Any, int | None, QcdaemonError | None]] = []
+            for key in (run_keys if run_keys is not None else raw_file_ids or []):
+                if run_keys is not None:
+                    rid = run_id_of(str(key).strip())
+                    miss = NotFound(f"run key {key!r} does not exist in this pipeline")
+                    wanted.append((key, rid, None if rid is not None else miss))
+                    continue
                 try:
-                    n = int(str(rid).strip())
+                    n = int(str(key).strip())
                 except ValueError:
-                    raise BadRequest(f"raw_file_ids: {rid!r} is not an integer") from None
-                if n not in by_id:
-                    raise NotFound(f"raw file id {n} does not exist in this pipeline")
-                chosen.append(by_id[n])
+                    wanted.append((key, None, BadRequest(f"raw_file_ids: {key!r} is not an integer")))
+                    continue
+                wanted.append((key, n, None))
+            by_id = {r["id"]: r for r in await self.store.light(
+                Store.runs_by_ids, p["id"], [rid for _, rid, _ in wanted if rid is not None])}
+            for key, rid, error in wanted:
+                if error is not None:
+                    raise error
+                if rid not in by_id:
+                    raise NotFound(f"run key {key!r} does not exist in this pipeline" if run_keys is not None
+                                   else f"raw file id {rid} does not exist in this pipeline")
+                chosen.append(by_id[rid])
         elif raw_files is not None:
+            names = await self.store.light(Store.run_names_of, p["id"])
+            ids: list[int] = []
             for name in raw_files:
-                hits = [r for r in runs if qcdata.stem(r["name"]) == qcdata.stem(str(name).strip())]
+                hits = [rid for rid, n in names if qcdata.stem(n) == qcdata.stem(str(name).strip())]
                 if not hits:
                     raise NotFound(f"raw file {name!r} does not exist in this pipeline")
-                chosen.extend(hits)
+                ids.extend(hits)
+            by_id = {r["id"]: r for r in await self.store.light(Store.runs_by_ids, p["id"], ids)}
+            chosen = [by_id[rid] for rid in ids if rid in by_id]
         else:
             raise BadRequest("one of run_keys, raw_file_ids or raw_files is required")
         if not chosen:

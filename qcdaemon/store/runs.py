@@ -82,6 +82,23 @@ class RunQueries(QueueQueries, LedgerQueries):
             [pipeline_id],
         )
 
+    def runs_by_ids(self, pipeline_id: int, ids: Sequence[int]) -> list[RunRow]:
+        """``runs_of``' rows of just these runs (ids that cannot be a run's are no match)."""
+        wanted = [i for i in ids if 0 < i < 2**63]
+        if not wanted:
+            return []
+        return self.rows(
+            "SELECT r.*, 'rf' || r.id AS run_key, u.email AS owner_email FROM runs r"
+            " LEFT JOIN users u ON u.id = r.owner_id WHERE r.pipeline_id = ? AND r.id IN (SELECT unnest(?::BIGINT[]))"
+            " ORDER BY r.id",
+            [pipeline_id, wanted],
+        )
+
+    def run_names_of(self, pipeline_id: int) -> list[tuple[int, str]]:
+        """(id, name) of every run of the pipeline (``runs_of`` without the rest of each row)."""
+        rows = self.con.execute("SELECT id, name FROM runs WHERE pipeline_id = ? ORDER BY id", [pipeline_id]).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
     def delete_run(self, run_id: int) -> None:
         """Remove a run and everything recorded for it (its files on disk are the caller's)."""
         with self.transaction():
