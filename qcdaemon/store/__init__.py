@@ -9,11 +9,19 @@ that sees every committed change), so a heavy read never makes the engine's writ
 of its own that no heavy read ever takes, so such a request answers while heavy reads and writes
 run.  A call names the method itself, ``await astore.call(Store.run, run_id)``,
 so the arguments and the result are type-checked like a direct call.
+
+Group commit: the ingest writes (``GROUPED``) that wait for the writer together run in one
+transaction, one commit for all of them (``_Group``).  Each caller gets its result once that
+commit is done (durable when its call returns, as alone).  When any of them fails, the whole
+transaction is rolled back and each call runs again alone, so a caller sees its own result or
+error only, exactly as if the calls had run one by one (DuckDB has no savepoints to undo one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import copy
 import functools
 import queue
@@ -24,16 +32,30 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import duckdb
+import structlog
+
 from qcdaemon.config import StoreConfig
 from qcdaemon.store import memory
 from qcdaemon.store.database import Store
 
 __all__ = ["AsyncStore", "Store"]
 
+log = structlog.get_logger("qcdaemon.store")
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
 READERS = 2  # heavy reads at once; DuckDB parallelises each query over its own threads
+
+#: The writes that may share a transaction with the others waiting when they reach the writer: each
+#: is one transaction of database writes with no effect outside the database that a rollback would
+#: leave behind (the in-memory copies they keep are checked against the database: store/runs.py,
+#: store/proteins.py).
+GROUPED: frozenset[Callable[..., Any]] = frozenset({
+    Store.create_run, Store.put_qc_values, Store.put_maxquant, Store.put_protein_groups, Store.finish_stage,
+})
+GROUP_MAX = 16  # calls in one transaction at most
 
 
 class AsyncStore:
@@ -61,12 +83,20 @@ class AsyncStore:
         self._limit = (cfg or StoreConfig()).memory_limit
         self._reading = 0  # reads in flight (counted on the event loop)
         self._idle: asyncio.TimerHandle | None = None  # drops DuckDB's cache once reads stop
+        self._group = _Group(self._store)
         self.path = path
 
     async def call(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(store, *args, **kwargs)`` on the writer thread (one method, or several steps in one hop)."""
+        """Run ``fn(store, *args, **kwargs)`` on the writer thread (one method, or several steps in one
+        hop); one of ``GROUPED`` shares the transaction of those waiting with it."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, self._store, *args, **kwargs))
+        job = functools.partial(fn, self._store, *args, **kwargs)
+        if fn not in GROUPED:
+            return await loop.run_in_executor(self._pool, job)
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._group.waiting.append((job, fut))
+        self._pool.submit(self._group.drain)  # runs every write waiting then (a later drain may find none)
+        return await asyncio.wrap_future(fut)
 
     async def light(self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the small read-only ``fn(store, *args, **kwargs)`` on the light reader (its own thread
@@ -160,6 +190,64 @@ class AsyncStore:
         self._trim_pool.shutdown(wait=True)
         self._pool.submit(_close, self._store, [*self._readers, self._light_view]).result()
         self._pool.shutdown(wait=True)
+
+
+class _Group:
+    """The grouped writes waiting for the writer thread, run by ``drain`` on it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.waiting: collections.deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
+            collections.deque())
+        self.shared = 0  # calls committed in a transaction with others (for tests and the curious)
+
+    def drain(self) -> None:
+        calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = []
+        while self.waiting and len(calls) < GROUP_MAX:
+            job, fut = self.waiting.popleft()
+            if fut.set_running_or_notify_cancel():  # not cancelled by its caller while it waited
+                calls.append((job, fut))
+        if len(calls) == 1:
+            _settle(*calls[0])
+        elif calls:
+            self._together(calls)
+
+    def _together(self, calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]) -> None:
+        try:
+            with self.store.transaction():  # each call's own transaction joins this one
+                results = [job() for job, _ in calls]
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # the thread is going down: no call is left waiting
+                for _, fut in calls:
+                    fut.set_exception(exc)
+                raise
+            _rollback(self.store)
+            log.debug("store_group_rerun", calls=len(calls), error=repr(exc))  # each caller gets its own answer
+            for job, fut in calls:  # none of it is in the database: each again, alone
+                _settle(job, fut)
+            return
+        self.shared += len(calls)
+        for (_, fut), result in zip(calls, results, strict=True):
+            fut.set_result(result)
+
+
+def _settle(job: Callable[[], Any], fut: concurrent.futures.Future[Any]) -> None:
+    try:
+        result = job()
+    except BaseException as exc:
+        fut.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        fut.set_result(result)
+
+
+def _rollback(store: Store) -> None:
+    """After a failed COMMIT the transaction may still be open (aborted): closed, whatever its state."""
+    try:
+        store.con.execute("ROLLBACK")
+    except duckdb.TransactionException:  # no transaction open: the usual case (Tx rolled it back)
+        pass
 
 
 def _reader_views(store: Store, n: int) -> list[Store]:

@@ -75,6 +75,23 @@ class StoreBase:
         if _changes_answers(sql):
             self.data_version.bump()  # after the statement: committed unless inside a transaction
 
+    def write_rows(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """A write with a RETURNING clause: as ``execute``, and the returned rows as dicts (the
+        write and the read of what it wrote in one statement)."""
+        cur = self.con.execute(sql, list(params))
+        names = [d[0] for d in cur.description or ()]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        if _changes_answers(sql):
+            self.data_version.bump()
+        return rows
+
+    def write_tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """As ``write_rows``, the returned rows as tuples."""
+        rows = self.con.execute(sql, list(params)).fetchall()
+        if _changes_answers(sql):
+            self.data_version.bump()
+        return rows
+
     def insert_arrow(self, table: str, batch: pa.Table) -> None:
         """One INSERT of a whole Arrow batch (columns in the table's order), not row by row.  The
         batch is found by DuckDB's replacement scan of this frame's local variable (no view is

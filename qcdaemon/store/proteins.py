@@ -77,10 +77,12 @@ def _int_list(ids: Sequence[int]) -> list[int]:
 
 @dataclasses.dataclass
 class _KnownProteins:
-    """The protein dictionary as the writer last saw it: (IDs, headers) -> id, and the largest id."""
+    """The protein dictionary as the writer last saw it: (IDs, headers) -> id, the largest id, and
+    the transaction that added pairs not yet seen committed."""
 
     ids: dict[tuple[str, str | None], int]
     top: int
+    unsure_tx: int | None = None  # the transaction that added pairs to this copy, until one after it ran
 
 
 class ProteinQueries(QcValueQueries):
@@ -148,9 +150,9 @@ class ProteinQueries(QcValueQueries):
 
     def _protein_ids(self, batch: pa.Table) -> pa.Array:
         """Each row's id in ``proteins`` by (majority IDs, headers), new pairs added in the caller's
-        transaction.  The pairs known so far are kept in memory (one writer adds them) and checked
-        against the table's row count and largest id before use: a rolled-back batch's pairs are
-        gone from the table (and ids are never reused), so a stale copy is read again."""
+        transaction.  The pairs known so far are kept in memory (one writer adds them); pairs this
+        copy added are checked against the table once a later transaction runs (they are gone if
+        theirs rolled back, and ids are never reused): a stale copy is read again."""
         keys = list(zip(batch["majority_ids"].to_pylist(), batch["fasta_headers"].to_pylist(), strict=True))
         known = self._known_proteins()
         new = [k for k in dict.fromkeys(keys) if k not in known.ids]
@@ -158,21 +160,30 @@ class ProteinQueries(QcValueQueries):
             added = self.con.execute(
                 "INSERT INTO proteins SELECT nextval('seq_proteins'), m, f, m LIKE " + _CON + ", m LIKE " + _REV +
                 " FROM (SELECT unnest(?::VARCHAR[]) AS m, unnest(?::VARCHAR[]) AS f)"
-                " RETURNING pid, majority_ids, fasta_headers",
+                " RETURNING pid, majority_ids, fasta_headers, txid_current()",
                 [[k[0] for k in new], [k[1] for k in new]],
             ).fetchall()
-            for pid, ids, headers in added:
+            for pid, ids, headers, tx in added:
                 known.ids[(ids, headers)] = int(pid)
                 known.top = max(known.top, int(pid))
+                known.unsure_tx = int(tx)
         return pa.array([known.ids[k] for k in keys], pa.int32())
 
     def _known_proteins(self) -> _KnownProteins:
-        count, top = self.con.execute("SELECT count(*), coalesce(max(pid), 0) FROM proteins").fetchall()[0]
+        """The writer's copy of the dictionary, read once; checked against the table's row count and
+        largest id (one statement) only while it holds pairs of a transaction not known to have
+        committed (every call once a batch added pairs; none in the steady state of known proteins)."""
         known: _KnownProteins | None = self.__dict__.get("_proteins_known")
+        if known is not None and known.unsure_tx is None:
+            return known
+        tx, count, top = self.con.execute(
+            "SELECT txid_current(), count(*), coalesce(max(pid), 0) FROM proteins").fetchall()[0]
         if known is None or len(known.ids) != count or known.top != top:
             known = _KnownProteins({(r[1], r[2]): int(r[0]) for r in self.con.execute(
                 "SELECT pid, majority_ids, fasta_headers FROM proteins").fetchall()}, int(top))
             self.__dict__["_proteins_known"] = known
+        elif tx != known.unsure_tx:  # a later transaction sees every pair this copy added: they committed
+            known.unsure_tx = None
         return known
 
     def protein_names(

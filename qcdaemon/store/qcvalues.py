@@ -65,25 +65,23 @@ class QcValueQueries(StoreBase):
             self._replace_qc_values(run_id, source, values)
 
     def _replace_qc_values(self, run_id: int, source: str, values: dict[str, Any]) -> None:
-        """The source's values as one Arrow batch, then the run's merged cells.  A run's first
-        source needs no read: no cell means no value of any source (a run whose cells are gone has
-        no values left to delete)."""
+        """The run's values are taken out in one statement (a DELETE that returns them), the other
+        sources' put back with this source's in one Arrow batch, then the run's merged cells.  A run's
+        first source deletes no cells: no value means no cell (cells are derived from values)."""
         names = list(values)
         texts = [json.dumps(v, default=json_default, allow_nan=False) for v in values.values()]
-        n = len(names)
-        had_cells = self.scalar("DELETE FROM qc_cells WHERE run_id = ?", [run_id])
-        if had_cells:
-            self.execute("DELETE FROM qc_values WHERE run_id = ? AND source = ?", [run_id, source])
-        if n:
-            self.insert_arrow("qc_values", pa.table({
-                "run_id": pa.array([run_id] * n, pa.int32()), "source": pa.array([source] * n, pa.string()),
-                "ord": pa.array(range(n), pa.int32()), "name": pa.array(names, pa.string()),
-                "value": pa.array(texts, pa.string()),
-            }))
+        old = self.write_tuples("DELETE FROM qc_values WHERE run_id = ? RETURNING source, name, value, ord", [run_id])
+        if old:
+            self.execute("DELETE FROM qc_cells WHERE run_id = ?", [run_id])
         rows = [(source, name, text, i) for i, (name, text) in enumerate(zip(names, texts, strict=True))]
-        if had_cells:
-            rows += self.con.execute("SELECT source, name, value, ord FROM qc_values WHERE run_id = ? AND source <> ?",
-                                     [run_id, source]).fetchall()
+        rows += [r for r in old if r[0] != source]
+        if rows:
+            self.insert_arrow("qc_values", pa.table({
+                "run_id": pa.array([run_id] * len(rows), pa.int32()),
+                "source": pa.array([r[0] for r in rows], pa.string()),
+                "ord": pa.array([r[3] for r in rows], pa.int32()), "name": pa.array([r[1] for r in rows], pa.string()),
+                "value": pa.array([r[2] for r in rows], pa.string()),
+            }))
         cells = merge_cells(rows)
         if cells:
             self.insert_arrow("qc_cells", pa.table({
