@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import gc
 import json
 import os
 import secrets
@@ -161,6 +162,7 @@ class Daemon:
         await stack.enter_async_context(_notifying())
         log.info("serving", url=url_of(cfg.server), admin=self.admin_url, data_dir=str(cfg.data_dir),
                  version=__version__)
+        _freeze_startup_objects()
         self.ready.set()
 
     def _scheduler(self, svc: QcService, watcher: FolderWatcher) -> AsyncIOScheduler:
@@ -181,6 +183,16 @@ class Daemon:
             "stopping": self.stop_event.is_set(),
             **({"hub_sources": self.hub.status} if self.hub else {}),
         }
+
+
+def _freeze_startup_objects() -> None:
+    """What start-up made (modules, classes, the app, the engine) out of the cyclic garbage
+    collector's full collections (``gc.freeze``), after one collection of what it left unreachable.
+    A full collection otherwise walks all of it, holding the GIL: measured with bench/bench.py at
+    10,000 runs, 10 full collections of 90-118 ms each during the heavy requests, and a small
+    request waiting behind one took 100-220 ms."""
+    gc.collect()
+    gc.freeze()
 
 
 # -- the components that are not context managers themselves ----------------------------------
