@@ -122,6 +122,8 @@ class Daemon:
                 log.info("stopping", forced=self.force_event.is_set())
         except Exception as exc:
             return exit_code(exc)
+        finally:
+            gc.unfreeze()  # a daemon run in a process that goes on (tests, the Windows service) leaves nothing frozen
         log.info("stopped")
         return EXIT_OK
 
