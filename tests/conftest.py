@@ -14,6 +14,7 @@ Nothing of qcdaemon's own code is mocked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -23,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,35 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
 SMALL2_RAW = TEST_DATA / "raw" / "small2.RAW"
 MAXQUANT_EXAMPLE0 = TEST_DATA / "maxquant" / "tmt11" / "example-0"
+
+# -- a bare store with one pipeline, and the writer thread held --------------------------------
+
+
+def lab_pipeline(store: Store) -> int:
+    """A user, a project and one pipeline in an empty store: the pipeline's id."""
+    uid = store.create_user("lab@example.org", None, True)
+    pid = store.create_project("Lab", "lab", "", uid)
+    return int(store.create_pipeline(pid, "QC", "qc", "/tmp/qc", rawtools_args="")["id"])
+
+
+@contextlib.asynccontextmanager
+async def writer_held(astore: AsyncStore) -> AsyncIterator[asyncio.Future[Any]]:
+    """The store's writer thread busy in a call that waits until the block ends (no timing: what
+    the block issues queues up behind it for certain); yields that call's future."""
+    release, busy = threading.Event(), threading.Event()
+
+    def hold(_store: Store) -> None:
+        busy.set()
+        release.wait(30)
+
+    holder = asyncio.ensure_future(astore.call(hold))
+    try:
+        await asyncio.to_thread(busy.wait, 30)
+        yield holder
+    finally:
+        release.set()
+        await holder
+
 
 # -- the people and places of the seeded world ---------------------------------------------------
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import threading
 from typing import Any
 
 import pytest
-from conftest import DEMO_PIPELINE, DEMO_PROJECT, DEMO_USER, Api, World
+from conftest import DEMO_PIPELINE, DEMO_PROJECT, DEMO_USER, Api, World, writer_held
 from multidict import CIMultiDict
 
 from qcdaemon.server.jsonout import accepts_gzip
@@ -96,16 +95,10 @@ async def test_small_requests_answer_while_the_writer_is_held(api: Api, world: W
     """Signing in by token and listing projects use the light lane: they answer while a long write
     holds the writer thread (here: a call that waits until the test lets it go)."""
     await world.token(DEMO_USER)  # the test's own token set-up is a write: before the writer is held
-    release = threading.Event()
-    held = asyncio.ensure_future(world.store.call(lambda _s: release.wait(30)))
-    try:
-        await asyncio.sleep(0.05)
+    async with writer_held(world.store) as held:
         projects = await asyncio.wait_for(api.ok("/api/projects", {}), 20)
         assert DEMO_PROJECT in {p["slug"] for p in projects}
         assert not held.done()  # answered while the writer was still held
-    finally:
-        release.set()
-        await held
 
 
 @pytest.mark.parametrize("header, ok", [

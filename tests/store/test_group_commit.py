@@ -6,38 +6,23 @@ the writes queue up behind it for certain (no timing)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from conftest import lab_pipeline, writer_held
 
 from qcdaemon.errors import NotFound
 from qcdaemon.store import GROUP_MAX, AsyncStore, Store
 
 
-def _setup(store: Store) -> int:
-    uid = store.create_user("lab@example.org", None, True)
-    pid = store.create_project("Lab", "lab", "", uid)
-    return int(store.create_pipeline(pid, "QC", "qc", "/tmp/qc", rawtools_args="")["id"])
-
-
 async def _held(astore: AsyncStore, *calls: Any) -> list[Any]:
     """``calls`` (coroutine factories) issued while the writer thread is busy, then released: they
     reach the writer together.  Results and exceptions in call order."""
-    release, busy = threading.Event(), threading.Event()
-
-    def hold(_store: Store) -> None:
-        busy.set()
-        release.wait(30)
-
-    holder = asyncio.ensure_future(astore.call(hold))
-    await asyncio.to_thread(busy.wait, 30)
-    tasks = [asyncio.ensure_future(c()) for c in calls]
-    await asyncio.sleep(0)  # every call queued behind the holder
-    release.set()
-    await holder
+    async with writer_held(astore):
+        tasks = [asyncio.ensure_future(c()) for c in calls]
+        await asyncio.sleep(0)  # every call queued behind the holder
     return await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -49,7 +34,7 @@ async def astore(tmp_path: Path) -> Any:
 
 
 async def test_waiting_writes_share_one_transaction_and_each_gets_its_result(astore: AsyncStore) -> None:
-    pl = await astore.call(_setup)
+    pl = await astore.call(lab_pipeline)
     names = [f"r{i}.raw" for i in range(5)]
     runs = await _held(astore, *[lambda n=n: astore.call(Store.create_run, pl, n, source="watch", owner_id=None,
                                                         stages=["native"]) for n in names])
@@ -67,7 +52,7 @@ async def test_waiting_writes_share_one_transaction_and_each_gets_its_result(ast
 async def test_a_failing_write_in_a_group_fails_alone_and_the_others_are_kept(astore: AsyncStore) -> None:
     """The group is rolled back and each call runs again by itself: the missing pipeline's
     NotFound and the duplicate file's constraint error go to their own callers only."""
-    pl = await astore.call(_setup)
+    pl = await astore.call(lab_pipeline)
     key = {"watch_path": "/w", "path": "/w/a.raw", "size": 1, "mtime_ns": 1, "sha256": "x"}
     first = await astore.call(Store.create_run, pl, "a.raw", source="watch", owner_id=None, ledger=key)
     out = await _held(
@@ -89,21 +74,12 @@ async def test_a_failing_write_in_a_group_fails_alone_and_the_others_are_kept(as
 
 
 async def test_a_write_cancelled_while_it_waits_is_not_run(astore: AsyncStore) -> None:
-    pl = await astore.call(_setup)
-    release, busy = threading.Event(), threading.Event()
-
-    def hold(_store: Store) -> None:
-        busy.set()
-        release.wait(30)
-
-    holder = asyncio.ensure_future(astore.call(hold))
-    await asyncio.to_thread(busy.wait, 30)
-    kept = asyncio.ensure_future(astore.call(Store.create_run, pl, "kept.raw", source="watch", owner_id=None))
-    gone = asyncio.ensure_future(astore.call(Store.create_run, pl, "gone.raw", source="watch", owner_id=None))
-    await asyncio.sleep(0)
-    gone.cancel()
-    release.set()
-    await holder
+    pl = await astore.call(lab_pipeline)
+    async with writer_held(astore):
+        kept = asyncio.ensure_future(astore.call(Store.create_run, pl, "kept.raw", source="watch", owner_id=None))
+        gone = asyncio.ensure_future(astore.call(Store.create_run, pl, "gone.raw", source="watch", owner_id=None))
+        await asyncio.sleep(0)
+        gone.cancel()
     assert (await kept)["name"] == "kept.raw"
     with pytest.raises(asyncio.CancelledError):
         await gone
@@ -111,7 +87,7 @@ async def test_a_write_cancelled_while_it_waits_is_not_run(astore: AsyncStore) -
 
 
 async def test_more_writes_than_a_group_holds_all_commit(astore: AsyncStore) -> None:
-    pl = await astore.call(_setup)
+    pl = await astore.call(lab_pipeline)
     n = GROUP_MAX + 3
     runs = await _held(astore, *[lambda i=i: astore.call(Store.create_run, pl, f"r{i}.raw", source="watch",
                                                         owner_id=None) for i in range(n)])

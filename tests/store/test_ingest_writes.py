@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from conftest import lab_pipeline
 
 from qcdaemon.errors import NotFound
 from qcdaemon.store import Store
@@ -20,9 +21,7 @@ from qcdaemon.tools.maxquant_parse import ProteinGroup
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store(tmp_path / "data" / "qcdaemon.duckdb")
-    uid = s.create_user("lab@example.org", None, True)
-    pid = s.create_project("Lab", "lab", "", uid)
-    s.create_pipeline(pid, "QC", "qc", "/tmp/qc", rawtools_args="")
+    lab_pipeline(s)
     return s
 
 

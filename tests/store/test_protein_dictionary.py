@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import REPO
+from conftest import REPO, lab_pipeline
 
 from qcdaemon.store import Store
 from qcdaemon.store.schema import MIGRATIONS
@@ -30,9 +30,7 @@ def group(ids: str, headers: str | None, score: float, *, con: bool = False) -> 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store(tmp_path / "data" / "qcdaemon.duckdb")
-    uid = s.create_user("lab@example.org", None, True)
-    pid = s.create_project("Lab", "lab", "", uid)
-    s.create_pipeline(pid, "QC", "qc", "/tmp/qc", rawtools_args="")
+    lab_pipeline(s)
     return s
 
 
