@@ -23,54 +23,38 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import threading
 import zlib
-from collections import OrderedDict
 from collections.abc import Hashable
 from pathlib import Path
 from typing import BinaryIO
+
+from qcdaemon.service.chartcache import VersionedLru
 
 MAX_BYTES = 64 * 1024 * 1024  # on disk, compressed: a few dozen answers of 10,000 runs
 _NAMES = itertools.count(1)
 
 
-class AnswerCache:
+class AnswerCache(VersionedLru[Path]):
     """LRU of ``key -> (data version, gzip file)``, at most ``max_bytes`` of files in ``folder``;
     an answer larger than half of it is not kept."""
 
     def __init__(self, folder: Path, max_bytes: int = MAX_BYTES) -> None:
+        super().__init__(max_bytes)
         self.folder = folder
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, tuple[int, Path, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
         self._doomed: list[Path] = []  # evicted files that could not be deleted yet (open on Windows)
-        self.hits = self.misses = 0
         shutil.rmtree(folder, ignore_errors=True)
-
-    @property
-    def size(self) -> int:
-        """Bytes of files held now (never above ``max_bytes``)."""
-        return self._bytes
 
     def open(self, key: Hashable, version: int) -> BinaryIO | None:
         """The kept answer's gzip file, open for reading, or None (no answer of this version, or
         its file went meanwhile).  Blocking: call it off the event loop."""
-        with self._lock:
-            item = self._items.get(key)
-            if item is None or item[0] != version:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            path = item[1]
-        try:
-            fh = open(path, "rb")  # noqa: SIM115 - the caller reads and closes it
-        except OSError:
-            with self._lock:
-                self.misses += 1
-            return None
-        with self._lock:
-            self.hits += 1
+        path = self._find(key, version)
+        fh = None
+        if path is not None:
+            try:
+                fh = open(path, "rb")  # noqa: SIM115 - the caller reads and closes it
+            except OSError:
+                pass
+        self._count(fh is not None)
         return fh
 
     def remember(self, key: Hashable, version: int, body: bytes) -> None:
@@ -91,18 +75,8 @@ class AnswerCache:
             self._delete([tmp])
             return
         os.replace(tmp, path)
-        gone: list[Path] = []
+        gone = self._keep(key, version, path, size)
         with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[2]
-                gone.append(old[1])
-            self._items[key] = (version, path, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, dropped, dropped_size) = self._items.popitem(last=False)
-                self._bytes -= dropped_size
-                gone.append(dropped)
             gone += self._doomed
             self._doomed = []
         self._delete(gone)

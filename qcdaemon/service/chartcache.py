@@ -23,11 +23,12 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from qcdaemon.store import Store
 
 MAX_BYTES = 4 * 1024 * 1024  # compressed: ~100 charts of 1,000 runs, ~10 of 10,000
+V = TypeVar("V")
 
 
 def _default(value: Any) -> Any:
@@ -38,49 +39,80 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-class BlobCache:
-    """LRU of ``key -> (data version, blob)``, at most ``max_bytes`` in all; a blob larger than
-    ``max_bytes // largest_share`` is not kept.  Thread-safe (readers run on several threads)."""
+class VersionedLru(Generic[V]):
+    """LRU of ``key -> (data version, item, size)``, at most ``max_bytes`` of sizes in all; an item
+    is found only at the version it was kept at.  Thread-safe (readers run on several threads).
+    The one place of the least-recently-used bookkeeping for :class:`BlobCache` (bytes in memory)
+    and ``service.answercache.AnswerCache`` (files on disk)."""
 
-    largest_share = 4
-
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[int, V, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
     @property
     def size(self) -> int:
-        """Bytes held now (never above ``max_bytes``)."""
+        """Sizes held now (never above ``max_bytes``)."""
         return self._bytes
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def get_blob(self, key: Hashable, version: int) -> bytes | None:
+    def _count(self, hit: bool) -> None:
+        with self._lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+
+    def _find(self, key: Hashable, version: int) -> V | None:
+        """The item kept for ``key`` at ``version`` (made the most recently used), else None (not
+        counted: the caller counts the hit or miss once it knows)."""
         with self._lock:
             item = self._items.get(key)
             if item is None or item[0] != version:
-                self.misses += 1
                 return None
             self._items.move_to_end(key)
-            self.hits += 1
             return item[1]
 
-    def put_blob(self, key: Hashable, version: int, blob: bytes) -> None:
+    def _keep(self, key: Hashable, version: int, item: V | None, size: int = 0) -> list[V]:
+        """``item`` of ``size`` kept for ``key`` at ``version`` (None: only what ``key`` held
+        dropped); returns the items this dropped, its old one and the least recently used ones."""
         with self._lock:
+            dropped = []
             old = self._items.pop(key, None)
             if old is not None:
-                self._bytes -= len(old[1])
-            if len(blob) > self.max_bytes // self.largest_share:
-                return
-            self._items[key] = (version, blob)
-            self._bytes += len(blob)
+                self._bytes -= old[2]
+                dropped.append(old[1])
+            if item is not None:
+                self._items[key] = (version, item, size)
+                self._bytes += size
             while self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= len(dropped)
+                _, (_, gone, gone_size) = self._items.popitem(last=False)
+                self._bytes -= gone_size
+                dropped.append(gone)
+            return dropped
+
+
+class BlobCache(VersionedLru[bytes]):
+    """Blobs (``key -> (data version, bytes)``), at most ``max_bytes`` in all; a blob larger than
+    ``max_bytes // largest_share`` is not kept."""
+
+    largest_share = 4
+
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        super().__init__(max_bytes)
+
+    def get_blob(self, key: Hashable, version: int) -> bytes | None:
+        blob = self._find(key, version)
+        self._count(blob is not None)
+        return blob
+
+    def put_blob(self, key: Hashable, version: int, blob: bytes) -> None:
+        small = len(blob) <= self.max_bytes // self.largest_share
+        self._keep(key, version, blob if small else None, len(blob))
 
 
 class ChartCache(BlobCache):
