@@ -77,7 +77,7 @@ class VersionedLru(Generic[V]):
             self._items.move_to_end(key)
             return item[1]
 
-    def _keep(self, key: Hashable, version: int, item: V | None, size: int = 0) -> list[V]:
+    def _keep(self, key: Hashable, version: int, item: V | None, size: int) -> list[V]:
         """``item`` of ``size`` kept for ``key`` at ``version`` (None: only what ``key`` held
         dropped); returns the items this dropped, its old one and the least recently used ones."""
         with self._lock:
